@@ -1,0 +1,84 @@
+"""The public queue API under ``/api/``, with the AWS Virtual Waiting Room names and fields."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, request
+
+from idp.errors import IdpError
+from idp.http import json_body, json_response, query, required, services
+from idp.queue.engine import PlaceState
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+PUBLIC_SHORT_CACHE = "public, max-age=1"
+
+
+class NotServedError(IdpError):
+    """Not an error so much as "not yet": 202, which CDNs do not cache."""
+
+    code = "not_served_yet"
+    status = 202
+    message = "This request id is not being served yet."
+
+
+class PositionExpiredError(IdpError):
+    code = "queue_position_expired"
+    status = 410
+    message = "The queue position has expired."
+
+
+class ExpiryDisabledError(IdpError):
+    code = "expiry_disabled"
+    status = 202
+    message = "Queue position expiry is not enabled for this event."
+
+
+@bp.post("/assign_queue_num")
+def assign_queue_num() -> Response:
+    """Join the queue; the place exists (with its position) when this answers."""
+    data = json_body()
+    event, entry = services().room.join(required(data, "event_id"), request.headers.get("Idempotency-Key"))
+    return json_response(
+        {
+            "api_request_id": entry.request_id,
+            "queue_number": entry.position,
+            "entry_time": entry.entry_time,
+            "event_id": event.event_id,
+        }
+    )
+
+
+@bp.get("/queue_num")
+def queue_num() -> Response:
+    event_id = query("event_id")
+    entry = services().room.place(event_id, query("request_id"))
+    return json_response(
+        {"queue_number": entry.position, "entry_time": entry.entry_time, "event_id": event_id, "status": 1}
+    )
+
+
+@bp.get("/serving_num")
+def serving_num() -> Response:
+    return json_response({"serving_counter": services().room.serving(query("event_id"))}, cache=PUBLIC_SHORT_CACHE)
+
+
+@bp.get("/waiting_num")
+def waiting_num() -> Response:
+    return json_response({"waiting_num": services().room.waiting(query("event_id"))}, cache=PUBLIC_SHORT_CACHE)
+
+
+@bp.get("/queue_pos_expiry")
+def queue_pos_expiry() -> Response:
+    event, status = services().room.status(query("event_id"), query("request_id"))
+    if status.state is PlaceState.WAITING:
+        raise NotServedError()
+    if status.state is PlaceState.EXPIRED:
+        raise PositionExpiredError()
+    if not event.enable_queue_position_expiry:
+        raise ExpiryDisabledError()
+    if status.state is PlaceState.CLAIMED:
+        # A claimed place keeps its token; report what is left of the window without going negative.
+        now = int(services().clock.now())
+        left = event.queue_position_expiry_period - (now - (status.admitted_at or now))
+        return json_response({"expires_in": max(0, left), "claimed": True})
+    return json_response({"expires_in": status.expires_in})

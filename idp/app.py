@@ -1,0 +1,189 @@
+"""The application factory: settings -> logging -> database -> queue store -> services -> blueprints -> errors."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import uuid
+from typing import Any
+
+from flask import Flask, Response, g, request
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from idp.clock import Clock, SystemClock
+from idp.config import Settings
+from idp.errors import IdpError, UnavailableError
+from idp.events import EventService
+from idp.logging import configure_logging, monotonic_ms
+from idp.queue.engine import QueueEngine, QueueStore
+from idp.storage.db import Database
+from idp.waiting_room import WaitingRoom
+
+log = logging.getLogger("idp.http")
+
+
+class Services:
+    """Everything a request needs, built once per process; views reach it through ``services()``."""
+
+    def __init__(self, settings: Settings, clock: Clock, db: Database, store: QueueStore) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.db = db
+        self.store = store
+        self.engine = QueueEngine(store, clock)
+        ttl = settings.cache_ttl_ms / 1000.0
+        self.events = EventService(db, clock, ttl)
+        self.room = WaitingRoom(self.events, self.engine, ttl)
+
+    def close(self) -> None:
+        client = getattr(self.store, "client", None)
+        if client is not None:
+            client.close()
+        self.db.dispose()
+
+
+def build_store(settings: Settings, db: Database) -> QueueStore:
+    if settings.redis_url:
+        from idp.queue.redis_store import RedisQueueStore
+
+        return RedisQueueStore.from_url(settings.redis_url, retry_after=settings.retry_after_seconds)
+    from idp.queue.sql_store import SqlQueueStore
+
+    return SqlQueueStore(db)
+
+
+def build_services(settings: Settings, clock: Clock | None = None) -> Services:
+    db = Database(settings.database_url, retry_after=settings.retry_after_seconds)
+    return Services(settings, clock or SystemClock(), db, build_store(settings, db))
+
+
+def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> Flask:
+    settings = (settings or Settings.from_env()).validate()
+    configure_logging(settings.log_level)
+    if settings.secret_is_generated:
+        logging.getLogger("idp").warning(
+            "IDP_SECRET_KEY is not set: using a random development secret. Encrypted keys and "
+            "sessions will not survive a restart. Never run like this in production."
+        )
+    app = Flask("idp", static_folder=None)
+    app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, SECRET_KEY=settings.secret_key)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    if settings.proxy_hops:
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=settings.proxy_hops, x_proto=settings.proxy_hops, x_host=settings.proxy_hops
+        )
+    services = build_services(settings, clock)
+    app.extensions["idp"] = services
+
+    from idp.api.views import bp as api_bp
+    from idp.ops import bp as ops_bp
+
+    app.register_blueprint(ops_bp)
+    app.register_blueprint(api_bp)
+    for module in EXTENSIONS:
+        importlib.import_module(module).init_app(app, services)
+    _register_request_hooks(app)
+    _register_error_handlers(app)
+    return app
+
+
+# Parts of the service with their own blueprints; each module has ``init_app(app, services)``.
+EXTENSIONS: list[str] = [
+]
+
+
+def _register_request_hooks(app: Flask) -> None:
+    @app.before_request
+    def _start() -> None:
+        g.request_started = monotonic_ms()
+        incoming = request.headers.get("X-Request-Id", "")
+        g.request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        response.headers.setdefault("X-Request-Id", g.get("request_id", ""))
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        if response.mimetype == "text/html":
+            response.headers.setdefault("X-Frame-Options", "DENY")
+            response.headers.setdefault(
+                "Content-Security-Policy",
+                "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+                "frame-ancestors 'none'; base-uri 'none'",
+            )
+        started = g.get("request_started")
+        log.info(
+            "request",
+            extra={
+                "request_id": g.get("request_id"),
+                "method": request.method,
+                "path": request.path,  # never the query string: it carries request ids and codes
+                "status": response.status_code,
+                "ms": round(monotonic_ms() - started, 2) if started else None,
+            },
+        )
+        return response
+
+
+def _error_response(code: str, message: str, status: int, headers: dict[str, str] | None = None) -> Response:
+    from idp.http import json_response
+
+    response = json_response({"error": code, "message": message}, status)
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+def _http_code(exc: HTTPException) -> str:
+    name = (exc.name or "error").lower().replace(" ", "_").replace("'", "")
+    return {"request_entity_too_large": "body_too_large"}.get(name, name)
+
+
+def _register_error_handlers(app: Flask) -> None:
+    render_hooks: list[Any] = app.extensions.setdefault("idp_error_renderers", [])
+
+    def render(code: str, message: str, status: int, headers: dict[str, str] | None = None) -> Response:
+        # A later part (the browser pages) may render an HTML page for its own routes.
+        for hook in render_hooks:
+            page = hook(code, message, status)
+            if page is not None:
+                for key, value in (headers or {}).items():
+                    page.headers[key] = value
+                return page  # type: ignore[no-any-return]
+        return _error_response(code, message, status, headers)
+
+    @app.errorhandler(IdpError)
+    def _idp_error(exc: IdpError) -> Response:
+        return render(exc.code, exc.message, exc.status, exc.headers())
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        description = exc.description or exc.name
+        response = render(_http_code(exc), description, status)
+        if status == 405 and exc.get_response().headers.get("Allow"):
+            response.headers["Allow"] = exc.get_response().headers["Allow"]
+        return response
+
+    @app.errorhandler(RedisConnectionError)
+    @app.errorhandler(RedisTimeoutError)
+    def _redis_down(exc: Exception) -> Response:
+        log.warning("queue store unavailable", extra={"error": type(exc).__name__})
+        err = UnavailableError("The queue store is unavailable.", retry_after=app.extensions["idp"].settings.retry_after_seconds)
+        return render(err.code, err.message, err.status, err.headers())
+
+    @app.errorhandler(OperationalError)
+    def _db_down(exc: OperationalError) -> Response:
+        log.warning("database unavailable", extra={"error": type(exc.orig).__name__ if exc.orig else "unknown"})
+        err = UnavailableError("The database is unavailable.", retry_after=app.extensions["idp"].settings.retry_after_seconds)
+        return render(err.code, err.message, err.status, err.headers())
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.error("unhandled error", exc_info=exc, extra={"request_id": g.get("request_id")})
+        return render("server_error", "The request could not be completed.", 500)
+

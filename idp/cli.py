@@ -1,0 +1,191 @@
+"""The ``idp`` command: serve, db upgrade, events create (and more from the other parts of the service)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from idp.config import ConfigError, Settings
+
+# Subcommands added by other parts: name -> (configure parser, run). See register().
+_COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace, Settings], int]]] = {}
+
+GUNICORN_CONF = Path(__file__).resolve().parent / "gunicorn_conf.py"
+
+
+def register(
+    name: str,
+    configure: Callable[[argparse.ArgumentParser], None],
+    run: Callable[[argparse.Namespace, Settings], int],
+) -> None:
+    _COMMANDS[name] = (configure, run)
+
+
+def _settings() -> Settings:
+    return Settings.from_env().validate()
+
+
+def _services(settings: Settings) -> Any:
+    from idp.app import build_services
+
+    return build_services(settings)
+
+
+def prepare(settings: Settings) -> None:
+    """Bring the database up to date and create what a first start needs."""
+    from idp.storage.db import upgrade_database
+
+    upgrade_database(settings.database_url)
+    for hook in _PREPARE_HOOKS:
+        hook(settings)
+
+
+# Other parts (signing keys) add first-start steps here.
+_PREPARE_HOOKS: list[Callable[[Settings], None]] = []
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    if not settings.redis_url and not settings.database_url.startswith("sqlite"):
+        print("idp: queue store on the SQL database (set IDP_REDIS_URL for Redis)", file=sys.stderr)
+    prepare(settings)
+    if args.demo:
+        _demo(settings, args)
+    env = dict(os.environ)
+    # Children must share the secret, or each worker would invent its own development secret.
+    env["IDP_SECRET_KEY"] = settings.secret_key
+    env["IDP_DATABASE_URL"] = settings.database_url
+    env.setdefault("IDP_BIND", f"{args.host}:{args.port}")
+    if args.workers:
+        env["IDP_WORKERS"] = str(args.workers)
+    argv = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), "idp.app:create_app()"]
+    os.execve(sys.executable, argv, env)  # noqa: S606 - replaces this process with gunicorn
+    return 0  # pragma: no cover
+
+
+def _demo(settings: Settings, args: argparse.Namespace) -> None:
+    services = _services(settings)
+    try:
+        event = services.events.ensure("demo", "Demo sale")
+        base = f"http://{args.host}:{args.port}"
+        lines = [
+            "",
+            "Demo event ready: event_id=demo",
+            f"  Join:     curl -s -X POST {base}/api/assign_queue_num -H 'Content-Type: application/json' "
+            "-d '{\"event_id\":\"demo\"}'",
+            f"  Place:    curl -s '{base}/api/queue_num?event_id=demo&request_id=<api_request_id>'",
+            f"  Serving:  curl -s '{base}/api/serving_num?event_id=demo'",
+            f"  Waiting:  curl -s '{base}/api/waiting_num?event_id=demo'",
+        ]
+        for hook in _DEMO_HOOKS:
+            lines.extend(hook(settings, services, event, base))
+        print("\n".join(lines) + "\n", flush=True)
+    finally:
+        services.close()
+
+
+# Other parts print their demo material (admin key, OIDC client) through these.
+_DEMO_HOOKS: list[Callable[[Settings, Any, Any, str], list[str]]] = []
+
+
+def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    from idp.storage.db import upgrade_database
+
+    upgrade_database(settings.database_url, args.revision)
+    print(f"database at {args.revision}")
+    return 0
+
+
+def cmd_events_create(args: argparse.Namespace, settings: Settings) -> int:
+    data: dict[str, Any] = {"event_id": args.event_id, "name": args.name or args.event_id}
+    if args.expiry_period is not None:
+        data["queue_position_expiry_period"] = args.expiry_period
+    if args.no_expiry:
+        data["enable_queue_position_expiry"] = False
+    if args.incr_serving_on_expiry:
+        data["incr_serving_on_expiry"] = True
+    if args.token_validity is not None:
+        data["token_validity_period"] = args.token_validity
+    services = _services(settings)
+    try:
+        event = services.events.create(data)
+    finally:
+        services.close()
+    print(json.dumps(event.to_dict(), indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="idp", description="Virtual waiting room and OpenID Connect provider")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the web service under gunicorn")
+    serve.add_argument("--host", default=os.environ.get("IDP_HOST", "127.0.0.1"))
+    serve.add_argument("--port", type=int, default=int(os.environ.get("IDP_PORT", "8000")))
+    serve.add_argument("--workers", type=int, default=None)
+    serve.add_argument("--demo", action="store_true", help="create a demo event and print how to use it")
+    serve.set_defaults(func=cmd_serve)
+
+    db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
+    upgrade = db.add_parser("upgrade", help="apply migrations")
+    upgrade.add_argument("revision", nargs="?", default="head")
+    upgrade.set_defaults(func=cmd_db_upgrade)
+
+    events = sub.add_parser("events", help="waiting-room events").add_subparsers(dest="events_command", required=True)
+    create = events.add_parser("create", help="create an event")
+    create.add_argument("event_id")
+    create.add_argument("--name")
+    create.add_argument("--expiry-period", type=int)
+    create.add_argument("--no-expiry", action="store_true")
+    create.add_argument("--incr-serving-on-expiry", action="store_true")
+    create.add_argument("--token-validity", type=int)
+    create.set_defaults(func=cmd_events_create)
+
+    for name, (configure, run) in _COMMANDS.items():
+        command_parser = sub.add_parser(name)
+        configure(command_parser)
+        command_parser.set_defaults(func=run)
+    return parser
+
+
+def _load_plugins() -> None:
+    """Import the parts of the service that add commands (each calls ``register`` on import)."""
+    import importlib
+
+    for module in CLI_MODULES:
+        importlib.import_module(module)
+
+
+CLI_MODULES: list[str] = [
+]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    _load_plugins()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = _settings()
+    except ConfigError as exc:
+        print(f"idp: configuration error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return int(args.func(args, settings))
+    except ConfigError as exc:
+        print(f"idp: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - a command-line error is one line, not a trace
+        from idp.errors import IdpError
+
+        if isinstance(exc, IdpError):
+            print(f"idp: {exc.code}: {exc.message}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""Typed settings, read once from ``IDP_*`` environment variables.
+
+Tests build ``Settings(...)`` directly; production reads ``Settings.from_env(os.environ)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+DEV_SECRET_PREFIX = "dev-insecure-"
+
+
+class ConfigError(ValueError):
+    """A setting has a value the service cannot run with."""
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ConfigError(f"not a boolean: {value!r}")
+
+
+def _optional(value: str) -> str | None:
+    return value.strip() or None
+
+
+def _default_database_url() -> str:
+    folder = os.path.abspath(os.environ.get("IDP_INSTANCE_PATH", "instance"))
+    return f"sqlite:///{os.path.join(folder, 'idp.sqlite3')}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every tunable of the service, one field per ``IDP_*`` variable."""
+
+    env: str = "development"
+    database_url: str = dataclasses.field(default_factory=_default_database_url)
+    redis_url: str | None = None
+    secret_key: str = ""
+    issuer: str = "http://127.0.0.1:8000"
+    log_level: str = "INFO"
+    # Per-event answers that may be a moment stale (serving counter, waiting count, event settings).
+    cache_ttl_ms: int = 250
+    max_body_bytes: int = 64 * 1024
+    # Behind a TLS-terminating proxy: trust X-Forwarded-* from this many hops.
+    proxy_hops: int = 0
+    retry_after_seconds: int = 5
+    visitor_cookie: str = "idp_visitor"
+    admission_cookie_prefix: str = "idp_admit_"
+    verify_cookie: str = "idp_access"
+    session_cache_seconds: float = 2.0
+    key_rotation_grace_seconds: int = 86400
+    instance_path: str = "instance"
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def queue_backend(self) -> str:
+        return "redis" if self.redis_url else "sql"
+
+    @property
+    def secret_is_generated(self) -> bool:
+        return self.secret_key.startswith(DEV_SECRET_PREFIX)
+
+    def validate(self) -> Settings:
+        """Refuse configurations that must not run; fill in development defaults."""
+        if self.env not in {"development", "production", "test"}:
+            raise ConfigError("IDP_ENV must be development, production or test")
+        if self.issuer.endswith("/"):
+            raise ConfigError("IDP_ISSUER must not end with a slash (Cognito and OIDC discovery require it)")
+        if self.is_production:
+            if not self.secret_key or self.secret_is_generated or len(self.secret_key) < 32:
+                raise ConfigError("production needs IDP_SECRET_KEY of at least 32 characters")
+            if not self.issuer.startswith("https://"):
+                raise ConfigError("production needs an https:// IDP_ISSUER")
+        if not self.secret_key:
+            return dataclasses.replace(self, secret_key=_development_secret(self.instance_path))
+        return self
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read ``IDP_*`` variables; unknown ones are ignored, bad ones raise ConfigError."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field_name, (variable, coerce) in _VARIABLES.items():
+            raw = env.get(variable)
+            if raw is None:
+                continue
+            try:
+                values[field_name] = coerce(raw)
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(f"{variable}: {exc}") from exc
+        if "database_url" not in values and "instance_path" in values:
+            folder = os.path.abspath(values["instance_path"])
+            values["database_url"] = f"sqlite:///{os.path.join(folder, 'idp.sqlite3')}"
+        return cls(**values)
+
+
+def _development_secret(instance_path: str) -> str:
+    """A generated secret kept in the instance folder, so encrypted keys survive a restart."""
+    path = os.path.join(os.path.abspath(instance_path), "dev_secret_key")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            existing = handle.read().strip()
+        if existing.startswith(DEV_SECRET_PREFIX):
+            return existing
+    except OSError:
+        pass
+    value = DEV_SECRET_PREFIX + secrets.token_urlsafe(32)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(value)
+    except FileExistsError:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().strip() or value
+    except OSError:
+        pass
+    return value
+
+
+# One line per variable: field -> (variable, coercer).
+_VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "env": ("IDP_ENV", str.strip),
+    "database_url": ("IDP_DATABASE_URL", str.strip),
+    "redis_url": ("IDP_REDIS_URL", _optional),
+    "secret_key": ("IDP_SECRET_KEY", str),
+    "issuer": ("IDP_ISSUER", lambda v: v.strip()),
+    "log_level": ("IDP_LOG_LEVEL", lambda v: v.strip().upper()),
+    "cache_ttl_ms": ("IDP_CACHE_TTL_MS", int),
+    "max_body_bytes": ("IDP_MAX_BODY_BYTES", int),
+    "proxy_hops": ("IDP_PROXY_HOPS", int),
+    "retry_after_seconds": ("IDP_RETRY_AFTER_SECONDS", int),
+    "visitor_cookie": ("IDP_VISITOR_COOKIE", str.strip),
+    "admission_cookie_prefix": ("IDP_ADMISSION_COOKIE_PREFIX", str.strip),
+    "verify_cookie": ("IDP_VERIFY_COOKIE", str.strip),
+    "session_cache_seconds": ("IDP_SESSION_CACHE_SECONDS", float),
+    "key_rotation_grace_seconds": ("IDP_KEY_ROTATION_GRACE_SECONDS", int),
+    "instance_path": ("IDP_INSTANCE_PATH", str.strip),
+}

@@ -1,0 +1,237 @@
+"""Events (waiting rooms): validation, storage and a short-lived in-process view of their settings."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+
+from idp.cache import TTLCache
+from idp.clock import Clock
+from idp.errors import ConflictError, NotFoundError, ValidationError
+from idp.queue.engine import ExpiryPolicy
+from idp.storage.db import Database
+from idp.storage.models import Event
+
+EVENT_ID_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+MAX_PERIOD = 10 * 365 * 86400
+
+
+class EventNotFoundError(NotFoundError):
+    code = "event_not_found"
+    message = "No such event."
+
+
+@dataclass(frozen=True)
+class EventConfig:
+    event_id: str
+    name: str = ""
+    enable_queue_position_expiry: bool = True
+    queue_position_expiry_period: int = 900
+    incr_serving_on_expiry: bool = False
+    token_validity_period: int = 3600
+    branding: dict[str, Any] = field(default_factory=dict)
+    allowed_return_urls: list[str] = field(default_factory=list)
+    created_at: int = 0
+    updated_at: int = 0
+
+    @property
+    def policy(self) -> ExpiryPolicy:
+        return ExpiryPolicy(
+            enabled=self.enable_queue_position_expiry,
+            period=self.queue_position_expiry_period,
+            incr_serving_on_expiry=self.incr_serving_on_expiry,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_row(cls, row: Event) -> EventConfig:
+        return cls(
+            event_id=row.event_id,
+            name=row.name,
+            enable_queue_position_expiry=row.enable_queue_position_expiry,
+            queue_position_expiry_period=row.queue_position_expiry_period,
+            incr_serving_on_expiry=row.incr_serving_on_expiry,
+            token_validity_period=row.token_validity_period,
+            branding=dict(row.branding or {}),
+            allowed_return_urls=list(row.allowed_return_urls or []),
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+
+def validate_event_id(value: object) -> str:
+    if not isinstance(value, str) or not EVENT_ID_RE.match(value):
+        raise ValidationError(
+            "event_id must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit.",
+            code="invalid_event_id",
+        )
+    return value
+
+
+def _bool_field(data: dict[str, Any], name: str) -> bool:
+    value = data[name]
+    if not isinstance(value, bool):
+        raise ValidationError(f"{name} must be true or false.", code="invalid_field")
+    return value
+
+
+def _int_field(data: dict[str, Any], name: str, low: int, high: int) -> int:
+    value = data[name]
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValidationError(f"{name} must be an integer from {low} to {high}.", code="invalid_field")
+    return value
+
+
+def _url_list(data: dict[str, Any], name: str) -> list[str]:
+    value = data[name]
+    if not isinstance(value, list) or len(value) > 50:
+        raise ValidationError(f"{name} must be a list of at most 50 URLs.", code="invalid_field")
+    for url in value:
+        if not isinstance(url, str) or len(url) > 2000 or not re.match(r"\Ahttps?://[^\s]+\Z", url):
+            raise ValidationError(f"{name} must hold absolute http(s) URLs.", code="invalid_field")
+    return list(value)
+
+
+BRANDING_FIELDS = {"title": 200, "message": 2000, "logo_url": 2000, "primary_color": 7, "background_color": 7}
+
+
+def _branding(data: dict[str, Any]) -> dict[str, Any]:
+    value = data["branding"]
+    if not isinstance(value, dict):
+        raise ValidationError("branding must be an object.", code="invalid_field")
+    cleaned: dict[str, Any] = {}
+    for key, item in value.items():
+        if key not in BRANDING_FIELDS:
+            raise ValidationError(
+                f"branding accepts only {', '.join(sorted(BRANDING_FIELDS))}.", code="invalid_field"
+            )
+        if item is None:
+            continue
+        if not isinstance(item, str) or len(item) > BRANDING_FIELDS[key]:
+            raise ValidationError(f"branding.{key} must be a short string.", code="invalid_field")
+        if key.endswith("_color") and not re.match(r"\A#[0-9a-fA-F]{6}\Z", item):
+            raise ValidationError(f"branding.{key} must be a colour like #1a2b3c.", code="invalid_field")
+        if key == "logo_url" and not re.match(r"\A(https://|/)[^\s\"'<>]*\Z", item):
+            raise ValidationError("branding.logo_url must be an https URL or a path.", code="invalid_field")
+        cleaned[key] = item
+    return cleaned
+
+
+def clean_event_fields(data: dict[str, Any], *, partial: bool) -> dict[str, Any]:
+    """Validate the writable fields of an event; unknown fields are refused so typos are not lost."""
+    allowed = {
+        "name", "enable_queue_position_expiry", "queue_position_expiry_period", "incr_serving_on_expiry",
+        "token_validity_period", "branding", "allowed_return_urls",
+    }
+    if not partial:
+        allowed.add("event_id")
+    unknown = set(data) - allowed
+    if unknown:
+        raise ValidationError(f"Unknown field(s): {', '.join(sorted(unknown))}.", code="unknown_field")
+    cleaned: dict[str, Any] = {}
+    if "event_id" in data:
+        cleaned["event_id"] = validate_event_id(data["event_id"])
+    elif not partial:
+        raise ValidationError("event_id is required.", code="missing_field")
+    if "name" in data:
+        if not isinstance(data["name"], str) or len(data["name"]) > 200:
+            raise ValidationError("name must be a string of at most 200 characters.", code="invalid_field")
+        cleaned["name"] = data["name"]
+    for name in ("enable_queue_position_expiry", "incr_serving_on_expiry"):
+        if name in data:
+            cleaned[name] = _bool_field(data, name)
+    if "queue_position_expiry_period" in data:
+        cleaned["queue_position_expiry_period"] = _int_field(data, "queue_position_expiry_period", 1, MAX_PERIOD)
+    if "token_validity_period" in data:
+        cleaned["token_validity_period"] = _int_field(data, "token_validity_period", 1, MAX_PERIOD)
+    if "allowed_return_urls" in data:
+        cleaned["allowed_return_urls"] = _url_list(data, "allowed_return_urls")
+    if "branding" in data:
+        cleaned["branding"] = _branding(data)
+    return cleaned
+
+
+class EventService:
+    """Create, read, update and delete events; reads are served from a short cache."""
+
+    def __init__(self, db: Database, clock: Clock, cache_ttl: float) -> None:
+        self.db = db
+        self.clock = clock
+        self._cache: TTLCache[EventConfig | None] = TTLCache(cache_ttl)
+
+    def _load(self, event_id: str) -> EventConfig | None:
+        with self.db.session(readonly=True) as session:
+            row = session.get(Event, event_id)
+            return None if row is None else EventConfig.from_row(row)
+
+    def get(self, event_id: object) -> EventConfig:
+        """Return an event's settings or raise EventNotFoundError (malformed ids are 400)."""
+        event_id = validate_event_id(event_id)
+        config = self._cache.get(event_id, lambda: self._load(event_id))
+        if config is None:
+            raise EventNotFoundError()
+        return config
+
+    def get_fresh(self, event_id: object) -> EventConfig:
+        self._cache.invalidate(validate_event_id(event_id))
+        return self.get(event_id)
+
+    def list(self, limit: int = 100, after: str | None = None) -> list[EventConfig]:
+        with self.db.session(readonly=True) as session:
+            stmt = select(Event).order_by(Event.event_id).limit(limit)
+            if after:
+                stmt = stmt.where(Event.event_id > after)
+            return [EventConfig.from_row(row) for row in session.execute(stmt).scalars()]
+
+    def create(self, data: dict[str, Any]) -> EventConfig:
+        cleaned = clean_event_fields(data, partial=False)
+        now = int(self.clock.now())
+        with self.db.session() as session:
+            if session.get(Event, cleaned["event_id"]) is not None:
+                raise ConflictError("An event with this event_id exists.", code="event_exists")
+            row = Event(**{**EventConfig(cleaned["event_id"]).to_dict(), **cleaned, "created_at": now, "updated_at": now})
+            session.add(row)
+            session.flush()
+            config = EventConfig.from_row(row)
+        self._cache.invalidate(config.event_id)
+        return config
+
+    def update(self, event_id: str, data: dict[str, Any]) -> EventConfig:
+        cleaned = clean_event_fields(data, partial=True)
+        event_id = validate_event_id(event_id)
+        with self.db.session() as session:
+            row = session.get(Event, event_id)
+            if row is None:
+                raise EventNotFoundError()
+            for key, value in cleaned.items():
+                setattr(row, key, value)
+            row.updated_at = int(self.clock.now())
+            session.flush()
+            config = EventConfig.from_row(row)
+        self._cache.invalidate(event_id)
+        return config
+
+    def delete(self, event_id: str) -> None:
+        event_id = validate_event_id(event_id)
+        with self.db.session() as session:
+            row = session.get(Event, event_id)
+            if row is None:
+                raise EventNotFoundError()
+            session.delete(row)
+        self._cache.invalidate(event_id)
+
+    def ensure(self, event_id: str, name: str = "") -> EventConfig:
+        """Return the event, creating it with defaults if it does not exist."""
+        try:
+            return self.get_fresh(event_id)
+        except EventNotFoundError:
+            try:
+                return self.create({"event_id": event_id, "name": name})
+            except ConflictError:
+                return self.get_fresh(event_id)

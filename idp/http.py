@@ -1,0 +1,50 @@
+"""Request parsing helpers shared by the JSON blueprints."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Response, current_app, request
+
+from idp.errors import ValidationError
+
+
+def services() -> Any:
+    """The application's service container (see ``idp.app.Services``)."""
+    return current_app.extensions["idp"]
+
+
+def json_body() -> dict[str, Any]:
+    """Parse the body as a JSON object; anything else is a 400 with a clear code."""
+    raw = request.get_data(cache=True)
+    if not raw:
+        raise ValidationError("A JSON object body is required.", code="missing_body")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValidationError("The body is not valid JSON.", code="malformed_json") from exc
+    if not isinstance(data, dict):
+        raise ValidationError("The body must be a JSON object.", code="invalid_body")
+    return data
+
+
+def required(data: Any, name: str) -> Any:
+    if name not in data or data[name] is None:
+        raise ValidationError(f"{name} is required.", code="missing_field")
+    return data[name]
+
+
+def query(name: str) -> str:
+    value = request.args.get(name)
+    if value is None or value == "":
+        raise ValidationError(f"{name} is required.", code="missing_field")
+    return value
+
+
+def json_response(payload: Any, status: int = 200, *, cache: str = "private, no-store") -> Response:
+    response = current_app.response_class(
+        json.dumps(payload, separators=(",", ":")), status=status, mimetype="application/json"
+    )
+    response.headers["Cache-Control"] = cache
+    return response

@@ -1,0 +1,60 @@
+"""Every Redis key name of the service, in one place.
+
+All keys of one event carry the hash tag ``{event_id}`` so every script touches one cluster slot and
+the store runs unchanged on Redis Cluster.
+"""
+
+from __future__ import annotations
+
+PREFIX = "idp"
+
+
+def _key(event_id: str, name: str) -> str:
+    return f"{PREFIX}:q:{{{event_id}}}:{name}"
+
+
+def counters(event_id: str) -> str:
+    """Hash: queue, serving, tokens, expired, completed, abandoned, max_expired, last_time, last_issue."""
+    return _key(event_id, "c")
+
+
+def places(event_id: str) -> str:
+    """Hash: 16-byte request id -> queue position."""
+    return _key(event_id, "p")
+
+
+def entry_times(event_id: str) -> str:
+    """Sorted set: member = entry time (epoch s), score = first position that entered at that second."""
+    return _key(event_id, "t")
+
+
+def issues(event_id: str) -> str:
+    """Sorted set: member = "serving:issue_time", score = serving counter value."""
+    return _key(event_id, "s")
+
+
+def claimed(event_id: str) -> str:
+    """Bitmap: bit q set once position q claimed its token."""
+    return _key(event_id, "k")
+
+
+def idempotency(event_id: str) -> str:
+    """Hash: client idempotency key -> 16-byte request id."""
+    return _key(event_id, "i")
+
+
+def event_keys(event_id: str) -> list[str]:
+    """Keys in the order every script expects them."""
+    return [
+        counters(event_id),
+        places(event_id),
+        entry_times(event_id),
+        issues(event_id),
+        claimed(event_id),
+        idempotency(event_id),
+    ]
+
+
+def lease(name: str) -> str:
+    """A worker lease (string with the holder's id and a TTL)."""
+    return f"{PREFIX}:lease:{name}"

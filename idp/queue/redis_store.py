@@ -1,0 +1,141 @@
+"""The Redis queue store: every operation is one Lua script on one event's keys (one cluster slot).
+
+Memory per waiting visitor is one hash field (the 16-byte request id) with an integer position, plus one
+bit in the claimed bitmap; entry times are kept once per second of arrivals, not per visitor.
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from importlib import resources
+from typing import Any
+
+import redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from idp.errors import UnavailableError
+from idp.queue import keys
+from idp.queue.engine import (
+    CounterOverflowError,
+    Counters,
+    Entry,
+    ExpiryPolicy,
+    PlaceState,
+    PlaceStatus,
+    SweepResult,
+)
+
+_COUNTER_FIELDS = ("queue", "serving", "tokens", "expired", "completed", "abandoned", "max_expired")
+
+
+def _script_source(name: str) -> str:
+    folder = resources.files("idp.queue") / "scripts"
+    common = (folder / "common.lua").read_text(encoding="utf-8")
+    return common + "\n" + (folder / f"{name}.lua").read_text(encoding="utf-8")
+
+
+def _unavailable(func: Any) -> Any:
+    @functools.wraps(func)
+    def wrapper(self: RedisQueueStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(self, *args, **kwargs)
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise UnavailableError("The queue store is unavailable.", retry_after=self.retry_after) from exc
+
+    return wrapper
+
+
+def _rid_bytes(request_id: str) -> bytes:
+    return uuid.UUID(request_id).bytes
+
+
+class RedisQueueStore:
+    def __init__(self, client: redis.Redis, retry_after: int = 5) -> None:
+        self.client = client
+        self.retry_after = retry_after
+        self._scripts = {
+            name: client.register_script(_script_source(name))
+            for name in ("enqueue", "entry", "increment", "status", "sweep")
+        }
+
+    @classmethod
+    def from_url(cls, url: str, retry_after: int = 5) -> RedisQueueStore:
+        client = redis.Redis.from_url(
+            url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30
+        )
+        return cls(client, retry_after=retry_after)
+
+    def _run(self, name: str, event_id: str, *args: Any) -> Any:
+        return self._scripts[name](keys=keys.event_keys(event_id), args=list(args))
+
+    @_unavailable
+    def enqueue(self, event_id: str, request_id: str, now: int, idempotency_key: str | None) -> Entry:
+        rid, pos, entry_time = self._run("enqueue", event_id, _rid_bytes(request_id), now, idempotency_key or "")
+        return Entry(str(uuid.UUID(bytes=bytes(rid))), int(pos), int(entry_time))
+
+    @_unavailable
+    def entry(self, event_id: str, request_id: str) -> Entry | None:
+        found = self._run("entry", event_id, _rid_bytes(request_id))
+        if not found:
+            return None
+        return Entry(request_id, int(found[0]), int(found[1]))
+
+    @_unavailable
+    def counters(self, event_id: str) -> Counters:
+        values = self.client.hmget(keys.counters(event_id), _COUNTER_FIELDS)
+        return Counters(*(int(v) if v is not None else 0 for v in values))
+
+    @_unavailable
+    def increment_serving(self, event_id: str, by: int, now: int) -> int:
+        try:
+            return int(self._run("increment", event_id, by, now))
+        except ResponseError as exc:
+            if "overflow" in str(exc):
+                raise CounterOverflowError() from exc
+            raise
+
+    @_unavailable
+    def status(self, event_id: str, request_id: str, now: int, policy: ExpiryPolicy, claim: bool) -> PlaceStatus:
+        state, pos, entry_time, serving, admitted, expires_in, first = self._run(
+            "status",
+            event_id,
+            _rid_bytes(request_id),
+            now,
+            1 if policy.enabled else 0,
+            policy.period,
+            1 if claim else 0,
+        )
+        place_state = PlaceState(int(state))
+        if place_state is PlaceState.UNKNOWN:
+            return PlaceStatus(PlaceState.UNKNOWN)
+        return PlaceStatus(
+            state=place_state,
+            entry=Entry(request_id, int(pos), int(entry_time)),
+            serving=int(serving),
+            admitted_at=None if int(admitted) < 0 else int(admitted),
+            expires_in=None if int(expires_in) < 0 else int(expires_in),
+            first_claim=bool(int(first)),
+        )
+
+    @_unavailable
+    def sweep(self, event_id: str, now: int, policy: ExpiryPolicy) -> SweepResult:
+        unclaimed, max_expired, serving, previous = self._run(
+            "sweep", event_id, now, policy.period, 1 if policy.incr_serving_on_expiry else 0
+        )
+        return SweepResult(int(unclaimed), int(max_expired), int(serving), int(previous))
+
+    @_unavailable
+    def record_session(self, event_id: str, outcome: int) -> None:
+        self.client.hincrby(keys.counters(event_id), "completed" if outcome == 1 else "abandoned", 1)
+
+    @_unavailable
+    def reset(self, event_id: str) -> None:
+        # UNLINK frees the (possibly huge) structures in the background; the event starts over at once.
+        self.client.unlink(*keys.event_keys(event_id))
+
+    @_unavailable
+    def ping(self) -> None:
+        self.client.ping()

@@ -1,0 +1,217 @@
+"""The SQL queue store: every operation is one transaction serialised on the event's ``queue_state`` row.
+
+Used for the embedded default (SQLite) and Redis-less deployments (PostgreSQL). Lookups go through
+primary keys and unique indexes, so each operation costs O(log n) at worst.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from idp.queue.engine import (
+    INT64_MAX,
+    CounterOverflowError,
+    Counters,
+    Entry,
+    ExpiryPolicy,
+    PlaceState,
+    PlaceStatus,
+    SweepResult,
+    admitted_at,
+    is_expired,
+    last_expired_position,
+)
+from idp.storage.db import Database
+from idp.storage.models import QueueEntry, QueueState, ServingIssue
+
+
+class SqlQueueStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _lock_state(self, session: Session, event_id: str) -> QueueState:
+        """Return the event's state row, created if missing, locked for this transaction."""
+        insert = pg_insert if session.bind is not None and session.bind.dialect.name == "postgresql" else sqlite_insert
+        session.execute(insert(QueueState).values(event_id=event_id).on_conflict_do_nothing())
+        stmt = select(QueueState).where(QueueState.event_id == event_id).with_for_update()
+        return session.execute(stmt).scalar_one()
+
+    @staticmethod
+    def _issue_time(session: Session, event_id: str, position: int) -> int | None:
+        stmt = (
+            select(ServingIssue.issue_time)
+            .where(ServingIssue.event_id == event_id, ServingIssue.serving_counter >= position)
+            .order_by(ServingIssue.serving_counter)
+            .limit(1)
+        )
+        return session.execute(stmt).scalar_one_or_none()
+
+    @staticmethod
+    def _entry_time(session: Session, event_id: str, position: int) -> int:
+        stmt = select(QueueEntry.entry_time).where(
+            QueueEntry.event_id == event_id, QueueEntry.position == position
+        )
+        return session.execute(stmt).scalar_one_or_none() or 0
+
+    def _admitted_at(self, session: Session, event_id: str, position: int, entry_time: int | None = None) -> int:
+        if entry_time is None:
+            entry_time = self._entry_time(session, event_id, position)
+        return admitted_at(entry_time, self._issue_time(session, event_id, position))
+
+    @staticmethod
+    def _record_issue(session: Session, state: QueueState, now: int) -> None:
+        issue_time = max(now, state.last_issue_time)
+        state.last_issue_time = issue_time
+        session.add(ServingIssue(event_id=state.event_id, serving_counter=state.serving_counter, issue_time=issue_time))
+
+    # -- operations ------------------------------------------------------------------------------
+
+    def enqueue(self, event_id: str, request_id: str, now: int, idempotency_key: str | None) -> Entry:
+        for _attempt in range(3):
+            try:
+                return self._enqueue_once(event_id, request_id, now, idempotency_key)
+            except IntegrityError:
+                # A concurrent join with the same idempotency key won; the next attempt finds it.
+                continue
+        raise RuntimeError("enqueue kept conflicting")  # pragma: no cover - needs three lost races
+
+    def _enqueue_once(self, event_id: str, request_id: str, now: int, idempotency_key: str | None) -> Entry:
+        with self.db.session() as session:
+            if idempotency_key is not None:
+                existing = session.execute(
+                    select(QueueEntry).where(
+                        QueueEntry.event_id == event_id, QueueEntry.idempotency_key == idempotency_key
+                    )
+                ).scalar_one_or_none()
+                if existing is not None:
+                    return Entry(existing.request_id, existing.position, existing.entry_time)
+            state = self._lock_state(session, event_id)
+            state.queue_counter += 1
+            state.last_entry_time = max(now, state.last_entry_time)
+            entry = QueueEntry(
+                event_id=event_id,
+                position=state.queue_counter,
+                request_id=request_id,
+                entry_time=state.last_entry_time,
+                claimed=False,
+                idempotency_key=idempotency_key,
+            )
+            session.add(entry)
+            session.flush()
+            return Entry(request_id, entry.position, entry.entry_time)
+
+    def entry(self, event_id: str, request_id: str) -> Entry | None:
+        with self.db.session(readonly=True) as session:
+            row = session.execute(
+                select(QueueEntry.position, QueueEntry.entry_time).where(
+                    QueueEntry.request_id == request_id, QueueEntry.event_id == event_id
+                )
+            ).first()
+            return None if row is None else Entry(request_id, row.position, row.entry_time)
+
+    def counters(self, event_id: str) -> Counters:
+        with self.db.session(readonly=True) as session:
+            state = session.get(QueueState, event_id)
+            if state is None:
+                return Counters()
+            return Counters(
+                queue=state.queue_counter,
+                serving=state.serving_counter,
+                tokens=state.token_counter,
+                expired=state.expired_counter,
+                completed=state.completed_counter,
+                abandoned=state.abandoned_counter,
+                max_expired=state.max_expired,
+            )
+
+    def increment_serving(self, event_id: str, by: int, now: int) -> int:
+        with self.db.session() as session:
+            state = self._lock_state(session, event_id)
+            if state.serving_counter + by > INT64_MAX:
+                raise CounterOverflowError()
+            state.serving_counter += by
+            self._record_issue(session, state, now)
+            return state.serving_counter
+
+    def status(self, event_id: str, request_id: str, now: int, policy: ExpiryPolicy, claim: bool) -> PlaceStatus:
+        with self.db.session(readonly=not claim) as session:
+            row = session.execute(
+                select(QueueEntry).where(QueueEntry.request_id == request_id, QueueEntry.event_id == event_id)
+            ).scalar_one_or_none()
+            if row is None:
+                return PlaceStatus(PlaceState.UNKNOWN)
+            entry = Entry(request_id, row.position, row.entry_time)
+            state = self._lock_state(session, event_id) if claim else session.get(QueueState, event_id)
+            serving = state.serving_counter if state is not None else 0
+            max_expired = state.max_expired if state is not None else 0
+            if row.position > serving:
+                return PlaceStatus(PlaceState.WAITING, entry, serving)
+            admitted = self._admitted_at(session, event_id, row.position, row.entry_time)
+            if row.claimed:
+                return PlaceStatus(PlaceState.CLAIMED, entry, serving, admitted)
+            expires_in = None
+            if policy.enabled:
+                if row.position <= max_expired or is_expired(now, admitted, policy.period):
+                    return PlaceStatus(PlaceState.EXPIRED, entry, serving, admitted)
+                expires_in = policy.period - (now - admitted)
+            if claim:
+                assert state is not None
+                row.claimed = True
+                state.token_counter += 1
+                return PlaceStatus(PlaceState.CLAIMED, entry, serving, admitted, None, first_claim=True)
+            return PlaceStatus(PlaceState.ADMITTED, entry, serving, admitted, expires_in)
+
+    def sweep(self, event_id: str, now: int, policy: ExpiryPolicy) -> SweepResult:
+        with self.db.session() as session:
+            state = self._lock_state(session, event_id)
+            previous = state.serving_counter
+            start = state.max_expired
+            limit = min(state.serving_counter, state.queue_counter)
+
+            def expired(position: int) -> bool:
+                return is_expired(now, self._admitted_at(session, event_id, position), policy.period)
+
+            best = last_expired_position(start + 1, limit, expired)
+            if best <= start:
+                return SweepResult(0, start, previous, previous)
+            claimed = session.execute(
+                select(func.count())
+                .select_from(QueueEntry)
+                .where(
+                    QueueEntry.event_id == event_id,
+                    QueueEntry.position > start,
+                    QueueEntry.position <= best,
+                    QueueEntry.claimed.is_(True),
+                )
+            ).scalar_one()
+            unclaimed = (best - start) - int(claimed)
+            state.max_expired = best
+            if unclaimed > 0:
+                state.expired_counter += unclaimed
+                if policy.incr_serving_on_expiry:
+                    state.serving_counter += unclaimed
+                    self._record_issue(session, state, now)
+            return SweepResult(unclaimed, best, state.serving_counter, previous)
+
+    def record_session(self, event_id: str, outcome: int) -> None:
+        column = QueueState.completed_counter if outcome == 1 else QueueState.abandoned_counter
+        with self.db.session() as session:
+            self._lock_state(session, event_id)
+            session.execute(
+                update(QueueState).where(QueueState.event_id == event_id).values({column: column + 1})
+            )
+
+    def reset(self, event_id: str) -> None:
+        with self.db.session() as session:
+            session.execute(delete(QueueEntry).where(QueueEntry.event_id == event_id))
+            session.execute(delete(ServingIssue).where(ServingIssue.event_id == event_id))
+            session.execute(delete(QueueState).where(QueueState.event_id == event_id))
+
+    def ping(self) -> None:
+        self.db.ping()

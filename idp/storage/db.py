@@ -1,0 +1,121 @@
+"""Database engine, sessions and migrations (SQLite for the embedded default, PostgreSQL in production)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
+
+from idp.errors import UnavailableError
+
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+
+
+def make_engine(url: str, *, readonly: bool = False) -> Engine:
+    """Create an engine with the pragmas and pool settings each backend needs.
+
+    On SQLite a writer begins ``IMMEDIATE`` (two writers never deadlock on a lock upgrade) while a
+    reader begins ``DEFERRED`` so reads run beside the writer under WAL.
+    """
+    kwargs: dict[str, Any] = {"future": True}
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[1] if "///" in url else ""
+        if path and path != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        # A file database shared by threads and processes: a connection per checkout is cheap
+        # and avoids handing a connection across threads.
+        kwargs["poolclass"] = NullPool
+        engine = create_engine(url, **kwargs)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Any) -> None:
+            # IMMEDIATE takes the write lock up front, so two writers never deadlock on upgrade.
+            conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+        return engine
+    kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True, pool_recycle=1800)
+    if url.startswith("postgresql"):
+        kwargs["connect_args"] = {"connect_timeout": 3}
+    return create_engine(url, **kwargs)
+
+
+class Database:
+    """Owns the engine and hands out sessions that commit or roll back as one unit."""
+
+    def __init__(self, url: str, retry_after: int = 5) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.read_engine = make_engine(url, readonly=True) if self.engine.dialect.name == "sqlite" else self.engine
+        self.read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
+        self.retry_after = retry_after
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    @contextlib.contextmanager
+    def session(self, *, readonly: bool = False) -> Iterator[Session]:
+        """Yield a session inside one transaction; a lost connection becomes a 503."""
+        factory = self.read_sessions if readonly else self.sessions
+        try:
+            with factory() as session, session.begin():
+                yield session
+        except OperationalError as exc:
+            if _is_disconnect(exc):
+                raise UnavailableError("The database is unavailable.", retry_after=self.retry_after) from exc
+            raise
+
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    def upgrade(self) -> None:
+        """Bring the schema to the newest migration."""
+        upgrade_database(self.url)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+        self.read_engine.dispose()
+
+
+def _is_disconnect(exc: DBAPIError) -> bool:
+    if exc.connection_invalidated:
+        return True
+    message = str(exc.orig).lower() if exc.orig is not None else ""
+    markers = ("could not connect", "connection refused", "server closed", "terminating connection",
+               "connection timed out", "unable to open database", "no connection")
+    return any(marker in message for marker in markers)
+
+
+def alembic_config(url: str) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade_database(url: str, revision: str = "head") -> None:
+    from alembic import command
+
+    command.upgrade(alembic_config(url), revision)

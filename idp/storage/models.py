@@ -1,0 +1,191 @@
+"""SQLAlchemy 2 typed models: the durable records of the service.
+
+Times are integer epoch seconds (the AWS API speaks them), counters are int64. Alembic migrations in
+``migrations/`` create these tables on SQLite and PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {int: BigInteger, dict[str, Any]: JSON, list[str]: JSON}
+
+
+class Event(Base):
+    """One waiting room."""
+
+    __tablename__ = "events"
+
+    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    enable_queue_position_expiry: Mapped[bool] = mapped_column(Boolean, default=True)
+    queue_position_expiry_period: Mapped[int] = mapped_column(default=900)
+    incr_serving_on_expiry: Mapped[bool] = mapped_column(Boolean, default=False)
+    token_validity_period: Mapped[int] = mapped_column(default=3600)
+    # Waiting-page look: title, message, logo_url, colours; free-form, validated by the admin API.
+    branding: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Where the queue-first page may send visitors back to (exact URLs).
+    allowed_return_urls: Mapped[list[str]] = mapped_column(default=list)
+    created_at: Mapped[int] = mapped_column(default=0)
+    updated_at: Mapped[int] = mapped_column(default=0)
+
+
+# --- SQL queue store (used when no Redis is configured) ------------------------------------------
+
+
+class QueueState(Base):
+    """Counters of one event's queue; the row lock serialises every queue operation of the event."""
+
+    __tablename__ = "queue_state"
+
+    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    queue_counter: Mapped[int] = mapped_column(default=0)
+    serving_counter: Mapped[int] = mapped_column(default=0)
+    token_counter: Mapped[int] = mapped_column(default=0)
+    expired_counter: Mapped[int] = mapped_column(default=0)
+    completed_counter: Mapped[int] = mapped_column(default=0)
+    abandoned_counter: Mapped[int] = mapped_column(default=0)
+    max_expired: Mapped[int] = mapped_column(default=0)
+    last_entry_time: Mapped[int] = mapped_column(default=0)
+    last_issue_time: Mapped[int] = mapped_column(default=0)
+
+
+class QueueEntry(Base):
+    """One visitor's place."""
+
+    __tablename__ = "queue_entries"
+    __table_args__ = (UniqueConstraint("event_id", "idempotency_key"),)
+
+    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    position: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    request_id: Mapped[str] = mapped_column(String(36), unique=True)
+    entry_time: Mapped[int] = mapped_column()
+    claimed: Mapped[bool] = mapped_column(Boolean, default=False)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+
+class ServingIssue(Base):
+    """When the serving counter reached a value: the start of those positions' claim window."""
+
+    __tablename__ = "serving_issues"
+
+    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    serving_counter: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    issue_time: Mapped[int] = mapped_column()
+
+
+# --- Tokens and keys -----------------------------------------------------------------------------
+
+
+class TokenRecord(Base):
+    """The one token record of a request id; the primary key makes first issuance idempotent."""
+
+    __tablename__ = "tokens"
+    __table_args__ = (Index("ix_tokens_event_expires", "event_id", "expires_at"),)
+
+    request_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(64))
+    queue_position: Mapped[int] = mapped_column()
+    issued_at: Mapped[int] = mapped_column()
+    not_before: Mapped[int] = mapped_column()
+    expires_at: Mapped[int] = mapped_column()
+    issuer: Mapped[str] = mapped_column(String(300))
+    kid: Mapped[str] = mapped_column(String(64))
+    jti: Mapped[str] = mapped_column(String(64))
+    # 0 active, 1 completed, -1 abandoned
+    session_status: Mapped[int] = mapped_column(SmallInteger, default=0)
+    finished_at: Mapped[int | None] = mapped_column(nullable=True)
+
+
+class SigningKey(Base):
+    """A signing key; the private part is encrypted with a key derived from IDP_SECRET_KEY."""
+
+    __tablename__ = "signing_keys"
+
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    alg: Mapped[str] = mapped_column(String(10))
+    # active | retiring | retired
+    status: Mapped[str] = mapped_column(String(10))
+    private_key_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    public_jwk: Mapped[dict[str, Any]] = mapped_column()
+    created_at: Mapped[int] = mapped_column()
+    # When it stopped signing, and when it may leave the JWKS.
+    retiring_at: Mapped[int | None] = mapped_column(nullable=True)
+    retire_after: Mapped[int | None] = mapped_column(nullable=True)
+
+
+# --- Relying parties and operators ---------------------------------------------------------------
+
+
+class Client(Base):
+    """An OpenID Connect relying party, registered through the admin API."""
+
+    __tablename__ = "clients"
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_secret_hash: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    event_id: Mapped[str] = mapped_column(String(64), index=True)
+    redirect_uris: Mapped[list[str]] = mapped_column(default=list)
+    post_logout_redirect_uris: Mapped[list[str]] = mapped_column(default=list)
+    token_endpoint_auth_methods: Mapped[list[str]] = mapped_column(default=list)
+    initiate_login_uri: Mapped[str | None] = mapped_column(Text, nullable=True)
+    max_parked_seconds: Mapped[int] = mapped_column(Integer, default=150)
+    id_token_signed_response_alg: Mapped[str] = mapped_column(String(10), default="RS256")
+    require_pkce: Mapped[bool] = mapped_column(Boolean, default=False)
+    scope: Mapped[str] = mapped_column(String(300), default="openid profile email")
+    created_at: Mapped[int] = mapped_column(default=0)
+    updated_at: Mapped[int] = mapped_column(default=0)
+
+
+class AdminKey(Base):
+    """An admin API key; only its hash is stored."""
+
+    __tablename__ = "admin_keys"
+
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key_hash: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    scopes: Mapped[list[str]] = mapped_column(default=list)
+    created_at: Mapped[int] = mapped_column(default=0)
+    revoked_at: Mapped[int | None] = mapped_column(nullable=True)
+    last_used_at: Mapped[int | None] = mapped_column(nullable=True)
+
+
+class AuditRecord(Base):
+    """One admin write: who (key id), what, when."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[int] = mapped_column()
+    key_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    action: Mapped[str] = mapped_column(String(100))
+    target: Mapped[str] = mapped_column(String(200), default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)

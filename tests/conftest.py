@@ -1,0 +1,158 @@
+"""Shared fixtures: real services for integration tests, and the rule that CI never skips them.
+
+Backends: ``sqlite`` (a file per test), ``postgres`` (a database per test session, tables emptied after
+each test) and ``redis`` (database 9, flushed before and after each test; the SQL side is SQLite).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from idp.clock import FrozenClock
+from idp.config import Settings
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+PG_ADMIN_URL = os.environ.get("IDP_TEST_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+REDIS_TEST_URL = os.environ.get("IDP_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
+BACKENDS = ("sqlite", "postgres", "redis")
+
+
+def service_missing(what: str, exc: BaseException) -> None:
+    """Skip locally, fail under CI: a missing service in CI is a broken run, not a skipped test."""
+    message = f"{what} is not reachable: {exc}"
+    if IN_CI:
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, migrated to head."""
+    from sqlalchemy import create_engine, text
+
+    from idp.storage.db import upgrade_database
+
+    name = f"idp_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001 - any failure to reach PostgreSQL is reported the same way
+        admin.dispose()
+        service_missing("PostgreSQL", exc)
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    upgrade_database(url)
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"))
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+    admin.dispose()
+
+
+def _truncate_pg(url: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    from idp.storage.models import Base
+
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+            conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def redis_available() -> str:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except Exception as exc:  # noqa: BLE001
+        service_missing("Redis", exc)
+    finally:
+        client.close()
+    return REDIS_TEST_URL
+
+
+def _flush_redis(url: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(1_800_000_000)
+
+
+@pytest.fixture
+def backend_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
+    """Settings for the backend named by ``request.param`` (default sqlite), with a migrated database."""
+    from idp.storage.db import upgrade_database
+
+    backend = getattr(request, "param", "sqlite")
+    sqlite_url = f"sqlite:///{tmp_path / 'idp.sqlite3'}"
+    common: dict[str, Any] = {
+        "env": "test",
+        "secret_key": TEST_SECRET,
+        "issuer": "http://127.0.0.1:8000",
+        "cache_ttl_ms": 0,
+        "session_cache_seconds": 0,
+        "instance_path": str(tmp_path),
+        "log_level": "WARNING",
+    }
+    if backend == "postgres":
+        url = request.getfixturevalue("pg_database")
+        _truncate_pg(url)
+        yield Settings(database_url=url, **common)
+        _truncate_pg(url)
+    elif backend == "redis":
+        redis_url = request.getfixturevalue("redis_available")
+        _flush_redis(redis_url)
+        upgrade_database(sqlite_url)
+        yield Settings(database_url=sqlite_url, redis_url=redis_url, **common)
+        _flush_redis(redis_url)
+    else:
+        upgrade_database(sqlite_url)
+        yield Settings(database_url=sqlite_url, **common)
+
+
+@pytest.fixture
+def app(backend_settings: Settings, clock: FrozenClock) -> Iterator[Any]:
+    from idp.app import create_app
+
+    application = create_app(backend_settings, clock=clock)
+    yield application
+    application.extensions["idp"].close()
+
+
+@pytest.fixture
+def client(app: Any) -> Any:
+    return app.test_client()
+
+
+@pytest.fixture
+def services(app: Any) -> Any:
+    return app.extensions["idp"]
+
+
+@pytest.fixture
+def event(services: Any) -> Any:
+    return services.events.create({"event_id": "sale", "name": "Big sale"})
+
+
+all_backends = pytest.mark.parametrize("backend_settings", BACKENDS, indirect=True)
