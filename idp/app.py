@@ -14,6 +14,7 @@ from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from idp.clients import ClientService
 from idp.clock import Clock, SystemClock
 from idp.config import Settings
 from idp.errors import IdpError, UnavailableError
@@ -38,6 +39,7 @@ class Services:
         ttl = settings.cache_ttl_ms / 1000.0
         self.events = EventService(db, clock, ttl)
         self.room = WaitingRoom(self.events, self.engine, ttl)
+        self.clients = ClientService(db, clock, ttl)
 
     def close(self) -> None:
         client = getattr(self.store, "client", None)

@@ -15,7 +15,8 @@ from sqlalchemy.pool import NullPool
 
 from idp.errors import UnavailableError
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+# The repository keeps migrations/ beside idp/; an installed wheel is told where they are.
+MIGRATIONS_DIR = Path(os.environ.get("IDP_MIGRATIONS_DIR") or Path(__file__).resolve().parents[2] / "migrations")
 
 
 def make_engine(url: str, *, readonly: bool = False) -> Engine:
