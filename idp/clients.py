@@ -40,7 +40,7 @@ class ClientConfig:
     token_endpoint_auth_methods: list[str] = field(default_factory=lambda: list(DEFAULT_AUTH_METHODS))
     initiate_login_uri: str | None = None
     max_parked_seconds: int = 150
-    id_token_signed_response_alg: str = "RS256"
+    id_token_signed_response_alg: str = "RS256"  # noqa: S105 - an algorithm name
     require_pkce: bool = False
     scope: str = "openid profile email"
     created_at: int = 0

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-DEV_SECRET_PREFIX = "dev-insecure-"
+DEV_SECRET_PREFIX = "dev-insecure-"  # noqa: S105 - a marker, not a secret
 
 
 class ConfigError(ValueError):

@@ -72,7 +72,9 @@ def test_unknown_request_id(engine: QueueEngine) -> None:
     assert engine.status(E, str(uuid.uuid4()), POLICY).state is PlaceState.UNKNOWN
 
 
-@pytest.mark.parametrize("bad", ["", "nope", "12345678-1234-1234-1234-1234567890123", "ABCDEF00-1234-1234-1234-123456789012\n"])
+@pytest.mark.parametrize(
+    "bad", ["", "nope", "12345678-1234-1234-1234-1234567890123", "ABCDEF00-1234-1234-1234-123456789012\n"]
+)
 def test_malformed_request_id_is_refused(engine: QueueEngine, bad: str) -> None:
     with pytest.raises(ValidationError):
         engine.entry(E, bad)
