@@ -189,3 +189,89 @@ class AuditRecord(Base):
     action: Mapped[str] = mapped_column(String(100))
     target: Mapped[str] = mapped_column(String(200), default="")
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+# --- OpenID Connect provider ---------------------------------------------------------------------
+
+
+class OidcPlace(Base):
+    """The queue place of one browser (visitor cookie) in one event: one place per browser per event."""
+
+    __tablename__ = "oidc_places"
+
+    visitor_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(36))
+    queue_position: Mapped[int] = mapped_column()
+    # Bumped when the visitor must queue again (prompt=login, a stale max_age, an expired place).
+    generation: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[int] = mapped_column(default=0)
+
+
+class OidcInteraction(Base):
+    """An authorization request parked while its visitor waits in the queue."""
+
+    __tablename__ = "oidc_interactions"
+    __table_args__ = (Index("ix_oidc_interactions_created", "created_at"),)
+
+    interaction_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+    event_id: Mapped[str] = mapped_column(String(64))
+    visitor_id: Mapped[str] = mapped_column(String(64))
+    request_id: Mapped[str] = mapped_column(String(36))
+    queue_position: Mapped[int] = mapped_column()
+    # The authorization request's parameters, exactly as received.
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # parked | waiting | admitted | code_issued | expired | abandoned
+    state: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[int] = mapped_column()
+    updated_at: Mapped[int] = mapped_column()
+
+
+class OidcCode(Base):
+    """An authorization code (stored hashed); single use, short-lived."""
+
+    __tablename__ = "oidc_codes"
+    __table_args__ = (Index("ix_oidc_codes_expires", "expires_at"),)
+
+    code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+    redirect_uri: Mapped[str] = mapped_column(Text)
+    scope: Mapped[str] = mapped_column(String(300), default="")
+    nonce: Mapped[str | None] = mapped_column(Text, nullable=True)
+    code_challenge: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    code_challenge_method: Mapped[str | None] = mapped_column(String(10), nullable=True)
+    visitor_id: Mapped[str] = mapped_column(String(64))
+    event_id: Mapped[str] = mapped_column(String(64))
+    request_id: Mapped[str] = mapped_column(String(36))
+    queue_position: Mapped[int] = mapped_column()
+    auth_time: Mapped[int] = mapped_column()
+    created_at: Mapped[int] = mapped_column()
+    expires_at: Mapped[int] = mapped_column()
+    used_at: Mapped[int | None] = mapped_column(nullable=True)
+    # The grant the code was exchanged for, so a reused code revokes it.
+    grant_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class OidcGrant(Base):
+    """What one code exchange gave a client: access tokens (by grant id) and one refresh token (hashed)."""
+
+    __tablename__ = "oidc_grants"
+    __table_args__ = (
+        Index("ix_oidc_grants_session", "event_id", "request_id"),
+        UniqueConstraint("refresh_hash"),
+    )
+
+    grant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+    visitor_id: Mapped[str] = mapped_column(String(64))
+    event_id: Mapped[str] = mapped_column(String(64))
+    request_id: Mapped[str] = mapped_column(String(36))
+    queue_position: Mapped[int] = mapped_column()
+    scope: Mapped[str] = mapped_column(String(300), default="")
+    auth_time: Mapped[int] = mapped_column()
+    refresh_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[int] = mapped_column()
+    # The end of the visitor's session: no token of this grant outlives it.
+    expires_at: Mapped[int] = mapped_column()
+    revoked_at: Mapped[int | None] = mapped_column(nullable=True)
