@@ -275,3 +275,138 @@ class OidcGrant(Base):
     # The end of the visitor's session: no token of this grant outlives it.
     expires_at: Mapped[int] = mapped_column()
     revoked_at: Mapped[int | None] = mapped_column(nullable=True)
+
+
+# --- Worker, inlet strategies, notifications and metrics samples ---------------------------------
+
+
+class OutboxEntry(Base):
+    """A notification written in the transaction of the state change it reports; ids grow per event."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_event_id_id", "event_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[int] = mapped_column()
+
+
+class WebhookSubscription(Base):
+    """A subscriber of an event's notifications, with its in-order delivery cursor."""
+
+    __tablename__ = "webhook_subscriptions"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(64), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    # The signing secret, encrypted with a key derived from IDP_SECRET_KEY (it is needed to sign).
+    secret_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    # Notification kinds to deliver; empty = all.
+    kinds: Mapped[list[str]] = mapped_column(default=list)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[int] = mapped_column(default=0)
+    # Delivery state: the last outbox id delivered (or skipped by the kinds filter), retry schedule.
+    cursor: Mapped[int] = mapped_column(default=0)
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    last_delivered_at: Mapped[int | None] = mapped_column(nullable=True)
+
+
+class WebhookDelivery(Base):
+    """One delivery attempt of one notification to one subscriber (the delivery log)."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_subscription_id_id", "subscription_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    subscription_id: Mapped[str] = mapped_column(String(40))
+    outbox_id: Mapped[int] = mapped_column()
+    kind: Mapped[str] = mapped_column(String(64))
+    attempt: Mapped[int] = mapped_column(Integer)
+    ok: Mapped[bool] = mapped_column(Boolean)
+    status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    at: Mapped[int] = mapped_column()
+
+
+class InletSettings(Base):
+    """How an event admits visitors by itself: the periodic inlet and the MaxSize inlet."""
+
+    __tablename__ = "inlet_settings"
+
+    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    periodic_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    increment_by: Mapped[int] = mapped_column(default=10)
+    start_time: Mapped[int | None] = mapped_column(nullable=True)
+    end_time: Mapped[int | None] = mapped_column(nullable=True)
+    health_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    health_timeout: Mapped[float] = mapped_column(default=2.0)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    max_size: Mapped[int | None] = mapped_column(nullable=True)
+    metrics_notifications: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[int] = mapped_column(default=0)
+
+
+class WorkerTick(Base):
+    """A periodic job done for one event and one period (e.g. minute); the key makes it at-most-once."""
+
+    __tablename__ = "worker_ticks"
+
+    job: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    period_key: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    done_at: Mapped[int] = mapped_column()
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class WorkerLease(Base):
+    """The database lease that keeps one worker active when Redis is not configured."""
+
+    __tablename__ = "worker_leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(64))
+    expires_at_ms: Mapped[int] = mapped_column()
+
+
+class WorkerJobStat(Base):
+    """Runs and failures of each worker job, read by /metrics at scrape time."""
+
+    __tablename__ = "worker_job_stats"
+
+    job: Mapped[str] = mapped_column(String(64), primary_key=True)
+    runs: Mapped[int] = mapped_column(default=0)
+    failures: Mapped[int] = mapped_column(default=0)
+    last_run_at: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class ServingMark(Base):
+    """An increment of the serving counter applied under an idempotency mark (SQL queue store)."""
+
+    __tablename__ = "serving_marks"
+
+    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    mark: Mapped[str] = mapped_column(String(100), primary_key=True)
+    serving: Mapped[int] = mapped_column()
+    applied_at: Mapped[int] = mapped_column()
+
+
+class MetricsSample(Base):
+    """An event's counters at the start of one minute, for the operator dashboard's charts."""
+
+    __tablename__ = "metrics_samples"
+
+    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    minute: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    queue: Mapped[int] = mapped_column(default=0)
+    serving: Mapped[int] = mapped_column(default=0)
+    waiting: Mapped[int] = mapped_column(default=0)
+    tokens: Mapped[int] = mapped_column(default=0)
+    expired: Mapped[int] = mapped_column(default=0)
+    completed: Mapped[int] = mapped_column(default=0)
+    abandoned: Mapped[int] = mapped_column(default=0)
+    active: Mapped[int] = mapped_column(default=0)
