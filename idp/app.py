@@ -95,6 +95,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
 
 # Parts of the service with their own blueprints; each module has ``init_app(app, services)``.
 EXTENSIONS: list[str] = [
+    "idp.tokens.web",
     "idp.admin.web",
 ]
 

@@ -7,7 +7,7 @@ count) come from a small in-process cache so polling costs no store round trip m
 from __future__ import annotations
 
 from idp.cache import TTLCache
-from idp.errors import NotFoundError
+from idp.errors import IdpError, NotFoundError
 from idp.events import EventConfig, EventService
 from idp.queue.engine import Counters, Entry, PlaceState, PlaceStatus, QueueEngine, SweepResult
 
@@ -15,6 +15,20 @@ from idp.queue.engine import Counters, Entry, PlaceState, PlaceStatus, QueueEngi
 class RequestNotFoundError(NotFoundError):
     code = "request_not_found"
     message = "No such request id in this event."
+
+
+class NotServedError(IdpError):
+    """Not an error so much as "not yet": 202, which CDNs do not cache."""
+
+    code = "not_served_yet"
+    status = 202
+    message = "This request id is not being served yet."
+
+
+class PositionExpiredError(IdpError):
+    code = "queue_position_expired"
+    status = 410
+    message = "The queue position has expired."
 
 
 class WaitingRoom:

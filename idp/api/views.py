@@ -7,24 +7,11 @@ from flask import Blueprint, Response, request
 from idp.errors import IdpError
 from idp.http import json_body, json_response, query, required, services
 from idp.queue.engine import PlaceState
+from idp.waiting_room import NotServedError, PositionExpiredError
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 PUBLIC_SHORT_CACHE = "public, max-age=1"
-
-
-class NotServedError(IdpError):
-    """Not an error so much as "not yet": 202, which CDNs do not cache."""
-
-    code = "not_served_yet"
-    status = 202
-    message = "This request id is not being served yet."
-
-
-class PositionExpiredError(IdpError):
-    code = "queue_position_expired"
-    status = 410
-    message = "The queue position has expired."
 
 
 class ExpiryDisabledError(IdpError):

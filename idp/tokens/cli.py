@@ -1,0 +1,54 @@
+"""``idp keys rotate [--alg RS256|ES256]`` and ``idp keys list``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from idp.cli import _PREPARE_HOOKS, register
+from idp.config import Settings
+from idp.tokens.keys import ALGORITHMS, DEFAULT_ALG
+
+
+def _configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = "signing keys"
+    sub = parser.add_subparsers(dest="keys_command", required=True)
+    rotate = sub.add_parser("rotate", help="make a new active key; the previous one keeps verifying")
+    rotate.add_argument("--alg", choices=ALGORITHMS, default=DEFAULT_ALG)
+    sub.add_parser("list", help="list keys (never their private parts)")
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from idp.clock import SystemClock
+    from idp.storage.db import Database
+    from idp.tokens.keys import KeyManager
+
+    db = Database(settings.database_url, retry_after=settings.retry_after_seconds)
+    try:
+        keys = KeyManager(db, settings.secret_key, SystemClock(), settings.key_rotation_grace_seconds)
+        if args.keys_command == "rotate":
+            kid = keys.rotate(args.alg)
+            print(json.dumps({"rotated": args.alg, "active_kid": kid, "keys": keys.list_keys()}, indent=2))
+        else:
+            print(json.dumps(keys.list_keys(), indent=2))
+    finally:
+        db.dispose()
+    return 0
+
+
+def prepare_keys(settings: Settings) -> None:
+    """First start: make sure an RS256 signing key exists."""
+    from idp.clock import SystemClock
+    from idp.storage.db import Database
+    from idp.tokens.keys import KeyManager
+
+    db = Database(settings.database_url, retry_after=settings.retry_after_seconds)
+    try:
+        KeyManager(db, settings.secret_key, SystemClock(), settings.key_rotation_grace_seconds).ensure_active()
+    finally:
+        db.dispose()
+
+
+register("keys", _configure, _run)
+if prepare_keys not in _PREPARE_HOOKS:
+    _PREPARE_HOOKS.append(prepare_keys)

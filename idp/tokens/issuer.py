@@ -1,0 +1,386 @@
+"""Admission tokens: the AWS-compatible token set, sessions, and the access-token verifier.
+
+One ``tokens`` row per request id, created by ``INSERT ... ON CONFLICT DO NOTHING`` so concurrent first
+calls store one record, count one token and record one "token_generated" notification. Every later
+call rebuilds the same claims from the row and signs them again with the key that signed them first;
+RS256 signatures are deterministic, so the tokens come back byte-identical with a falling
+``expires_in``.
+
+A token is valid while ``now < exp`` (RFC 7519 §4.1.4: not accepted *on or after* ``exp``); the same
+boundary decides the 410 of ``issue``, the active count and the expired list.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from joserfc import jws
+from joserfc.errors import JoseError
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from idp.cache import TTLCache
+from idp.clock import Clock
+from idp.config import Settings
+from idp.errors import ConflictError, IdpError, ValidationError
+from idp.events import MAX_PERIOD
+from idp.notify import outbox
+from idp.queue.engine import PlaceState, validate_request_id
+from idp.storage.db import Database
+from idp.storage.models import TokenRecord
+from idp.tokens.keys import DEFAULT_ALG, KeyManager, KeyUnavailableError, validate_alg
+from idp.waiting_room import NotServedError, PositionExpiredError, RequestNotFoundError, WaitingRoom
+
+TOKEN_USES = ("access", "refresh", "id")
+MAX_TOKEN_CHARS = 8192
+ISSUER_RE = re.compile(r"\Ahttps?://[\x21-\x7e]{1,290}\Z")
+_CURSOR_RE = re.compile(r"\A(\d{1,19}):([0-9a-f-]{36})\Z")
+
+
+class TokenExpiredError(IdpError):
+    code = "token_expired"
+    status = 410
+    message = "The token of this request id has expired."
+
+
+class SessionFinishedError(IdpError):
+    code = "session_finished"
+    status = 410
+    message = "The session of this request id was completed or abandoned."
+
+
+class SessionStatusSetError(ConflictError):
+    code = "status_already_set"
+    message = "The session status of this request id is already set."
+
+
+class TokenNotIssuedError(RequestNotFoundError):
+    code = "token_not_found"
+    message = "No token was issued for this request id."
+
+
+class InvalidTokenError(IdpError):
+    """Any reason an access token is refused; the message says which, the code stays the same."""
+
+    code = "invalid_token"
+    status = 401
+    message = "The access token is not valid."
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+
+
+def sign_jwt(claims: dict[str, Any], keys: KeyManager, alg: str = DEFAULT_ALG, *, kid: str | None = None) -> str:
+    """Sign ``claims`` as a compact JWS with header ``{"typ": "JWT", "alg", "kid"}``.
+
+    ``kid`` picks a particular (active or retiring) key; by default the active key of ``alg`` signs.
+    """
+    if kid is None:
+        key = keys.signing_key(alg)
+    else:
+        found = keys.signing_key_for(kid)
+        if found is None:
+            raise KeyUnavailableError(f"Signing key {kid} no longer signs.")
+        key = found
+    key_alg = str(key.alg or alg)
+    header = {"typ": "JWT", "alg": key_alg, "kid": key.kid}
+    payload = json.dumps(claims, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return jws.serialize_compact(header, payload, key, algorithms=[key_alg])
+
+
+@dataclass(frozen=True)
+class SessionState:
+    event_id: str
+    queue_position: int
+    session_status: int
+    expires_at: int
+    # IDP_ISSUER, or the override an operator gave at issuance.
+    issuer: str
+
+
+def _validity(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PERIOD:
+        raise ValidationError(f"validity_period must be an integer from 1 to {MAX_PERIOD}.", code="invalid_validity")
+    return value
+
+
+def _issuer(value: object) -> str:
+    if not isinstance(value, str) or not ISSUER_RE.match(value) or value.endswith("/"):
+        raise ValidationError("issuer must be an http(s) URL without a trailing slash.", code="invalid_issuer")
+    return value
+
+
+def _b64json(segment: str) -> Any:
+    padded = segment + "=" * (-len(segment) % 4)
+    return json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+
+
+class TokenService:
+    """Issue token sets, finish sessions, count and list tokens, verify access tokens."""
+
+    def __init__(
+        self, db: Database, room: WaitingRoom, keys: KeyManager, clock: Clock, settings: Settings,
+        *, alg: str = DEFAULT_ALG,
+    ) -> None:
+        self.db = db
+        self.room = room
+        self.keys = keys
+        self.clock = clock
+        self.settings = settings
+        self.alg = validate_alg(alg)
+        self._sessions: TTLCache[SessionState | None] = TTLCache(settings.session_cache_seconds)
+
+    def _now(self) -> int:
+        return int(self.clock.now())
+
+    # --- issuance ---------------------------------------------------------------------------------
+
+    def issue(
+        self, event_id: object, request_id: object, *, issuer: object = None, validity: object = None
+    ) -> dict[str, Any]:
+        """Return the token set of ``request_id``; the first call creates it, later calls repeat it.
+
+        202 NotServedError while waiting; 410 when the position expired unclaimed, the session finished
+        or the token expired; 404 for an unknown event or request id. ``issuer`` and ``validity`` apply
+        to the first issuance only.
+        """
+        event = self.room.events.get(event_id)
+        rid = validate_request_id(request_id)
+        iss = self.settings.issuer if issuer is None else _issuer(issuer)
+        lifetime = event.token_validity_period if validity is None else _validity(validity)
+        row = self._read(rid)
+        if row is None:
+            _, status = self.room.claim(event.event_id, rid)
+            if status.state is PlaceState.WAITING:
+                raise NotServedError()
+            if status.state is PlaceState.EXPIRED:
+                raise PositionExpiredError()
+            if status.state is not PlaceState.CLAIMED or status.entry is None:
+                raise RequestNotFoundError()
+            row = self._insert(event.event_id, rid, status.entry.position, iss, lifetime)
+        if row.event_id != event.event_id:
+            raise RequestNotFoundError()
+        return self._token_set(row)
+
+    def _read(self, request_id: str) -> TokenRecord | None:
+        with self.db.session(readonly=True) as session:
+            return session.get(TokenRecord, request_id)
+
+    def _insert(self, event_id: str, request_id: str, position: int, issuer: str, lifetime: int) -> TokenRecord:
+        now = self._now()
+        values = {
+            "request_id": request_id,
+            "event_id": event_id,
+            "queue_position": position,
+            "issued_at": now,
+            "not_before": now,
+            "expires_at": now + lifetime,
+            "issuer": issuer,
+            "kid": self.keys.ensure_active(self.alg),
+            "jti": uuid.uuid4().hex,
+            "session_status": 0,
+            "finished_at": None,
+        }
+        with self.db.session() as session:
+            dialect = session.get_bind().dialect.name
+            builder = pg_insert if dialect == "postgresql" else sqlite_insert
+            stmt = builder(TokenRecord).values(**values).on_conflict_do_nothing(index_elements=["request_id"])
+            created = session.execute(stmt).rowcount == 1  # type: ignore[attr-defined]
+            if created:
+                outbox.record(session, event_id, "token_generated", {"event_id": event_id, "request_id": request_id})
+            stmt_read = select(TokenRecord).where(TokenRecord.request_id == request_id)
+            row = session.execute(stmt_read.execution_options(populate_existing=True)).scalar_one()
+            session.expunge(row)
+        return row
+
+    def claims(self, row: TokenRecord, token_use: str) -> dict[str, Any]:
+        return {
+            "aud": row.event_id,
+            "sub": row.request_id,
+            "queue_position": row.queue_position,
+            "token_use": token_use,
+            "iat": row.issued_at,
+            "nbf": row.not_before,
+            "exp": row.expires_at,
+            "iss": row.issuer,
+            "jti": f"{row.jti}-{token_use}",
+        }
+
+    def _token_set(self, row: TokenRecord) -> dict[str, Any]:
+        if row.session_status != 0:
+            raise SessionFinishedError()
+        now = self._now()
+        if now >= row.expires_at:
+            raise TokenExpiredError()
+        tokens = {use: sign_jwt(self.claims(row, use), self.keys, kid=row.kid) for use in TOKEN_USES}
+        return {
+            "access_token": tokens["access"],
+            "refresh_token": tokens["refresh"],
+            "id_token": tokens["id"],
+            "token_type": "Bearer",
+            "expires_in": row.expires_at - now,
+        }
+
+    # --- sessions ---------------------------------------------------------------------------------
+
+    def update_session(self, event_id: object, request_id: object, status: object) -> dict[str, Any]:
+        """Mark a session completed (1) or abandoned (-1), once: 404 without a token, 409 if already set."""
+        if isinstance(status, bool) or not isinstance(status, int) or status not in (1, -1):
+            raise ValidationError("status must be 1 (completed) or -1 (abandoned).", code="invalid_status")
+        outcome = status
+        event = self.room.events.get(event_id)
+        rid = validate_request_id(request_id)
+        now = self._now()
+        label = "completed" if outcome == 1 else "abandoned"
+        with self.db.session() as session:
+            result = session.execute(
+                update(TokenRecord)
+                .where(
+                    TokenRecord.request_id == rid,
+                    TokenRecord.event_id == event.event_id,
+                    TokenRecord.session_status == 0,
+                )
+                .values(session_status=outcome, finished_at=now)
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                exists = session.execute(
+                    select(TokenRecord.request_id).where(
+                        TokenRecord.request_id == rid, TokenRecord.event_id == event.event_id
+                    )
+                ).first()
+                if exists is None:
+                    raise TokenNotIssuedError()
+                raise SessionStatusSetError()
+            outbox.record(
+                session, event.event_id, "session_updated",
+                {"event_id": event.event_id, "request_id": rid, "status": label},
+            )
+        self._sessions.invalidate(rid)
+        self.room.record_session(event.event_id, outcome)
+        return {"event_id": event.event_id, "request_id": rid, "status": outcome, "finished_at": now}
+
+    def active_count(self, event_id: object) -> int:
+        """Tokens of the event that have not expired and whose session is not finished."""
+        event = self.room.events.get(event_id)
+        now = self._now()
+        with self.db.session(readonly=True) as session:
+            count = session.execute(
+                select(func.count())
+                .select_from(TokenRecord)
+                .where(
+                    TokenRecord.event_id == event.event_id,
+                    TokenRecord.expires_at > now,
+                    TokenRecord.session_status == 0,
+                )
+            ).scalar_one()
+        return int(count)
+
+    def expired_request_ids(
+        self, event_id: object, limit: object = 100, cursor: object = None
+    ) -> tuple[list[str], str | None]:
+        """Request ids whose tokens expired (any session status), oldest expiry first, by keyset pages."""
+        event = self.room.events.get(event_id)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+            raise ValidationError("limit must be an integer from 1 to 1000.", code="invalid_limit")
+        after: tuple[int, str] | None = None
+        if cursor is not None and cursor != "":
+            match = _CURSOR_RE.match(cursor) if isinstance(cursor, str) else None
+            if match is None:
+                raise ValidationError("cursor is not one this service returned.", code="invalid_cursor")
+            after = (int(match.group(1)), match.group(2))
+        now = self._now()
+        stmt = (
+            select(TokenRecord.expires_at, TokenRecord.request_id)
+            .where(TokenRecord.event_id == event.event_id, TokenRecord.expires_at <= now)
+            .order_by(TokenRecord.expires_at, TokenRecord.request_id)
+            .limit(limit + 1)
+        )
+        if after is not None:
+            stmt = stmt.where(
+                or_(
+                    TokenRecord.expires_at > after[0],
+                    and_(TokenRecord.expires_at == after[0], TokenRecord.request_id > after[1]),
+                )
+            )
+        with self.db.session(readonly=True) as session:
+            rows = session.execute(stmt).all()
+        page = rows[:limit]
+        next_cursor = f"{page[-1][0]}:{page[-1][1]}" if len(rows) > limit else None
+        return [str(r[1]) for r in page], next_cursor
+
+    # --- verification -----------------------------------------------------------------------------
+
+    def _session(self, request_id: str) -> SessionState | None:
+        def load() -> SessionState | None:
+            row = self._read(request_id)
+            if row is None:
+                return None
+            return SessionState(row.event_id, row.queue_position, row.session_status, row.expires_at, row.issuer)
+
+        return self._sessions.get(request_id, load)
+
+    def verify_access_token(self, token: object, event_id: str | None = None) -> dict[str, Any]:
+        """Return the claims of a valid waiting-room access token or raise InvalidTokenError (401)."""
+        if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS:
+            raise InvalidTokenError("The access token is missing or too long.")
+        parts = token.split(".")
+        if len(parts) != 3:
+            raise InvalidTokenError("The access token is not a compact JWS.")
+        try:
+            header = _b64json(parts[0])
+        except (ValueError, UnicodeError, binascii.Error):
+            raise InvalidTokenError("The access token header is malformed.") from None
+        if not isinstance(header, dict):
+            raise InvalidTokenError("The access token header is malformed.")
+        alg, kid = header.get("alg"), header.get("kid")
+        if not isinstance(alg, str) or alg not in ("RS256", "ES256") or not isinstance(kid, str):
+            raise InvalidTokenError("The access token names no usable algorithm and key.")
+        if header.get("crit") is not None:
+            raise InvalidTokenError("The access token has critical header parameters.")
+        key = self.keys.verification_key(kid)
+        if key is None or key.alg != alg:
+            raise InvalidTokenError("The access token was signed by an unknown key.")
+        try:
+            payload = jws.deserialize_compact(token, key, algorithms=[alg]).payload
+            claims = json.loads(payload)
+        except (JoseError, ValueError, TypeError, UnicodeError, binascii.Error):
+            raise InvalidTokenError("The access token signature is not valid.") from None
+        if not isinstance(claims, dict):
+            raise InvalidTokenError("The access token claims are malformed.")
+        return self._check_claims(claims, event_id)
+
+    def _check_claims(self, claims: dict[str, Any], event_id: str | None) -> dict[str, Any]:
+        now = self.clock.now()
+        exp, nbf, sub, aud = claims.get("exp"), claims.get("nbf"), claims.get("sub"), claims.get("aud")
+        for name, value in (("exp", exp), ("nbf", nbf)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InvalidTokenError(f"The access token has no valid {name}.")
+        if now >= exp:  # type: ignore[operator]
+            raise InvalidTokenError("The access token has expired.")
+        if now < nbf:  # type: ignore[operator]
+            raise InvalidTokenError("The access token is not valid yet.")
+        if claims.get("token_use") != "access":
+            raise InvalidTokenError("The token is not an access token.")
+        if not isinstance(sub, str) or not isinstance(aud, str):
+            raise InvalidTokenError("The access token has no subject or audience.")
+        if event_id is not None and aud != event_id:
+            raise InvalidTokenError("The access token is for another event.")
+        try:
+            rid = validate_request_id(sub)
+        except ValidationError:
+            raise InvalidTokenError("The access token has no valid subject.") from None
+        state = self._session(rid)
+        if state is None or state.event_id != aud:
+            raise InvalidTokenError("The access token belongs to no known session.")
+        if claims.get("iss") != state.issuer:
+            raise InvalidTokenError("The access token has the wrong issuer.")
+        if state.session_status != 0:
+            raise InvalidTokenError("The session of this access token has finished.")
+        return claims

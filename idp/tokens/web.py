@@ -1,0 +1,79 @@
+"""HTTP surface of the tokens: the JWKS, the AWS public key and token endpoints, and forward auth."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Flask, Response, request
+
+from idp.http import json_body, json_response, query, required, services
+from idp.tokens.issuer import InvalidTokenError, TokenService
+from idp.tokens.keys import KeyManager
+
+bp = Blueprint("tokens", __name__)
+
+JWKS_CACHE = "public, max-age=300"
+# Forward auth is asked with the method of the request it guards; OPTIONS must not be answered by Flask.
+VERIFY_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+def init_app(app: Flask, svc: Any) -> None:
+    svc.keys = KeyManager(svc.db, svc.settings.secret_key, svc.clock, svc.settings.key_rotation_grace_seconds)
+    svc.tokens = TokenService(svc.db, svc.room, svc.keys, svc.clock, svc.settings)
+    app.register_blueprint(bp)
+
+
+@bp.get("/jwks.json")
+def jwks() -> Response:
+    return json_response(services().keys.jwks(), cache=JWKS_CACHE)
+
+
+@bp.get("/api/public_key")
+def public_key() -> Response:
+    services().events.get(query("event_id"))
+    return json_response(services().keys.public_jwk(), cache=JWKS_CACHE)
+
+
+@bp.post("/api/generate_token")
+def generate_token() -> Response:
+    data = json_body()
+    token_set = services().tokens.issue(required(data, "event_id"), required(data, "request_id"))
+    return json_response(token_set)
+
+
+def _bearer() -> str | None:
+    header = request.headers.get("Authorization")
+    if header:
+        scheme, _, value = header.strip().partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+        return None
+    cookie = request.cookies.get(services().settings.verify_cookie)
+    return cookie or None
+
+
+def _refuse(exc: InvalidTokenError) -> Response:
+    response = json_response({"error": exc.code, "message": exc.message}, 401, cache="no-store")
+    response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+    return response
+
+
+@bp.route("/verify", methods=VERIFY_METHODS, provide_automatic_options=False)
+def verify() -> Response:
+    """Answer 200 with the visitor's request id and position for a valid access token, else 401."""
+    token = _bearer()
+    if token is None:
+        return _refuse(InvalidTokenError("A Bearer access token or the access cookie is required."))
+    event_id = request.args.get("event_id") or None
+    try:
+        claims = services().tokens.verify_access_token(token, event_id)
+    except InvalidTokenError as exc:
+        return _refuse(exc)
+    response = json_response(
+        {"request_id": claims["sub"], "event_id": claims["aud"], "queue_position": claims.get("queue_position")},
+        cache="no-store",
+    )
+    response.headers["X-Queue-Request-Id"] = str(claims["sub"])
+    response.headers["X-Queue-Position"] = str(claims.get("queue_position", ""))
+    response.headers["X-Queue-Event-Id"] = str(claims["aud"])
+    return response
