@@ -82,6 +82,13 @@ class WaitingRoom:
         self._counters.invalidate(event.event_id)
         return serving
 
+    def increment_serving_once(self, event_id: object, by: object, mark: str) -> tuple[int, bool]:
+        """Raise the serving counter at most once per ``mark``; returns (serving, applied)."""
+        event = self.events.get(event_id)
+        result = self.engine.increment_serving_once(event.event_id, by, mark)
+        self._counters.invalidate(event.event_id)
+        return result
+
     def sweep(self, event_id: object) -> SweepResult:
         event = self.events.get(event_id)
         result = self.engine.sweep(event.event_id, event.policy)

@@ -27,6 +27,7 @@ from idp.errors import IdpError, ValidationError
 INT64_MAX = 2**63 - 1
 REQUEST_ID_RE = re.compile(r"\A[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 IDEMPOTENCY_KEY_RE = re.compile(r"\A[\x21-\x7e]{1,200}\Z")
+MARK_RE = re.compile(r"\A[\x21-\x7e]{1,100}\Z")
 
 
 class CounterOverflowError(IdpError):
@@ -105,6 +106,8 @@ class QueueStore(Protocol):
     def counters(self, event_id: str) -> Counters: ...
 
     def increment_serving(self, event_id: str, by: int, now: int) -> int: ...
+
+    def increment_serving_once(self, event_id: str, by: int, now: int, mark: str) -> tuple[int, bool]: ...
 
     def status(self, event_id: str, request_id: str, now: int, policy: ExpiryPolicy, claim: bool) -> PlaceStatus: ...
 
@@ -192,6 +195,16 @@ class QueueEngine:
 
     def increment_serving(self, event_id: str, by: object) -> int:
         return self.store.increment_serving(event_id, validate_increment(by), self._now())
+
+    def increment_serving_once(self, event_id: str, by: object, mark: str) -> tuple[int, bool]:
+        """Raise the counter unless an increment under ``mark`` was applied before: ``(serving, applied)``.
+
+        The mark is stored in the same atomic step as the increment, so a caller that crashed after the
+        increment and retries with the same mark (a worker restarted mid-minute) never adds twice.
+        """
+        if not isinstance(mark, str) or not MARK_RE.match(mark):
+            raise ValidationError("mark must be 1 to 100 printable ASCII characters.", code="invalid_mark")
+        return self.store.increment_serving_once(event_id, validate_increment(by), self._now(), mark)
 
     def status(self, event_id: str, request_id: str, policy: ExpiryPolicy) -> PlaceStatus:
         return self.store.status(event_id, validate_request_id(request_id), self._now(), policy, False)

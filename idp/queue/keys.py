@@ -43,6 +43,11 @@ def idempotency(event_id: str) -> str:
     return _key(event_id, "i")
 
 
+def serving_marks(event_id: str) -> str:
+    """Sorted set: member = mark of an automatic increment already applied, score = when."""
+    return _key(event_id, "m")
+
+
 def event_keys(event_id: str) -> list[str]:
     """Keys in the order every script expects them."""
     return [

@@ -28,6 +28,8 @@ from idp.queue.engine import (
     SweepResult,
 )
 
+# Marks of automatic increments are remembered this long (a restarted worker retries within minutes).
+MARK_RETENTION_SECONDS = 7 * 86400
 _COUNTER_FIELDS = ("queue", "serving", "tokens", "expired", "completed", "abandoned", "max_expired")
 
 
@@ -58,7 +60,7 @@ class RedisQueueStore:
         self.retry_after = retry_after
         self._scripts = {
             name: client.register_script(_script_source(name))
-            for name in ("enqueue", "entry", "increment", "status", "sweep")
+            for name in ("enqueue", "entry", "increment", "increment_once", "status", "sweep")
         }
 
     @classmethod
@@ -96,6 +98,19 @@ class RedisQueueStore:
             if "overflow" in str(exc):
                 raise CounterOverflowError() from exc
             raise
+
+    @_unavailable
+    def increment_serving_once(self, event_id: str, by: int, now: int, mark: str) -> tuple[int, bool]:
+        try:
+            serving, applied = self._scripts["increment_once"](
+                keys=[*keys.event_keys(event_id), keys.serving_marks(event_id)],
+                args=[by, now, mark, MARK_RETENTION_SECONDS],
+            )
+        except ResponseError as exc:
+            if "overflow" in str(exc):
+                raise CounterOverflowError() from exc
+            raise
+        return int(serving), bool(int(applied))
 
     @_unavailable
     def status(self, event_id: str, request_id: str, now: int, policy: ExpiryPolicy, claim: bool) -> PlaceStatus:

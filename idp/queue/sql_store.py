@@ -26,7 +26,7 @@ from idp.queue.engine import (
     last_expired_position,
 )
 from idp.storage.db import Database
-from idp.storage.models import QueueEntry, QueueState, ServingIssue
+from idp.storage.models import QueueEntry, QueueState, ServingIssue, ServingMark
 
 
 class SqlQueueStore:
@@ -138,6 +138,18 @@ class SqlQueueStore:
             state.serving_counter += by
             self._record_issue(session, state, now)
             return state.serving_counter
+
+    def increment_serving_once(self, event_id: str, by: int, now: int, mark: str) -> tuple[int, bool]:
+        with self.db.session() as session:
+            state = self._lock_state(session, event_id)
+            if session.get(ServingMark, (event_id, mark)) is not None:
+                return state.serving_counter, False
+            if state.serving_counter + by > INT64_MAX:
+                raise CounterOverflowError()
+            state.serving_counter += by
+            self._record_issue(session, state, now)
+            session.add(ServingMark(event_id=event_id, mark=mark, serving=state.serving_counter, applied_at=now))
+            return state.serving_counter, True
 
     def status(self, event_id: str, request_id: str, now: int, policy: ExpiryPolicy, claim: bool) -> PlaceStatus:
         with self.db.session(readonly=not claim) as session:
