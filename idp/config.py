@@ -58,6 +58,8 @@ class Settings:
     verify_cookie: str = "idp_access"
     session_cache_seconds: float = 2.0
     key_rotation_grace_seconds: int = 86400
+    # How often a process re-reads signing-key metadata to see a rotation made by another process.
+    key_refresh_seconds: float = 2.0
     instance_path: str = "instance"
 
     @property
@@ -147,5 +149,6 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "verify_cookie": ("IDP_VERIFY_COOKIE", str.strip),
     "session_cache_seconds": ("IDP_SESSION_CACHE_SECONDS", float),
     "key_rotation_grace_seconds": ("IDP_KEY_ROTATION_GRACE_SECONDS", int),
+    "key_refresh_seconds": ("IDP_KEY_REFRESH_SECONDS", float),
     "instance_path": ("IDP_INSTANCE_PATH", str.strip),
 }

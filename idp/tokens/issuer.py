@@ -122,6 +122,16 @@ def _b64json(segment: str) -> Any:
     return json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
 
 
+def attach(services: Any) -> None:
+    """Give a service container (``idp.app.Services``) its ``keys`` and ``tokens``."""
+    settings = services.settings
+    services.keys = KeyManager(
+        services.db, settings.secret_key, services.clock, settings.key_rotation_grace_seconds,
+        refresh_seconds=settings.key_refresh_seconds,
+    )
+    services.tokens = TokenService(services.db, services.room, services.keys, services.clock, settings)
+
+
 class TokenService:
     """Issue token sets, finish sessions, count and list tokens, verify access tokens."""
 
@@ -194,7 +204,8 @@ class TokenService:
             stmt = builder(TokenRecord).values(**values).on_conflict_do_nothing(index_elements=["request_id"])
             created = session.execute(stmt).rowcount == 1  # type: ignore[attr-defined]
             if created:
-                outbox.record(session, event_id, "token_generated", {"event_id": event_id, "request_id": request_id})
+                payload = {"event_id": event_id, "request_id": request_id}
+                outbox.record(session, event_id, "token_generated", payload, now=now)
             stmt_read = select(TokenRecord).where(TokenRecord.request_id == request_id)
             row = session.execute(stmt_read.execution_options(populate_existing=True)).scalar_one()
             session.expunge(row)
@@ -260,7 +271,7 @@ class TokenService:
                 raise SessionStatusSetError()
             outbox.record(
                 session, event.event_id, "session_updated",
-                {"event_id": event.event_id, "request_id": rid, "status": label},
+                {"event_id": event.event_id, "request_id": rid, "status": label}, now=now,
             )
         self._sessions.invalidate(rid)
         self.room.record_session(event.event_id, outcome)

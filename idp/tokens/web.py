@@ -7,8 +7,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, request
 
 from idp.http import json_body, json_response, query, required, services
-from idp.tokens.issuer import InvalidTokenError, TokenService
-from idp.tokens.keys import KeyManager
+from idp.tokens.issuer import InvalidTokenError, attach
 
 bp = Blueprint("tokens", __name__)
 
@@ -18,8 +17,7 @@ VERIFY_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
 def init_app(app: Flask, svc: Any) -> None:
-    svc.keys = KeyManager(svc.db, svc.settings.secret_key, svc.clock, svc.settings.key_rotation_grace_seconds)
-    svc.tokens = TokenService(svc.db, svc.room, svc.keys, svc.clock, svc.settings)
+    attach(svc)
     app.register_blueprint(bp)
 
 
