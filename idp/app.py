@@ -11,7 +11,7 @@ from flask import Flask, Response, g, request
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import OperationalError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from idp.clients import ClientService
@@ -106,6 +106,10 @@ def _register_request_hooks(app: Flask) -> None:
         g.request_started = monotonic_ms()
         incoming = request.headers.get("X-Request-Id", "")
         g.request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
+        # Refuse an oversized body up front, also on views that never read it (GET with a body).
+        limit = request.max_content_length
+        if limit is not None and (request.content_length or 0) > limit:
+            raise RequestEntityTooLarge()
 
     @app.after_request
     def _finish(response: Response) -> Response:

@@ -22,7 +22,8 @@ def json_body() -> dict[str, Any]:
         raise ValidationError("A JSON object body is required.", code="missing_body")
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        # RecursionError: nesting deeper than the parser's stack (a few kilobytes of "[" suffice).
         raise ValidationError("The body is not valid JSON.", code="malformed_json") from exc
     if not isinstance(data, dict):
         raise ValidationError("The body must be a JSON object.", code="invalid_body")
