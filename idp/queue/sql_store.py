@@ -160,6 +160,9 @@ class SqlQueueStore:
                 return PlaceStatus(PlaceState.UNKNOWN)
             entry = Entry(request_id, row.position, row.entry_time)
             state = self._lock_state(session, event_id) if claim else session.get(QueueState, event_id)
+            if claim:
+                # The entry was read before the lock; a concurrent claim may have committed since.
+                session.refresh(row)
             serving = state.serving_counter if state is not None else 0
             max_expired = state.max_expired if state is not None else 0
             if row.position > serving:
