@@ -97,6 +97,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
 EXTENSIONS: list[str] = [
     "idp.tokens.web",
     "idp.admin.web",
+    "idp.pages.web",
+    "idp.oidc.web",
 ]
 
 

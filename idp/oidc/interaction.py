@@ -1,0 +1,239 @@
+"""The admission interaction: an authorization request parked while its visitor waits in the queue.
+
+This module owns the interaction's states and the only transitions between them::
+
+    parked --(joined the queue)--> waiting --(serving counter reached the place)--> admitted
+    admitted --(code issued, 303 to the redirect URI)--> code_issued
+    admitted --(parked longer than the client's max_parked_seconds; sent to initiate_login_uri)--> expired
+    waiting --(the place expired unclaimed)--> expired
+    parked | waiting | admitted --(replaced or given up)--> abandoned
+
+Every transition is a compare-and-set on the stored state, so two tabs reloading the same waiting page
+finish the request once. It also owns "one place per browser per event": the browser's long-lived
+visitor cookie maps to one queue place per event (a second authorize from the same browser finds the
+same place); the join uses an idempotency key derived from the visitor and a generation number, so
+concurrent first joins get one place, and a forced re-login (``prompt=login``, a stale ``max_age``)
+moves to the next generation, a new place at the back of the queue.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from idp.errors import IdpError
+from idp.oidc.claims import VISITOR_ID_RE, Admission
+from idp.oidc.records import InteractionRecord, OidcRecords, Place
+from idp.queue.engine import PlaceState
+from idp.waiting_room import RequestNotFoundError
+
+log = logging.getLogger("idp.oidc")
+
+# Interactions older than this are gone for good (a relying party gave up long before).
+INTERACTION_TTL = 86400
+# Parameters of an authorization request worth keeping; everything else is ignored (RFC 6749 §3.1).
+KEPT_PARAMS = (
+    "response_type", "client_id", "redirect_uri", "scope", "state", "nonce", "code_challenge",
+    "code_challenge_method", "prompt", "max_age", "id_token_hint", "acr_values", "ui_locales",
+    "login_hint", "display", "claims_locales", "response_mode",
+)
+
+
+class State(str, enum.Enum):
+    PARKED = "parked"
+    WAITING = "waiting"
+    ADMITTED = "admitted"
+    CODE_ISSUED = "code_issued"
+    EXPIRED = "expired"
+    ABANDONED = "abandoned"
+
+
+TRANSITIONS: dict[State, set[State]] = {
+    State.PARKED: {State.WAITING, State.ABANDONED},
+    State.WAITING: {State.ADMITTED, State.EXPIRED, State.ABANDONED},
+    State.ADMITTED: {State.CODE_ISSUED, State.EXPIRED, State.ABANDONED},
+    State.CODE_ISSUED: set(),
+    State.EXPIRED: set(),
+    State.ABANDONED: set(),
+}
+
+
+class InteractionError(IdpError):
+    code = "interaction_invalid"
+    status = 400
+    message = "This sign-in request cannot continue."
+
+
+class InteractionNotFoundError(InteractionError):
+    code = "interaction_not_found"
+    status = 404
+    message = "This sign-in request is unknown or has finished. Return to the site and sign in again."
+
+
+class InteractionFinishedError(InteractionError):
+    code = "interaction_finished"
+    status = 409
+    message = "This sign-in request has already been completed. Return to the site."
+
+
+class ForeignInteractionError(InteractionError):
+    code = "interaction_foreign"
+    status = 403
+    message = "This sign-in request belongs to another browser."
+
+
+def new_visitor_id() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def valid_visitor_id(value: object) -> str | None:
+    return value if isinstance(value, str) and VISITOR_ID_RE.match(value) else None
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a parked request stands in the queue."""
+
+    state: str  # waiting | admitted | expired
+    position: int
+    serving: int
+    admitted_at: int | None = None
+
+    @property
+    def ahead(self) -> int:
+        return max(0, self.position - self.serving - 1)
+
+    @property
+    def poll_after_ms(self) -> int:
+        """Poll often near the front, rarely far back: 100,000 waiting cost < 2,000 polls a second."""
+        if self.state != "waiting":
+            return 0
+        return max(1000, min(60000, self.ahead * 20))
+
+
+class Interactions:
+    """Park, follow and finish authorization requests of visitors waiting in the queue."""
+
+    def __init__(self, services: Any, records: OidcRecords) -> None:
+        self.services = services
+        self.records = records
+
+    def now(self) -> int:
+        return int(self.services.clock.now())
+
+    # --- places -----------------------------------------------------------------------------------
+
+    def _usable(self, event_id: str, place: Place) -> PlaceState | None:
+        """The state of the browser's place if it can still lead to a login; None if it cannot."""
+        try:
+            _, status = self.services.room.status(event_id, place.request_id)
+        except RequestNotFoundError:
+            return None  # the event was reset
+        if status.state in (PlaceState.WAITING, PlaceState.ADMITTED):
+            return status.state
+        if status.state is PlaceState.CLAIMED:
+            session = self.records.session_state(place.request_id)
+            if session is None or session.active:
+                return status.state
+        return None
+
+    def ensure_place(self, visitor_id: str, event_id: str, *, fresh: bool = False) -> Place:
+        """The browser's place in the event's queue, joining (again) when it has none that can still admit."""
+        place = self.records.place(visitor_id, event_id)
+        if place is not None and not fresh and self._usable(event_id, place) is not None:
+            return place
+        generation = 0 if place is None else place.generation + 1
+        _, entry = self.services.room.join(event_id, idempotency_key=f"oidc:{visitor_id}:{generation}")
+        return self.records.save_place(Place(visitor_id, event_id, entry.request_id, entry.position, generation))
+
+    def admission(self, visitor_id: str, event_id: str, cookie: dict[str, Any] | None) -> Admission | None:
+        """The browser's current admission to the event, from its admitted cookie or its claimed place."""
+        if cookie and cookie.get("v") == visitor_id and cookie.get("e") == event_id:
+            request_id, position, admitted_at = cookie.get("r"), cookie.get("q"), cookie.get("t")
+            if isinstance(request_id, str) and isinstance(position, int) and isinstance(admitted_at, int):
+                session = self.records.session_state(request_id)
+                if session is not None and session.active:
+                    return Admission(visitor_id, event_id, request_id, position, admitted_at)
+        place = self.records.place(visitor_id, event_id)
+        if place is None:
+            return None
+        try:
+            _, status = self.services.room.status(event_id, place.request_id)
+        except RequestNotFoundError:
+            return None
+        if status.state is not PlaceState.CLAIMED or status.admitted_at is None:
+            return None
+        session = self.records.session_state(place.request_id)
+        if session is None or not session.active:
+            return None
+        return Admission(visitor_id, event_id, place.request_id, place.queue_position, status.admitted_at)
+
+    # --- the state machine ------------------------------------------------------------------------
+
+    def park(self, client_id: str, event_id: str, visitor_id: str, params: dict[str, str], *,
+             fresh: bool = False) -> InteractionRecord:
+        """Store the request (parked), then join the queue or find the browser's place (waiting)."""
+        now = self.now()
+        kept = {k: v for k, v in params.items() if k in KEPT_PARAMS}
+        place = self.ensure_place(visitor_id, event_id, fresh=fresh)
+        record = InteractionRecord(
+            interaction_id=secrets.token_urlsafe(24), client_id=client_id, event_id=event_id,
+            visitor_id=visitor_id, request_id=place.request_id, queue_position=place.queue_position,
+            params=kept, state=State.PARKED.value, created_at=now, updated_at=now,
+        )
+        self.records.create_interaction(record)
+        self.move(record, State.WAITING)
+        return self.records.interaction(record.interaction_id) or record
+
+    def load(self, interaction_id: object, visitor_id: str | None) -> InteractionRecord:
+        if not isinstance(interaction_id, str) or not 1 <= len(interaction_id) <= 64:
+            raise InteractionNotFoundError()
+        record = self.records.interaction(interaction_id)
+        if record is None or self.now() - record.created_at > INTERACTION_TTL:
+            raise InteractionNotFoundError()
+        if visitor_id is None or not secrets.compare_digest(record.visitor_id, visitor_id):
+            raise ForeignInteractionError()
+        return record
+
+    def move(self, record: InteractionRecord, to: State) -> None:
+        """Apply one transition; raises when it is not allowed from the current state or was lost."""
+        allowed_from = tuple(s.value for s, targets in TRANSITIONS.items() if to in targets)
+        if not self.records.move_interaction(record.interaction_id, allowed_from, to.value):
+            current = self.records.interaction(record.interaction_id)
+            if current is not None and current.state == State.CODE_ISSUED.value:
+                raise InteractionFinishedError()
+            raise InteractionError(f"This sign-in request cannot move to {to.value}.")
+
+    def progress(self, event_id: str, request_id: str) -> Progress:
+        """Where a place stands; reads only the queue store (and the cached event settings)."""
+        try:
+            _, status = self.services.room.status(event_id, request_id)
+        except RequestNotFoundError:
+            return Progress("expired", 0, 0)
+        position = status.entry.position if status.entry else 0
+        if status.state is PlaceState.WAITING:
+            return Progress("waiting", position, status.serving)
+        if status.state in (PlaceState.ADMITTED, PlaceState.CLAIMED):
+            return Progress("admitted", position, status.serving, status.admitted_at)
+        return Progress("expired", position, status.serving)
+
+    def admit(self, record: InteractionRecord) -> tuple[Admission, int]:
+        """Claim the admitted place (waiting -> admitted); returns the admission and the session's end."""
+        progress = self.progress(record.event_id, record.request_id)
+        if progress.state != "admitted" or progress.admitted_at is None:
+            raise InteractionError("This place has not been admitted.")
+        self.services.tokens.issue(record.event_id, record.request_id)
+        session = self.records.session_state(record.request_id)
+        if session is None or not session.active:
+            raise InteractionError("The session of this place has finished.")
+        if record.state == State.WAITING.value:
+            self.move(record, State.ADMITTED)
+        admission = Admission(record.visitor_id, record.event_id, record.request_id, record.queue_position,
+                              progress.admitted_at)
+        return admission, session.expires_at
+
+    def parked_too_long(self, record: InteractionRecord, max_parked_seconds: int) -> bool:
+        return self.now() - record.created_at > max_parked_seconds

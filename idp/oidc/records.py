@@ -1,0 +1,312 @@
+"""Durable records of the OpenID Connect side: visitor places, parked interactions, codes and grants.
+
+Framework-free. Codes and refresh tokens are stored as SHA-256 digests (they carry 256 random bits,
+so no salt or slow hash is needed); a database leak yields nothing usable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from idp.clock import Clock
+from idp.storage.db import Database
+from idp.storage.models import OidcCode, OidcGrant, OidcInteraction, OidcPlace, TokenRecord
+
+
+def digest(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def new_token(nbytes: int = 32) -> str:
+    return secrets.token_urlsafe(nbytes)
+
+
+@dataclass(frozen=True)
+class Place:
+    visitor_id: str
+    event_id: str
+    request_id: str
+    queue_position: int
+    generation: int
+
+
+@dataclass(frozen=True)
+class InteractionRecord:
+    interaction_id: str
+    client_id: str
+    event_id: str
+    visitor_id: str
+    request_id: str
+    queue_position: int
+    params: dict[str, Any]
+    state: str
+    created_at: int
+    updated_at: int
+
+
+@dataclass(frozen=True)
+class CodeRecord:
+    """An authorization code as Authlib sees it (``AuthorizationCodeMixin``)."""
+
+    code_hash: str
+    client_id: str
+    redirect_uri: str
+    scope: str
+    nonce: str | None
+    code_challenge: str | None
+    code_challenge_method: str | None
+    visitor_id: str
+    event_id: str
+    request_id: str
+    queue_position: int
+    auth_time: int
+    created_at: int
+    expires_at: int
+
+    def get_redirect_uri(self) -> str:
+        return self.redirect_uri
+
+    def get_scope(self) -> str:
+        return self.scope
+
+    def get_nonce(self) -> str | None:
+        return self.nonce
+
+    def get_auth_time(self) -> int:
+        return self.auth_time
+
+    def get_acr(self) -> str | None:
+        return None
+
+    def get_amr(self) -> list[str] | None:
+        return None
+
+
+@dataclass(frozen=True)
+class GrantRecord:
+    """What a code exchange gave a client; Authlib's ``TokenMixin`` for refresh and revocation."""
+
+    grant_id: str
+    client_id: str
+    visitor_id: str
+    event_id: str
+    request_id: str
+    queue_position: int
+    scope: str
+    auth_time: int
+    created_at: int
+    expires_at: int
+    revoked_at: int | None
+    # Set when the record was found through an access token rather than the refresh token.
+    access_claims: dict[str, Any] | None = None
+
+    def check_client(self, client: Any) -> bool:
+        return bool(client is not None and client.get_client_id() == self.client_id)
+
+    def get_scope(self) -> str:
+        return self.scope
+
+    def get_expires_in(self) -> int:
+        return max(0, self.expires_at - self.created_at)
+
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+def _place(row: OidcPlace) -> Place:
+    return Place(row.visitor_id, row.event_id, row.request_id, row.queue_position, row.generation)
+
+
+def _interaction(row: OidcInteraction) -> InteractionRecord:
+    return InteractionRecord(
+        row.interaction_id, row.client_id, row.event_id, row.visitor_id, row.request_id,
+        row.queue_position, dict(row.params or {}), row.state, row.created_at, row.updated_at,
+    )
+
+
+def _code(row: OidcCode) -> CodeRecord:
+    return CodeRecord(
+        row.code_hash, row.client_id, row.redirect_uri, row.scope, row.nonce, row.code_challenge,
+        row.code_challenge_method, row.visitor_id, row.event_id, row.request_id, row.queue_position,
+        row.auth_time, row.created_at, row.expires_at,
+    )
+
+
+def _grant(row: OidcGrant) -> GrantRecord:
+    return GrantRecord(
+        row.grant_id, row.client_id, row.visitor_id, row.event_id, row.request_id, row.queue_position,
+        row.scope, row.auth_time, row.created_at, row.expires_at, row.revoked_at,
+    )
+
+
+@dataclass(frozen=True)
+class SessionState:
+    """The visitor's waiting-room session behind a login (the token record of its request id)."""
+
+    active: bool
+    expires_at: int
+    session_status: int
+    issuer: str
+    queue_position: int
+
+
+class OidcRecords:
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self.db = db
+        self.clock = clock
+
+    def now(self) -> int:
+        return int(self.clock.now())
+
+    # --- places ---------------------------------------------------------------------------------
+
+    def place(self, visitor_id: str, event_id: str) -> Place | None:
+        with self.db.session(readonly=True) as session:
+            row = session.get(OidcPlace, (visitor_id, event_id))
+            return None if row is None else _place(row)
+
+    def save_place(self, place: Place) -> Place:
+        """Record the browser's place; a concurrent writer of the same generation wins once."""
+        try:
+            with self.db.session() as session:
+                row = session.get(OidcPlace, (place.visitor_id, place.event_id))
+                if row is None:
+                    session.add(OidcPlace(
+                        visitor_id=place.visitor_id, event_id=place.event_id, request_id=place.request_id,
+                        queue_position=place.queue_position, generation=place.generation, created_at=self.now(),
+                    ))
+                elif row.generation <= place.generation:
+                    row.request_id = place.request_id
+                    row.queue_position = place.queue_position
+                    row.generation = place.generation
+                    row.created_at = self.now()
+                else:
+                    return _place(row)
+        except IntegrityError:
+            existing = self.place(place.visitor_id, place.event_id)
+            if existing is not None:
+                return existing
+            raise
+        return place
+
+    # --- interactions ---------------------------------------------------------------------------
+
+    def create_interaction(self, record: InteractionRecord) -> None:
+        with self.db.session() as session:
+            session.add(OidcInteraction(
+                interaction_id=record.interaction_id, client_id=record.client_id, event_id=record.event_id,
+                visitor_id=record.visitor_id, request_id=record.request_id,
+                queue_position=record.queue_position, params=record.params, state=record.state,
+                created_at=record.created_at, updated_at=record.updated_at,
+            ))
+
+    def interaction(self, interaction_id: str) -> InteractionRecord | None:
+        with self.db.session(readonly=True) as session:
+            row = session.get(OidcInteraction, interaction_id)
+            return None if row is None else _interaction(row)
+
+    def move_interaction(self, interaction_id: str, from_states: tuple[str, ...], to_state: str) -> bool:
+        """Compare-and-set the state; False when another request moved it first."""
+        with self.db.session() as session:
+            result = session.execute(
+                update(OidcInteraction)
+                .where(OidcInteraction.interaction_id == interaction_id, OidcInteraction.state.in_(from_states))
+                .values(state=to_state, updated_at=self.now())
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    # --- codes ----------------------------------------------------------------------------------
+
+    def save_code(self, code: str, **fields: Any) -> None:
+        with self.db.session() as session:
+            session.add(OidcCode(code_hash=digest(code), **fields))
+
+    def consume_code(self, code: str, client_id: str) -> tuple[CodeRecord | None, str | None]:
+        """Use a code once. Returns (record, None) the first time; (None, grant_id_to_revoke) on reuse."""
+        code_hash = digest(code)
+        now = self.now()
+        with self.db.session() as session:
+            row = session.get(OidcCode, code_hash)
+            if row is None or row.client_id != client_id:
+                return None, None
+            if row.used_at is not None:
+                return None, row.grant_id or ""
+            if row.expires_at < now:
+                return None, None
+            result = session.execute(
+                update(OidcCode).where(OidcCode.code_hash == code_hash, OidcCode.used_at.is_(None)).values(used_at=now)
+            )
+            if not result.rowcount:  # type: ignore[attr-defined]
+                return None, ""
+            return _code(row), None
+
+    def code_exchanged(self, code_hash: str, grant_id: str) -> None:
+        with self.db.session() as session:
+            session.execute(update(OidcCode).where(OidcCode.code_hash == code_hash).values(grant_id=grant_id))
+
+    def delete_expired_codes(self, before: int) -> None:
+        from sqlalchemy import delete
+
+        with self.db.session() as session:
+            session.execute(delete(OidcCode).where(OidcCode.expires_at < before))
+
+    # --- grants ---------------------------------------------------------------------------------
+
+    def create_grant(self, code: CodeRecord, expires_at: int, refresh_token: str | None) -> GrantRecord:
+        grant_id = new_token(18)
+        now = self.now()
+        with self.db.session() as session:
+            row = OidcGrant(
+                grant_id=grant_id, client_id=code.client_id, visitor_id=code.visitor_id, event_id=code.event_id,
+                request_id=code.request_id, queue_position=code.queue_position, scope=code.scope,
+                auth_time=code.auth_time, refresh_hash=digest(refresh_token) if refresh_token else None,
+                created_at=now, expires_at=expires_at, revoked_at=None,
+            )
+            session.add(row)
+            session.flush()
+            session.execute(update(OidcCode).where(OidcCode.code_hash == code.code_hash).values(grant_id=grant_id))
+            return _grant(row)
+
+    def grant(self, grant_id: str) -> GrantRecord | None:
+        with self.db.session(readonly=True) as session:
+            row = session.get(OidcGrant, grant_id)
+            return None if row is None else _grant(row)
+
+    def grant_by_refresh(self, refresh_token: str) -> GrantRecord | None:
+        with self.db.session(readonly=True) as session:
+            row = session.execute(
+                select(OidcGrant).where(OidcGrant.refresh_hash == digest(refresh_token))
+            ).scalar_one_or_none()
+            return None if row is None else _grant(row)
+
+    def revoke_grant(self, grant_id: str) -> None:
+        with self.db.session() as session:
+            session.execute(
+                update(OidcGrant).where(OidcGrant.grant_id == grant_id, OidcGrant.revoked_at.is_(None))
+                .values(revoked_at=self.now())
+            )
+
+    def revoke_session_grants(self, event_id: str, request_id: str) -> None:
+        with self.db.session() as session:
+            session.execute(
+                update(OidcGrant)
+                .where(OidcGrant.event_id == event_id, OidcGrant.request_id == request_id,
+                       OidcGrant.revoked_at.is_(None))
+                .values(revoked_at=self.now())
+            )
+
+    # --- the waiting-room session behind a login ------------------------------------------------
+
+    def session_state(self, request_id: str) -> SessionState | None:
+        with self.db.session(readonly=True) as session:
+            row = session.get(TokenRecord, request_id)
+            if row is None:
+                return None
+            active = row.session_status == 0 and row.expires_at > self.now()
+            return SessionState(active, row.expires_at, row.session_status, row.issuer, row.queue_position)

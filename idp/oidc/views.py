@@ -1,0 +1,537 @@
+"""HTTP endpoints of the OpenID Connect provider: discovery, authorize (and its waiting page), token,
+userinfo, revocation, introspection and logout.
+
+The waiting page of a parked request:
+
+* ``GET /authorize/wait/<interaction_id>`` renders the page (``render_waiting``) while the visitor waits,
+  and, once the serving counter has reached the visitor's place, finishes the parked request with a 303
+  to the relying party (``code``, ``state``, ``iss``). A ``<meta http-equiv="refresh">`` reloads it, so
+  it works without JavaScript.
+* ``GET /authorize/status/<ticket>`` is the JSON a script on that page may poll instead (see ``status``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from pathlib import Path
+from typing import Any
+
+from authlib.oauth2.rfc6749.errors import OAuth2Error
+from flask import Blueprint, Response, current_app, g, render_template, request
+from itsdangerous import BadSignature, URLSafeSerializer
+from joserfc import jwt
+from joserfc.errors import JoseError
+
+from idp.errors import IdpError
+from idp.http import json_response, services
+from idp.oidc.claims import CLAIMS_SUPPORTED, Admission
+from idp.oidc.interaction import (
+    InteractionError,
+    InteractionFinishedError,
+    State,
+    new_visitor_id,
+    valid_visitor_id,
+)
+from idp.oidc.records import InteractionRecord
+from idp.oidc.server import AUTH_METHODS, OidcServer, StoredRequest, append_params
+
+log = logging.getLogger("idp.oidc")
+
+TEMPLATES = str(Path(__file__).resolve().parents[2] / "waiting_pages" / "templates")
+bp = Blueprint("oidc", __name__, template_folder=TEMPLATES)
+
+VISITOR_COOKIE_SECONDS = 400 * 86400  # browsers cap cookie lifetimes at 400 days
+DISCOVERY_CACHE = "public, max-age=300"
+# Pages that render HTML errors instead of JSON.
+HTML_PATHS = ("/authorize", "/logout")
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+
+def _server() -> OidcServer:
+    return services().oidc_server  # type: ignore[no-any-return]
+
+
+def _issuer() -> str:
+    return services().settings.issuer  # type: ignore[no-any-return]
+
+
+def _secure() -> bool:
+    return _issuer().startswith("https://")
+
+
+def _serializer(salt: str) -> URLSafeSerializer:
+    return URLSafeSerializer(services().settings.secret_key, salt=salt)
+
+
+def _visitor() -> str | None:
+    return valid_visitor_id(request.cookies.get(services().settings.visitor_cookie))
+
+
+def _set_visitor(response: Response, visitor_id: str) -> None:
+    response.set_cookie(services().settings.visitor_cookie, visitor_id, max_age=VISITOR_COOKIE_SECONDS,
+                        httponly=True, samesite="Lax", secure=_secure(), path="/")
+
+
+def _admission_cookie_name(event_id: str) -> str:
+    return services().settings.admission_cookie_prefix + event_id
+
+
+def _read_admission_cookie(event_id: str) -> dict[str, Any] | None:
+    raw = request.cookies.get(_admission_cookie_name(event_id))
+    if not raw or len(raw) > 2000:
+        return None
+    try:
+        value = _serializer("idp-admission").loads(raw)
+    except BadSignature:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _set_admission_cookie(response: Response, admission: Admission, expires_at: int) -> None:
+    payload = {"v": admission.visitor_id, "e": admission.event_id, "r": admission.request_id,
+               "q": admission.queue_position, "t": admission.admitted_at}
+    max_age = max(1, expires_at - int(services().clock.now()))
+    response.set_cookie(_admission_cookie_name(admission.event_id), _serializer("idp-admission").dumps(payload),
+                        max_age=max_age, httponly=True, samesite="Lax", secure=_secure(), path="/")
+
+
+def _clear_admission_cookie(response: Response, event_id: str) -> None:
+    response.delete_cookie(_admission_cookie_name(event_id), path="/", httponly=True, samesite="Lax",
+                           secure=_secure())
+
+
+def _redirect(location: str) -> Response:
+    response = Response("", status=303)
+    response.headers["Location"] = location
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def error_page(title: str, message: str, status: int = 400, *, code: str | None = None,
+               link: str | None = None, link_text: str = "Return to the site") -> Response:
+    body = render_template("oidc/error.html", title=title, message=message, code=code, link=link,
+                           link_text=link_text)
+    response = Response(body, status=status, mimetype="text/html")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _authorization_error(redirect_uri: str, error: str, description: str | None, state: str | None) -> Response:
+    """An error sent back to a validated redirect URI, with ``state`` and ``iss`` (RFC 9207)."""
+    params = [("error", error)]
+    if description:
+        params.append(("error_description", description))
+    if state is not None:
+        params.append(("state", state))
+    params.append(("iss", _issuer()))
+    return _redirect(append_params(redirect_uri, params))
+
+
+def _oauth_error(exc: OAuth2Error, state: str | None) -> Response:
+    if exc.redirect_uri:
+        return _authorization_error(exc.redirect_uri, exc.error, exc.description, state)
+    return error_page("This sign-in request is not valid", exc.description or exc.error, 400, code=exc.error)
+
+
+def _as_303(response: Response) -> Response:
+    if response.status_code in (301, 302, 307):
+        response.status_code = 303
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _status_ticket(record: InteractionRecord) -> str:
+    return _serializer("idp-oidc-status").dumps([record.interaction_id, record.event_id, record.request_id])
+
+
+# --- the waiting page --------------------------------------------------------------------------------
+
+
+def waiting_context(record: InteractionRecord, progress: Any) -> dict[str, Any]:
+    """Everything the waiting page shows; the template (and any script) reads only these names.
+
+    ``event`` (an ``EventConfig``: ``event_id``, ``name``, ``branding``), ``position`` (the visitor's
+    place), ``ahead`` (people ahead), ``serving`` (the serving counter), ``status_url`` (the JSON
+    endpoint, see ``status``), ``continue_url`` (this page: reloading it finishes the sign-in once
+    admitted), ``poll_after_ms`` and ``refresh_seconds`` (when to look again), ``interaction_id``,
+    ``client_id``, ``ui_locales`` (from the authorization request, may be empty).
+    """
+    event = services().events.get(record.event_id)
+    poll_ms = progress.poll_after_ms or 1000
+    return {
+        "event": event,
+        "position": progress.position,
+        "ahead": progress.ahead,
+        "serving": progress.serving,
+        "status_url": f"/authorize/status/{_status_ticket(record)}",
+        "continue_url": f"/authorize/wait/{record.interaction_id}",
+        "poll_after_ms": poll_ms,
+        "refresh_seconds": max(1, poll_ms // 1000),
+        "interaction_id": record.interaction_id,
+        "client_id": record.client_id,
+        "ui_locales": record.params.get("ui_locales", ""),
+    }
+
+
+def render_waiting(context: dict[str, Any]) -> Response:
+    """Render the waiting page of a parked request from ``waiting_context``'s dict (200, never cached)."""
+    body = render_template("oidc/waiting.html", **context)
+    response = Response(body, status=200, mimetype="text/html")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+# --- discovery -------------------------------------------------------------------------------------
+
+
+def discovery_document(issuer: str) -> dict[str, Any]:
+    return {
+        "issuer": issuer,
+        "authorization_endpoint": f"{issuer}/authorize",
+        "token_endpoint": f"{issuer}/token",
+        "userinfo_endpoint": f"{issuer}/userinfo",
+        "jwks_uri": f"{issuer}/jwks.json",
+        "revocation_endpoint": f"{issuer}/revoke",
+        "introspection_endpoint": f"{issuer}/introspect",
+        "end_session_endpoint": f"{issuer}/logout",
+        "scopes_supported": ["openid", "profile", "email"],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "subject_types_supported": ["pairwise"],
+        "id_token_signing_alg_values_supported": ["RS256", "ES256"],
+        "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
+        "revocation_endpoint_auth_methods_supported": list(AUTH_METHODS),
+        "introspection_endpoint_auth_methods_supported": list(AUTH_METHODS),
+        "code_challenge_methods_supported": ["S256"],
+        "claims_supported": list(CLAIMS_SUPPORTED),
+        "claim_types_supported": ["normal"],
+        "claims_parameter_supported": False,
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
+        "require_request_uri_registration": False,
+        "authorization_response_iss_parameter_supported": True,
+        "display_values_supported": ["page", "popup", "touch", "wap"],
+        "prompt_values_supported": ["none", "login"],
+    }
+
+
+@bp.get("/.well-known/openid-configuration")
+def openid_configuration() -> Response:
+    return json_response(discovery_document(_issuer()), cache=DISCOVERY_CACHE)
+
+
+# --- authorize -------------------------------------------------------------------------------------
+
+
+def _hint_subject(hint: str, client_id: str) -> str:
+    """The ``sub`` of an ID token we issued to this client (expired is fine); ValueError otherwise."""
+    if len(hint) > 8192:
+        raise ValueError("id_token_hint is too long")
+    try:
+        token = jwt.decode(hint, services().keys.verification_keyset(), algorithms=["RS256", "ES256"])
+    except (JoseError, ValueError, TypeError, KeyError):
+        raise ValueError("id_token_hint is not an ID token of this provider") from None
+    claims = token.claims
+    aud = claims.get("aud")
+    audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+    if claims.get("iss") != _issuer() or client_id not in audiences or not isinstance(claims.get("sub"), str):
+        raise ValueError("id_token_hint was not issued by this provider to this client")
+    return str(claims["sub"])
+
+
+@bp.route("/authorize", methods=["GET", "POST"])
+def authorize() -> Response:
+    """Answer at once for an admitted browser; otherwise park the request and queue the visitor."""
+    svc = services()
+    params = request.values
+    client_ids, redirect_uris = params.getlist("client_id"), params.getlist("redirect_uri")
+    client = svc.clients.find(client_ids[0]) if len(client_ids) == 1 else None
+    if client is None:
+        return error_page("Unknown application", "The application that sent you here is not registered "
+                          "with this sign-in service.", 400, code="invalid_client")
+    if len(redirect_uris) != 1 or redirect_uris[0] not in client.redirect_uris:
+        return error_page("Unregistered return address", "The application asked to send you back to an "
+                          "address it has not registered, so this sign-in stops here.", 400,
+                          code="invalid_redirect_uri")
+    redirect_uri = redirect_uris[0]
+    state = params.get("state")
+    if "request" in params:
+        return _authorization_error(redirect_uri, "request_not_supported",
+                                    "Request objects are not supported.", state)
+    if "request_uri" in params:
+        return _authorization_error(redirect_uri, "request_uri_not_supported",
+                                    "The request_uri parameter is not supported.", state)
+
+    visitor_id = _visitor()
+    new_visitor = visitor_id is None
+    if visitor_id is None:
+        visitor_id = new_visitor_id()
+    admission = None if new_visitor else svc.oidc_interactions.admission(
+        visitor_id, client.event_id, _read_admission_cookie(client.event_id))
+
+    prompts = (params.get("prompt") or "").split()
+    fresh = "login" in prompts
+    max_age_raw = params.get("max_age")
+    if max_age_raw is not None and max_age_raw != "":
+        if not max_age_raw.isdigit() or len(max_age_raw) > 12:
+            return _authorization_error(redirect_uri, "invalid_request", "max_age must be a whole number.", state)
+        if admission is not None and int(svc.clock.now()) - admission.admitted_at > int(max_age_raw):
+            fresh = True
+    hint = params.get("id_token_hint")
+    if hint:
+        try:
+            hinted_sub = _hint_subject(hint, client.client_id)
+        except ValueError as exc:
+            return _authorization_error(redirect_uri, "invalid_request", str(exc), state)
+        if admission is not None:
+            sub = _server().user_claims(admission, client.client_id, "")["sub"]
+            if not hmac.compare_digest(sub, hinted_sub):
+                admission = None  # another visitor than the hint names: not logged in as them
+    user = None if fresh else admission
+    if "none" in prompts and fresh and len(prompts) == 1:
+        return _authorization_error(redirect_uri, "login_required",
+                                    "The visitor must queue again to sign in.", state)
+
+    server = _server()
+    try:
+        grant = server.get_consent_grant(end_user=user)
+    except OAuth2Error as exc:
+        return _oauth_error(exc, state)
+    except ValueError:
+        return error_page("This sign-in request is not valid", "The request could not be read.", 400)
+
+    if user is not None:
+        response = _as_303(server.create_authorization_response(grant_user=user, grant=grant))
+    else:
+        record = svc.oidc_interactions.park(client.client_id, client.event_id, visitor_id,
+                                            params.to_dict(flat=True), fresh=fresh)
+        response = _redirect(f"/authorize/wait/{record.interaction_id}")
+    if new_visitor:
+        _set_visitor(response, visitor_id)
+    return response
+
+
+@bp.get("/authorize/wait/<interaction_id>")
+def wait(interaction_id: str) -> Response:
+    """The waiting page: shows the place while waiting, finishes the sign-in once admitted."""
+    svc = services()
+    interactions = svc.oidc_interactions
+    record = interactions.load(interaction_id, _visitor())
+    client = svc.clients.find(record.client_id)
+    if client is None:
+        return error_page("Unknown application", "The application is no longer registered.", 400)
+    if record.state == State.CODE_ISSUED.value:
+        raise InteractionFinishedError()
+    if record.state in (State.EXPIRED.value, State.ABANDONED.value):
+        return _expired_page(client)
+    progress = interactions.progress(record.event_id, record.request_id)
+    if progress.state == "expired":
+        try:
+            interactions.move(record, State.EXPIRED)
+        except InteractionError:
+            pass
+        return _expired_page(client)
+    if progress.state == "waiting":
+        return render_waiting(waiting_context(record, progress))
+    return _finish(record, client)
+
+
+def _expired_page(client: Any) -> Response:
+    return error_page("Your place has expired", "You were admitted but did not come back in time, so your "
+                      "place went to the next visitor. Start again from the site to queue again.", 410,
+                      code="place_expired", link=client.initiate_login_uri,
+                      link_text="Sign in again")
+
+
+def _finish(record: InteractionRecord, client: Any) -> Response:
+    """Admitted: claim the place, set the admitted cookie, send the visitor back to the relying party."""
+    svc = services()
+    interactions = svc.oidc_interactions
+    try:
+        admission, session_end = interactions.admit(record)
+    except InteractionError:
+        raise
+    except IdpError as exc:
+        return error_page("Your place cannot be used", exc.message, exc.status if exc.status < 500 else 400,
+                          code=exc.code)
+    if client.initiate_login_uri and interactions.parked_too_long(record, client.max_parked_seconds):
+        # The relying party has likely forgotten this request; it starts a fresh one, answered at once.
+        interactions.move(record, State.EXPIRED)
+        response = _redirect(append_params(client.initiate_login_uri, [("iss", _issuer())]))
+    else:
+        interactions.move(record, State.CODE_ISSUED)
+        server = _server()
+        stored = StoredRequest(_issuer(), record.params)
+        state = record.params.get("state")
+        try:
+            grant = server.get_consent_grant(request=stored, end_user=admission)
+        except OAuth2Error as exc:
+            response = _oauth_error(exc, state)
+        else:
+            response = _as_303(server.create_authorization_response(request=stored, grant_user=admission,
+                                                                    grant=grant))
+    _set_admission_cookie(response, admission, session_end)
+    return response
+
+
+@bp.get("/authorize/status/<ticket>")
+def status(ticket: str) -> Response:
+    """JSON progress of a parked sign-in, for a script on the waiting page to poll.
+
+    ``GET /authorize/status/<ticket>`` (the ticket is ``status_url`` in the waiting page's context; it
+    is signed and names the interaction, event and place, so answering reads only the queue store).
+    Answers 200 ``{"state", "position", "ahead", "serving", "poll_after_ms", "continue_url"}``:
+    ``state`` is ``waiting`` (poll again after ``poll_after_ms``), ``admitted`` (navigate to
+    ``continue_url``, which finishes the sign-in with a redirect to the site) or ``expired`` (the place
+    was not used in time; ``continue_url`` shows why). An unknown ticket is a 404 JSON error.
+    """
+    if len(ticket) > 500:
+        return json_response({"error": "not_found", "message": "Unknown status ticket."}, 404, cache="no-store")
+    try:
+        value = _serializer("idp-oidc-status").loads(ticket)
+    except BadSignature:
+        return json_response({"error": "not_found", "message": "Unknown status ticket."}, 404, cache="no-store")
+    if not (isinstance(value, list) and len(value) == 3 and all(isinstance(v, str) for v in value)):
+        return json_response({"error": "not_found", "message": "Unknown status ticket."}, 404, cache="no-store")
+    interaction_id, event_id, request_id = value
+    progress = services().oidc_interactions.progress(event_id, request_id)
+    return json_response({
+        "state": progress.state,
+        "position": progress.position,
+        "ahead": progress.ahead,
+        "serving": progress.serving,
+        "poll_after_ms": progress.poll_after_ms,
+        "continue_url": f"/authorize/wait/{interaction_id}",
+    }, cache="no-store")
+
+
+# --- token side ------------------------------------------------------------------------------------
+
+
+@bp.post("/token")
+def token() -> Response:
+    return _server().create_token_response()
+
+
+@bp.post("/revoke")
+def revoke() -> Response:
+    return _server().create_endpoint_response("revocation")  # type: ignore[no-any-return]
+
+
+@bp.post("/introspect")
+def introspect() -> Response:
+    return _server().create_endpoint_response("introspection")  # type: ignore[no-any-return]
+
+
+def _bearer_error(status: int, error: str | None, description: str = "") -> Response:
+    body: dict[str, Any] = {"error": error or "invalid_request", "message": description or "A bearer token is required."}
+    response = json_response(body, status, cache="no-store")
+    response.headers["WWW-Authenticate"] = f'Bearer error="{error}"' if error else 'Bearer realm="userinfo"'
+    return response
+
+
+@bp.route("/userinfo", methods=["GET", "POST"])
+def userinfo() -> Response:
+    """OpenID Connect Core §5.3: the visitor's claims for a valid access token (header or form body)."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.strip().partition(" ")
+    token_value = value.strip() if scheme.lower() == "bearer" else ""
+    if not token_value and request.method == "POST":
+        token_value = request.form.get("access_token", "")
+    if not token_value:
+        return _bearer_error(401, None)
+    server = _server()
+    try:
+        claims, grant = server.verify_access_token(token_value)
+    except IdpError as exc:
+        return _bearer_error(401, "invalid_token", exc.message)
+    scope = claims.get("scope") if isinstance(claims.get("scope"), str) else grant.scope
+    if "openid" not in scope.split():
+        return _bearer_error(403, "insufficient_scope", "The access token was not granted the openid scope.")
+    user = Admission(grant.visitor_id, grant.event_id, grant.request_id, grant.queue_position, grant.auth_time)
+    return json_response(server.user_claims(user, grant.client_id, scope), cache="no-store")
+
+
+# --- logout ----------------------------------------------------------------------------------------
+
+
+LOGOUT_FIELDS = ("id_token_hint", "client_id", "post_logout_redirect_uri", "state", "ui_locales", "logout_hint")
+
+
+def _logout_csrf(visitor_id: str | None) -> str:
+    key = services().settings.secret_key.encode("utf-8")
+    return hmac.new(key, f"logout\x00{visitor_id or ''}".encode(), hashlib.sha256).hexdigest()
+
+
+@bp.route("/logout", methods=["GET", "POST"])
+def logout() -> Response:
+    """RP-initiated logout: end the browser's admission (its session completes, capacity frees)."""
+    svc = services()
+    server = _server()
+    visitor_id = _visitor()
+    confirmed = (request.method == "POST" and request.form.get("confirm") == "yes"
+                 and hmac.compare_digest(request.form.get("csrf", ""), _logout_csrf(visitor_id)))
+    g.logout_confirmed = confirmed
+    try:
+        end_request = server.validate_endpoint_request("end_session")
+    except OAuth2Error as exc:
+        return error_page("Sign-out request not valid", exc.description or exc.error, 400, code=exc.error)
+    except ValueError:
+        return error_page("Sign-out request not valid", "The request could not be read.", 400)
+    if end_request.needs_confirmation and not confirmed:
+        fields = [(name, request.values[name]) for name in LOGOUT_FIELDS if request.values.get(name)]
+        fields.append(("csrf", _logout_csrf(visitor_id)))
+        client = end_request.client
+        body = render_template("oidc/logout.html", confirm=True, action="/logout", fields=fields,
+                               client_name=client.config.name if client is not None else "")
+        response = Response(body, status=200, mimetype="text/html")
+        response.headers["Cache-Control"] = "no-store"
+        return response
+    events: set[str] = set()
+    if end_request.client is not None:
+        events.add(end_request.client.config.event_id)
+    claims = end_request.id_token_claims or {}
+    if isinstance(claims.get("event_id"), str):
+        events.add(claims["event_id"])
+    prefix = svc.settings.admission_cookie_prefix
+    events.update(name[len(prefix):] for name in request.cookies if name.startswith(prefix) and len(name) > len(prefix))
+    ended: list[str] = []
+    for event_id in sorted(events):
+        admission = None
+        if visitor_id is not None:
+            try:
+                admission = svc.oidc_interactions.admission(visitor_id, event_id, _read_admission_cookie(event_id))
+            except IdpError:
+                admission = None
+        if admission is not None:
+            server.finish_session(event_id, admission.request_id, 1)
+        ended.append(event_id)
+    result = server.create_endpoint_response("end_session", end_request)
+    if result is None:
+        result = Response(render_template("oidc/logout.html", confirm=False), status=200, mimetype="text/html")
+    result = _as_303(result)
+    for event_id in ended:
+        _clear_admission_cookie(result, event_id)
+    return result
+
+
+# --- HTML errors for browser pages ------------------------------------------------------------------
+
+
+def html_error(code: str, message: str, status: int) -> Response | None:
+    try:
+        path = request.path
+    except RuntimeError:
+        return None
+    if path.startswith("/authorize/status/") or not path.startswith(HTML_PATHS):
+        return None
+    if status >= 500:
+        return error_page("Please try again shortly", message, status, code=code)
+    return error_page("This sign-in cannot continue", message, status, code=code)
+
+
