@@ -61,6 +61,8 @@ class Settings:
     # How often a process re-reads signing-key metadata to see a rotation made by another process.
     key_refresh_seconds: float = 2.0
     instance_path: str = "instance"
+    # A folder of Jinja templates that override the default waiting pages (same file names).
+    template_dir: str | None = None
 
     @property
     def is_production(self) -> bool:
@@ -151,4 +153,5 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "key_rotation_grace_seconds": ("IDP_KEY_ROTATION_GRACE_SECONDS", int),
     "key_refresh_seconds": ("IDP_KEY_REFRESH_SECONDS", float),
     "instance_path": ("IDP_INSTANCE_PATH", str.strip),
+    "template_dir": ("IDP_TEMPLATE_DIR", _optional),
 }

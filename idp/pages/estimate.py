@@ -1,0 +1,112 @@
+"""An honest estimated wait, computed on the server from the recent admission rate (framework-free).
+
+Input: the serving counter's recent history, the ``(issue_time, serving)`` pairs that the queue store
+records at every increment (DESIGN.md §4), the current time and serving counter, and the visitor's
+position. The rate is the admissions since the oldest recent record divided by the time since then
+(up to *now*, so the rate decays while admissions are paused). The wait is the admissions still needed
+divided by that rate, given as a range that widens with how unsteady the rate has been and with the
+typical gap between increments (admissions come in steps, so the visitor can be admitted up to one
+step earlier or later than a smooth rate says).
+
+No estimate (``None``) is better than a wrong one: fewer than two recent records, or no admission for
+longer than the window, and the page says it cannot estimate yet.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+# Records older than this are not "recent" (seconds).
+WINDOW_SECONDS = 900
+# At most this many records are read per event.
+MAX_SAMPLES = 64
+# The range is at least this much wider than the point estimate on each side (fraction).
+BASE_SPREAD = 0.1
+MAX_SPREAD = 1.0
+
+
+@dataclass(frozen=True)
+class Estimate:
+    low_seconds: int
+    high_seconds: int
+    # Admissions per minute, for the page ("about N people are let in per minute").
+    rate_per_minute: float
+
+    def to_dict(self) -> dict[str, int]:
+        return {"low_seconds": self.low_seconds, "high_seconds": self.high_seconds}
+
+
+def recent_samples(
+    samples: Sequence[tuple[int, int]], now: float, serving: int, window: int = WINDOW_SECONDS
+) -> list[tuple[int, int]]:
+    """The usable records: inside the window, not after ``now``, and consistent with ``serving``.
+
+    Records are ``(issue_time, serving_counter)``. A counter reset leaves records above the current
+    counter; they, and anything before a drop, describe another run of the queue and are dropped.
+    """
+    ordered = sorted((int(t), int(s)) for t, s in samples)
+    kept: list[tuple[int, int]] = []
+    for time_, value in ordered:
+        if time_ < now - window or time_ > now or value > serving:
+            continue
+        if kept and value < kept[-1][1]:
+            kept = []
+        kept.append((time_, value))
+    return kept
+
+
+def admission_rate(samples: Sequence[tuple[int, int]], now: float) -> float | None:
+    """Admissions per second since the oldest record, up to now; None when it cannot be told."""
+    if len(samples) < 2:
+        return None
+    first_time, first_serving = samples[0]
+    admitted = samples[-1][1] - first_serving
+    elapsed = max(1.0, now - first_time)
+    if admitted <= 0:
+        return None
+    return admitted / elapsed
+
+
+def _spread(samples: Sequence[tuple[int, int]]) -> float:
+    """How unsteady the rate has been: the coefficient of variation of per-step rates, plus a floor."""
+    rates = []
+    for (t0, s0), (t1, s1) in zip(samples, samples[1:], strict=False):
+        rates.append((s1 - s0) / max(1, t1 - t0))
+    if len(rates) < 2:
+        return BASE_SPREAD + 0.25  # one step tells little about steadiness
+    mean = statistics.fmean(rates)
+    if mean <= 0:
+        return MAX_SPREAD
+    return min(MAX_SPREAD, BASE_SPREAD + statistics.pstdev(rates) / mean)
+
+
+def _typical_gap(samples: Sequence[tuple[int, int]]) -> float:
+    gaps = [t1 - t0 for (t0, _), (t1, _) in zip(samples, samples[1:], strict=False)]
+    return max(1.0, float(statistics.median(gaps))) if gaps else 1.0
+
+
+def estimate_wait(
+    samples: Sequence[tuple[int, int]],
+    *,
+    now: float,
+    serving: int,
+    position: int,
+    window: int = WINDOW_SECONDS,
+) -> Estimate | None:
+    """The range of seconds until ``serving`` reaches ``position``, or None when it cannot be told."""
+    needed = position - serving
+    if needed <= 0:
+        return Estimate(0, 0, 0.0)
+    usable = recent_samples(samples, now, serving, window)
+    rate = admission_rate(usable, now)
+    if rate is None:
+        return None
+    point = needed / rate
+    spread = _spread(usable)
+    gap = _typical_gap(usable)
+    low = max(0.0, point * (1.0 - spread) - gap)
+    high = point * (1.0 + spread) + gap
+    return Estimate(int(math.floor(low)), int(math.ceil(high)), round(rate * 60.0, 1))

@@ -1,0 +1,154 @@
+"""What a waiting visitor is told: the status of one place, in one shape for every waiting page.
+
+Framework-free: the queue-first page (``/wait/<event_id>``) and the OpenID Connect interaction page
+both build their status JSON and their HTML context with :meth:`WaitStatusService.describe`, so the
+poll schedule, the estimate and the wording of states are the same everywhere.
+
+Cost for a waiting visitor: the place's status is one queue-store call; the event's settings, its
+waiting count and its serving history come from per-process caches (one refresh per event per cache
+period, however many visitors poll). Nothing here reads the database for a waiting visitor.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from idp.clock import Clock
+from idp.events import EventConfig
+from idp.pages.estimate import Estimate, estimate_wait
+from idp.pages.history import ServingHistory
+from idp.pages.schedule import DEFAULT_SCHEDULE, PollSchedule
+from idp.queue.engine import PlaceState, PlaceStatus
+
+# The page's states (the JSON ``state`` field).
+WAITING = "waiting"
+ADMITTED = "admitted"
+EXPIRED = "expired"
+FINISHED = "finished"
+UNKNOWN = "unknown"
+
+_STATE_NAMES = {
+    PlaceState.WAITING: WAITING,
+    PlaceState.ADMITTED: ADMITTED,
+    PlaceState.CLAIMED: ADMITTED,
+    PlaceState.EXPIRED: EXPIRED,
+    PlaceState.UNKNOWN: UNKNOWN,
+}
+
+
+@dataclass(frozen=True)
+class WaitStatus:
+    state: str
+    event_id: str
+    position: int | None
+    ahead: int | None
+    serving: int
+    waiting: int
+    estimate: Estimate | None
+    poll_after_ms: int | None
+    updated_at: int
+    continue_url: str | None = None
+    # Seconds left to go on once admitted (None: no limit, or not admitted).
+    expires_in: int | None = None
+
+    @property
+    def progress_percent(self) -> int:
+        """How far the serving counter has come towards this place, 0-100."""
+        if self.position is None or self.position <= 0:
+            return 100 if self.state == ADMITTED else 0
+        return max(0, min(100, int(self.serving * 100 / self.position)))
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "state": self.state,
+            "position": self.position,
+            "ahead": self.ahead,
+            "serving": self.serving,
+            "waiting": self.waiting,
+            "estimate": self.estimate.to_dict() if self.estimate else None,
+            "poll_after_ms": self.poll_after_ms,
+            "updated_at": self.updated_at,
+            "progress": self.progress_percent,
+        }
+        if self.continue_url and self.state == ADMITTED:
+            data["continue_url"] = self.continue_url
+        if self.expires_in is not None:
+            data["expires_in"] = self.expires_in
+        return data
+
+
+class WaitStatusService:
+    """Turn a place's queue status into what the waiting page shows and when it should ask again."""
+
+    def __init__(
+        self,
+        room: Any,
+        history: ServingHistory,
+        clock: Clock,
+        schedule: PollSchedule = DEFAULT_SCHEDULE,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.room = room
+        self.history = history
+        self.clock = clock
+        self.schedule = schedule
+        self.rng = rng or random.Random()
+
+    def estimate(self, event_id: str, position: int, serving: int) -> Estimate | None:
+        """The estimated wait for ``position`` from the event's recent admission rate."""
+        return estimate_wait(
+            self.history.recent(event_id), now=self.clock.now(), serving=serving, position=position
+        )
+
+    def poll_after_ms(self, ahead: int) -> int:
+        return self.schedule.poll_after_ms(ahead, self.rng)
+
+    def describe(
+        self, event: EventConfig, status: PlaceStatus, continue_url: str | None = None, *, finished: bool = False
+    ) -> WaitStatus:
+        """The visitor-facing status of a place whose queue status was just read."""
+        state = FINISHED if finished else _STATE_NAMES.get(status.state, UNKNOWN)
+        waiting = self.room.waiting(event.event_id)
+        now = int(self.clock.now())
+        position = status.entry.position if status.entry else None
+        serving = status.serving
+        if state == WAITING and position is not None:
+            ahead = max(0, position - serving - 1)
+            return WaitStatus(
+                state=state,
+                event_id=event.event_id,
+                position=position,
+                ahead=ahead,
+                serving=serving,
+                waiting=waiting,
+                estimate=self.estimate(event.event_id, position, serving),
+                poll_after_ms=self.poll_after_ms(ahead),
+                updated_at=now,
+                continue_url=continue_url,
+            )
+        return WaitStatus(
+            state=state,
+            event_id=event.event_id,
+            position=position,
+            ahead=0 if state == ADMITTED else None,
+            serving=serving,
+            waiting=waiting,
+            estimate=None,
+            poll_after_ms=None,
+            updated_at=now,
+            continue_url=continue_url,
+            expires_in=status.expires_in if state == ADMITTED else None,
+        )
+
+    def for_place(self, event_id: str, request_id: str, continue_url: str | None = None) -> WaitStatus:
+        """Read a place and describe it; unknown places are described as ``unknown``, not raised."""
+        from idp.waiting_room import RequestNotFoundError
+
+        event = self.room.events.get(event_id)
+        try:
+            _, status = self.room.status(event.event_id, request_id)
+        except RequestNotFoundError:
+            status = PlaceStatus(PlaceState.UNKNOWN, serving=self.room.serving(event.event_id))
+        return self.describe(event, status, continue_url)

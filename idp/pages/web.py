@@ -1,0 +1,421 @@
+"""The waiting pages over HTTP: the queue-first page, its status JSON, branding CSS, assets, error pages.
+
+Routes (all under ``/wait/``):
+
+* ``GET  /wait/<event_id>?next=<url>``  the waiting page; joins the queue on the first visit
+* ``GET  /wait/<event_id>/status``      the visitor's status (JSON, private, polled by the page)
+* ``GET  /wait/<event_id>/summary``     the event's public figures (JSON, cacheable by anyone)
+* ``POST /wait/<event_id>/rejoin``      a new place after an expired or finished one
+* ``GET  /wait/<event_id>/theme.css``   the event's colours as CSS custom properties
+* ``GET  /wait/_static/<file>``         the page's CSS and script
+
+One place per browser per event: the place's request id (random, unguessable) is kept in an
+HttpOnly, SameSite=Lax cookie (Secure behind https) named ``<IDP_ADMISSION_COOKIE_PREFIX><event_id>``,
+the same cookie ``/authorize`` reads, so queueing first and logging in later keep the same place.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import Blueprint, Flask, Response, current_app, g, redirect, request, send_from_directory
+
+from idp.cache import TTLCache
+from idp.errors import IdpError, ValidationError
+from idp.events import EventConfig
+from idp.http import json_response, services
+from idp.pages.history import ServingHistory
+from idp.pages.i18n import Catalogs
+from idp.pages.render import PageRenderer, estimate_kind, estimate_templates
+from idp.pages.status import ADMITTED, EXPIRED, FINISHED, UNKNOWN, WAITING, WaitStatus, WaitStatusService
+from idp.pages.theme import theme_css
+from idp.queue.engine import REQUEST_ID_RE
+
+bp = Blueprint("pages", __name__)
+
+LANGUAGE_COOKIE = "idp_lang"
+# The browser's place per event, for the status endpoint (no database read while waiting).
+PLACE_COOKIE_PREFIX = "idp_place_"
+PLACE_COOKIE_MAX_AGE = 7 * 86400
+LANGUAGE_COOKIE_MAX_AGE = 365 * 86400
+
+
+class ReturnUrlError(ValidationError):
+    code = "invalid_return_url"
+    message = "The return address is not one this waiting room may send visitors to."
+
+
+# --- services ------------------------------------------------------------------------------------
+
+
+class ReturnUrls:
+    """Where an event may send admitted visitors: its allowed return URLs and its clients' login URIs."""
+
+    def __init__(self, clients: Any, ttl: float) -> None:
+        self.clients = clients
+        self._cache: TTLCache[frozenset[str]] = TTLCache(ttl)
+
+    def _load(self, event: EventConfig) -> frozenset[str]:
+        urls = set(event.allowed_return_urls)
+        after: str | None = None
+        while True:
+            batch = self.clients.list(event_id=event.event_id, limit=100, after=after)
+            urls.update(c.initiate_login_uri for c in batch if c.initiate_login_uri)
+            if len(batch) < 100:
+                break
+            after = batch[-1].client_id
+        return frozenset(urls)
+
+    def allowed(self, event: EventConfig, url: str) -> bool:
+        key = (event.event_id, event.updated_at)
+        return url in self._cache.get(key, lambda: self._load(event))
+
+
+def place_cookie_name(settings: Any, event_id: str) -> str:
+    return f"{PLACE_COOKIE_PREFIX}{event_id}"
+
+
+def read_place(settings: Any, event_id: str) -> str | None:
+    """The request id of this browser's place in the event, if its cookie holds a well-formed one."""
+    value = request.cookies.get(place_cookie_name(settings, event_id), "")
+    return value if REQUEST_ID_RE.match(value) else None
+
+
+def set_place_cookie(response: Response, settings: Any, event_id: str, request_id: str) -> None:
+    response.set_cookie(
+        place_cookie_name(settings, event_id),
+        request_id,
+        max_age=PLACE_COOKIE_MAX_AGE,
+        path="/",
+        secure=settings.issuer.startswith("https://"),
+        httponly=True,
+        samesite="Lax",
+    )
+
+
+# --- request helpers -----------------------------------------------------------------------------
+
+
+def _language() -> str:
+    cached = g.get("page_language")
+    if cached:
+        return str(cached)
+    catalogs: Catalogs = services().page_catalogs
+    language = catalogs.choose(
+        request.args.get("lang"),
+        request.cookies.get(LANGUAGE_COOKIE),
+        request.accept_languages.best_match(catalogs.languages),
+    )
+    g.page_language = language
+    return language
+
+
+def _nonce() -> str:
+    nonce = g.get("csp_nonce")
+    if not nonce:
+        nonce = secrets.token_urlsafe(16)
+        g.csp_nonce = nonce
+    return str(nonce)
+
+
+def secure_page(response: Response) -> Response:
+    """Strict headers for an HTML page: a nonce CSP, no framing, no referrer, no caching."""
+    nonce = _nonce()
+    response.headers["Content-Security-Policy"] = (
+        f"default-src 'none'; script-src 'self' 'nonce-{nonce}'; style-src 'self' 'nonce-{nonce}'; "
+        "img-src 'self' https:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+        "base-uri 'none'"
+    )
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers.setdefault("Cache-Control", "no-store")
+    response.headers["Content-Language"] = _language()
+    if request.args.get("lang") and services().page_catalogs.supports(request.args.get("lang")):
+        response.set_cookie(
+            LANGUAGE_COOKIE, _language(), max_age=LANGUAGE_COOKIE_MAX_AGE, path="/",
+            secure=services().settings.issuer.startswith("https://"), httponly=True, samesite="Lax",
+        )
+    return response
+
+
+def static_url(filename: str) -> str:
+    version = services().pages.static_version(filename)
+    return f"/wait/_static/{filename}?v={version}"
+
+
+def language_links(path: str, keep: dict[str, str]) -> list[dict[str, Any]]:
+    """Links to this page in each language (the visible switch)."""
+    links = []
+    current = _language()
+    for code, name in services().page_catalogs_names.items():
+        query = urlencode({**keep, "lang": code})
+        links.append({"code": code, "name": name, "href": f"{path}?{query}", "current": code == current})
+    return links
+
+
+def page_context(event: EventConfig | None, **extra: Any) -> dict[str, Any]:
+    """What every waiting page template gets: branding, assets, nonce, language links."""
+    branding = dict(event.branding) if event else {}
+    title = branding.get("title") or (event.name if event else "") or (event.event_id if event else "")
+    theme = None
+    if event is not None:
+        theme = f"/wait/{event.event_id}/theme.css?v={event.updated_at}"
+    return {
+        "event": event,
+        "title": title,
+        "message": branding.get("message") or "",
+        "logo_url": branding.get("logo_url") or "",
+        "theme_url": theme,
+        "nonce": _nonce(),
+        "static": static_url,
+        **extra,
+    }
+
+
+def render_page(template: str, http_status: int = 200, **context: Any) -> Response:
+    html = services().pages.render(template, _language(), **context)
+    response = current_app.response_class(html, status=http_status, mimetype="text/html")
+    return secure_page(response)
+
+
+def status_context(status: WaitStatus, status_url: str) -> dict[str, Any]:
+    """Template values for a status (shared by every page that shows a place)."""
+    t = services().pages.translator(_language())
+    kind, low, high = estimate_kind(status.estimate)
+    refresh = None
+    if status.poll_after_ms is not None:
+        refresh = services().wait_status.schedule.refresh_seconds(status.poll_after_ms)
+    return {
+        "status": status,
+        "status_url": status_url,
+        "estimate_text": t.estimate(status.estimate),
+        "estimate_kind": kind,
+        "estimate_low": low,
+        "estimate_high": high,
+        "estimate_templates": estimate_templates(t),
+        "refresh_seconds": refresh,
+    }
+
+
+def _next_url(event: EventConfig) -> str | None:
+    raw = request.values.get("next")
+    if raw is None or raw == "":
+        return None
+    if len(raw) > 2000 or not services().return_urls.allowed(event, raw):
+        raise ReturnUrlError()
+    return raw
+
+
+def _page_path(event_id: str, next_url: str | None, **more: str) -> str:
+    query = {"next": next_url} if next_url else {}
+    query.update(more)
+    return f"/wait/{event_id}" + (f"?{urlencode(query)}" if query else "")
+
+
+# --- views ---------------------------------------------------------------------------------------
+
+
+@bp.get("/wait/<event_id>")
+def wait_page(event_id: str) -> Response:
+    svc = services()
+    event = svc.events.get(event_id)
+    next_url = _next_url(event)
+    request_id = read_place(svc.settings, event.event_id)
+    status: WaitStatus | None = None
+    if request_id:
+        status = svc.wait_status.for_place(event.event_id, request_id, next_url)
+    if status is None or status.state == UNKNOWN:
+        _, entry = svc.room.join(event.event_id)
+        request_id = entry.request_id
+        status = svc.wait_status.for_place(event.event_id, request_id, next_url)
+    assert request_id is not None
+    if status.state == ADMITTED and next_url:
+        response: Response = redirect(next_url, code=303)
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        set_place_cookie(response, svc.settings, event.event_id, request_id)
+        return response
+    keep = {"next": next_url} if next_url else {}
+    status_url = f"/wait/{event.event_id}/status" + (f"?{urlencode(keep)}" if keep else "")
+    context = page_context(
+        event,
+        **status_context(status, status_url),
+        languages_links=language_links(f"/wait/{event.event_id}", keep),
+        next_url=next_url,
+        page_url=_page_path(event.event_id, next_url),
+        rejoin_url=f"/wait/{event.event_id}/rejoin",
+        expiry_minutes=(event.queue_position_expiry_period + 59) // 60 if event.enable_queue_position_expiry else None,
+    )
+    template = {
+        WAITING: "wait.html", ADMITTED: "admitted.html", EXPIRED: "expired.html", FINISHED: "expired.html",
+    }.get(status.state, "wait.html")
+    response = render_page(template, **context)
+    set_place_cookie(response, svc.settings, event.event_id, request_id)
+    return response
+
+
+@bp.get("/wait/<event_id>/status")
+def wait_status(event_id: str) -> Response:
+    svc = services()
+    event = svc.events.get(event_id)
+    next_url = _next_url(event)
+    request_id = read_place(svc.settings, event.event_id)
+    if request_id is None:
+        status = WaitStatus(
+            state=UNKNOWN, event_id=event.event_id, position=None, ahead=None,
+            serving=svc.room.serving(event.event_id), waiting=svc.room.waiting(event.event_id),
+            estimate=None, poll_after_ms=None, updated_at=int(svc.clock.now()),
+        )
+    else:
+        status = svc.wait_status.for_place(event.event_id, request_id, next_url)
+    return json_response(status.to_dict())
+
+
+@bp.get("/wait/<event_id>/summary")
+def wait_summary(event_id: str) -> Response:
+    """The event's figures, the same for everyone: shared caches and CDNs may keep it briefly."""
+    svc = services()
+    event = svc.events.get(event_id)
+    counters = svc.room.counters(event.event_id)
+    samples = svc.page_history.recent(event.event_id)
+    from idp.pages.estimate import admission_rate, recent_samples
+
+    rate = admission_rate(recent_samples(samples, svc.clock.now(), counters.serving), svc.clock.now())
+    payload = {
+        "event_id": event.event_id,
+        "serving": counters.serving,
+        "waiting": counters.waiting,
+        "admitted_per_minute": round(rate * 60, 1) if rate else None,
+        "updated_at": int(svc.clock.now()),
+    }
+    return json_response(payload, cache="public, max-age=2")
+
+
+@bp.post("/wait/<event_id>/rejoin")
+def rejoin(event_id: str) -> Response:
+    svc = services()
+    event = svc.events.get(event_id)
+    next_url = _next_url(event)
+    request_id = read_place(svc.settings, event.event_id)
+    if request_id:
+        status = svc.wait_status.for_place(event.event_id, request_id, next_url)
+        if status.state in (WAITING, ADMITTED):
+            # A live place is kept: a second "join again" must not push the visitor to the back.
+            return _see_other(_page_path(event.event_id, next_url))
+    _, entry = svc.room.join(event.event_id)
+    response = _see_other(_page_path(event.event_id, next_url))
+    set_place_cookie(response, svc.settings, event.event_id, entry.request_id)
+    return response
+
+
+def _see_other(location: str) -> Response:
+    response: Response = redirect(location, code=303)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/wait/<event_id>/theme.css")
+def theme(event_id: str) -> Response:
+    event = services().events.get(event_id)
+    response = current_app.response_class(theme_css(event.branding), mimetype="text/css")
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+@bp.get("/wait/_static/<path:filename>")
+def static_file(filename: str) -> Response:
+    response = send_from_directory(services().pages.static_dir, filename, max_age=0)
+    response.headers["Cache-Control"] = (
+        "public, max-age=31536000, immutable" if request.args.get("v") else "public, max-age=300"
+    )
+    return response
+
+
+# --- error pages ---------------------------------------------------------------------------------
+
+_JSON_SUFFIXES = ("/status", "/summary", "/theme.css")
+
+ERROR_TEXTS: dict[str, tuple[str, str]] = {
+    "event_not_found": (
+        "This waiting room does not exist.",
+        "Check the address, or go back to the site that sent you here.",
+    ),
+    "invalid_event_id": (
+        "This waiting room does not exist.",
+        "Check the address, or go back to the site that sent you here.",
+    ),
+    "invalid_return_url": (
+        "This link cannot be used.",
+        "The address to return to is not one this waiting room knows. Go back to the site and follow its link again.",
+    ),
+    "service_unavailable": (
+        "We are very busy right now.",
+        "Your place is safe. This page will try again by itself in a few seconds.",
+    ),
+}
+
+
+def _is_page_request() -> bool:
+    path = request.path
+    if path.startswith("/wait/"):
+        return not path.startswith("/wait/_static/") and not path.endswith(_JSON_SUFFIXES)
+    return False
+
+
+def render_error(code: str, message: str, status: int) -> Response | None:
+    """The HTML error page for the waiting pages' routes; None leaves other routes to JSON."""
+    try:
+        if not _is_page_request():
+            return None
+    except RuntimeError:
+        return None
+    return error_page(code, status)
+
+
+def error_page(code: str, status: int, retry_after: int | None = None) -> Response:
+    headline, advice = ERROR_TEXTS.get(
+        code, ("Something went wrong.", "Please go back to the site that sent you here and try again.")
+    )
+    t = services().pages.translator(_language())
+    refresh = None
+    if status == 503:
+        refresh = retry_after or services().settings.retry_after_seconds
+    context = page_context(
+        None, headline=t(headline), advice=t(advice), status_code=status, code=code, refresh_seconds=refresh,
+        languages_links=language_links(request.path, {k: v for k, v in request.args.items() if k == "next"}),
+    )
+    html = services().pages.render("error.html", _language(), **context)
+    response = current_app.response_class(html, status=status, mimetype="text/html")
+    return secure_page(response)
+
+
+# --- wiring --------------------------------------------------------------------------------------
+
+
+def init_app(app: Flask, svc: Any) -> None:
+    """Attach the waiting-page services and routes; register the HTML error renderer."""
+    from idp.pages.i18n import LANGUAGES
+
+    ttl = svc.settings.cache_ttl_ms / 1000.0
+    svc.page_catalogs = Catalogs()
+    svc.page_catalogs_names = dict(LANGUAGES)
+    svc.pages = PageRenderer(svc.settings.template_dir, svc.page_catalogs)
+    # The estimate may be a second old; the history is read at most once a second per event and process.
+    svc.page_history = ServingHistory(svc.store, max(ttl, 1.0) if ttl > 0 else 0.0)
+    svc.wait_status = WaitStatusService(svc.room, svc.page_history, svc.clock)
+    svc.return_urls = ReturnUrls(svc.clients, ttl)
+    app.register_blueprint(bp)
+    renderers: list[Callable[[str, str, int], Response | None]] = app.extensions.setdefault(
+        "idp_error_renderers", []
+    )
+    renderers.append(render_error)
+
+
+__all__ = [
+    "IdpError", "ReturnUrlError", "bp", "error_page", "init_app", "place_cookie_name", "read_place",
+    "render_page", "set_place_cookie", "status_context", "page_context",
+]

@@ -1,0 +1,1 @@
+"""Templates and static assets of the waiting pages (no code: the service renders them)."""
