@@ -99,6 +99,7 @@ EXTENSIONS: list[str] = [
     "idp.admin.web",
     "idp.pages.web",
     "idp.oidc.web",
+    "idp.operator",
 ]
 
 

@@ -22,3 +22,33 @@ loglevel = os.environ.get("IDP_LOG_LEVEL", "info").lower()
 preload_app = False
 max_requests = int(os.environ.get("IDP_MAX_REQUESTS", "0"))
 max_requests_jitter = max_requests // 10
+
+# Prometheus multiprocess mode: every worker writes its samples to files in one folder and /metrics
+# merges them. The folder is emptied when the server starts (stale files would add old counts) and a
+# worker that exits is marked dead. Set before any worker imports prometheus_client.
+_created_metrics_dir = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _created_metrics_dir:
+    import tempfile
+
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="idp-prometheus-")
+
+
+def on_starting(server):  # type: ignore[no-untyped-def]
+    folder = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    os.makedirs(folder, exist_ok=True)
+    for name in os.listdir(folder):
+        if name.endswith(".db"):
+            os.remove(os.path.join(folder, name))
+
+
+def child_exit(server, worker):  # type: ignore[no-untyped-def]
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):  # type: ignore[no-untyped-def]
+    if _created_metrics_dir:
+        import shutil
+
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

@@ -1,0 +1,338 @@
+"""The worker: one process running the periodic jobs of every event.
+
+Jobs, each on its own schedule: the queue-position expiry sweep (every minute), the periodic inlet,
+per-minute metrics samples (and the ``waiting_room_metrics`` notification where enabled), webhook
+delivery, and pruning of old bookkeeping. Several workers may run: a lease (Redis or the database) makes
+one act, and every job is idempotent per period, so even two acting at once, or one restarted in the
+middle of a minute, never admit twice. ``Worker.tick(now)`` runs whatever is due once, without threads
+or sleeping, which is how the tests drive it with an injected clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from idp import ticks
+from idp.events import EventConfig
+from idp.inlet.periodic import HealthCheck, PeriodicInlet, http_health
+from idp.inlet.settings import InletService
+from idp.lease import DatabaseLease, Lease, RedisLease
+from idp.notify import outbox
+from idp.notify.webhooks import Poster, WebhookDeliverer, http_post
+from idp.storage.models import MetricsSample, OutboxEntry, TokenRecord, WebhookDelivery, WorkerJobStat
+
+log = logging.getLogger("idp.worker")
+
+DEFAULT_INTERVALS = {
+    "expiry_sweep": 60.0,
+    "periodic_inlet": 5.0,
+    "metrics": 10.0,
+    "webhooks": 1.0,
+    "cleanup": 3600.0,
+}
+LEASE_TTL_MS = 30_000
+KEEP_TICKS_SECONDS = 2 * 86400
+KEEP_SAMPLES_SECONDS = 7 * 86400
+KEEP_DELIVERIES_SECONDS = 7 * 86400
+KEEP_OUTBOX_SECONDS = 14 * 86400
+
+
+@dataclass
+class Job:
+    name: str
+    interval: float
+    run: Callable[[float], Any]
+    next_run: float = 0.0
+
+
+@dataclass
+class TickReport:
+    active: bool
+    ran: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    results: dict[str, Any] = field(default_factory=dict)
+
+
+def active_tokens(services: Any, event_id: str, now: int) -> int:
+    """Active sessions of an event: the token service's count, or the same query without it."""
+    tokens = getattr(services, "tokens", None)
+    if tokens is not None:
+        return int(tokens.active_count(event_id))
+    with services.db.session(readonly=True) as session:
+        return int(
+            session.execute(
+                select(func.count())
+                .select_from(TokenRecord)
+                .where(TokenRecord.event_id == event_id, TokenRecord.expires_at > now, TokenRecord.session_status == 0)
+            ).scalar_one()
+        )
+
+
+def iter_events(services: Any, page: int = 200) -> Iterator[EventConfig]:
+    after: str | None = None
+    while True:
+        batch = services.events.list(limit=page, after=after)
+        yield from batch
+        if len(batch) < page:
+            return
+        after = batch[-1].event_id
+
+
+def default_lease(services: Any, holder: str, ttl_ms: int) -> Lease:
+    client = getattr(services.store, "client", None)
+    if services.settings.redis_url and client is not None:
+        return RedisLease(client, holder, ttl_ms)
+    return DatabaseLease(services.db, services.clock, holder, ttl_ms)
+
+
+class Worker:
+    def __init__(
+        self,
+        services: Any,
+        *,
+        holder: str | None = None,
+        lease: Lease | None = None,
+        lease_ttl_ms: int = LEASE_TTL_MS,
+        health_check: HealthCheck = http_health,
+        post: Poster = http_post,
+        intervals: dict[str, float] | None = None,
+    ) -> None:
+        self.services = services
+        self.db = services.db
+        self.clock = services.clock
+        self.holder = holder or f"{uuid.uuid4().hex[:12]}"
+        self.lease = lease or default_lease(services, self.holder, lease_ttl_ms)
+        self.inlets: InletService = getattr(services, "inlets", None) or InletService(services.db, services.clock)
+        self.periodic = PeriodicInlet(services.db, services.room, health_check)
+        self.deliverer = WebhookDeliverer(services.db, services.settings.secret_key, post)
+        chosen = {**DEFAULT_INTERVALS, **(intervals or {})}
+        self.jobs = [
+            Job("expiry_sweep", chosen["expiry_sweep"], self.run_sweep),
+            Job("periodic_inlet", chosen["periodic_inlet"], self.run_periodic),
+            Job("metrics", chosen["metrics"], self.run_metrics),
+            Job("webhooks", chosen["webhooks"], self.run_webhooks),
+            Job("cleanup", chosen["cleanup"], self.run_cleanup),
+        ]
+        self._stop = threading.Event()
+
+    # --- the loop -------------------------------------------------------------------------------
+
+    def tick(self, now: float | None = None) -> TickReport:
+        """Run every job that is due at ``now`` (default: the clock), if this worker holds the lease."""
+        now = self.clock.now() if now is None else now
+        if not self.lease.acquire():
+            return TickReport(active=False)
+        report = TickReport(active=True)
+        for job in self.jobs:
+            if now < job.next_run or self._stop.is_set():
+                continue
+            job.next_run = now + job.interval
+            try:
+                report.results[job.name] = job.run(now)
+            except Exception as exc:  # noqa: BLE001 - one failing job must not stop the others
+                log.exception("worker job failed", extra={"job": job.name})
+                report.failed.append(job.name)
+                self._record_stat(job.name, now, type(exc).__name__)
+            else:
+                self._record_stat(job.name, now, None)
+            report.ran.append(job.name)
+        return report
+
+    def stop(self, *_args: Any) -> None:
+        self._stop.set()
+
+    def run_forever(self, poll_seconds: float = 1.0) -> None:
+        """Tick until SIGTERM or SIGINT; the current job finishes, then the lease is released."""
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+        log.info("worker started", extra={"holder": self.holder})
+        try:
+            while not self._stop.is_set():
+                started = time.monotonic()
+                try:
+                    self.tick()
+                except Exception:  # noqa: BLE001 - a lost database or Redis: retry on the next tick
+                    log.exception("worker tick failed")
+                self._stop.wait(max(0.05, poll_seconds - (time.monotonic() - started)))
+        finally:
+            try:
+                self.lease.release()
+            except Exception:  # noqa: BLE001 - the lease expires on its own
+                log.warning("lease release failed")
+            log.info("worker stopped", extra={"holder": self.holder})
+
+    def _record_stat(self, job: str, now: float, error: str | None) -> None:
+        try:
+            with self.db.session() as session:
+                builder = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+                session.execute(
+                    builder(WorkerJobStat)
+                    .values(job=job, runs=0, failures=0, last_run_at=0, last_error=None)
+                    .on_conflict_do_nothing()
+                )
+                row = session.get(WorkerJobStat, job, with_for_update=True, populate_existing=True)
+                assert row is not None
+                row.runs += 1
+                row.last_run_at = int(now)
+                if error is not None:
+                    row.failures += 1
+                    row.last_error = error
+        except Exception:  # noqa: BLE001 - statistics must never break a job
+            log.warning("could not record job statistics", extra={"job": job})
+
+    # --- jobs -----------------------------------------------------------------------------------
+
+    def _each_event(self, fn: Callable[[EventConfig], Any]) -> dict[str, Any]:
+        results: dict[str, Any] = {}
+        errors = 0
+        for event in iter_events(self.services):
+            try:
+                results[event.event_id] = fn(event)
+            except Exception:  # noqa: BLE001 - one broken event must not stop the others
+                log.exception("worker job failed for an event", extra={"event_id": event.event_id})
+                errors += 1
+        if errors:
+            raise RuntimeError(f"{errors} event(s) failed")
+        return results
+
+    def run_sweep(self, now: float) -> dict[str, Any]:
+        """Expire unclaimed admitted positions; report automatic serving-counter increments."""
+
+        def sweep(event: EventConfig) -> int:
+            if not event.enable_queue_position_expiry:
+                return 0
+            result = self.services.room.sweep(event.event_id)
+            if result.serving > result.previous_serving:
+                with self.db.session() as session:
+                    outbox.record(
+                        session,
+                        event.event_id,
+                        "automatic_serving_counter_incr",
+                        {
+                            "event_id": event.event_id,
+                            "previous_serving_counter_position": result.previous_serving,
+                            "increment_by": result.serving - result.previous_serving,
+                            "current_serving_counter_position": result.serving,
+                        },
+                        now=now,
+                    )
+            return int(result.serving - result.previous_serving)
+
+        return self._each_event(sweep)
+
+    def run_periodic(self, now: float) -> dict[str, Any]:
+        results: dict[str, Any] = {}
+        for config in self.inlets.all():
+            if not config.periodic.enabled:
+                continue
+            try:
+                results[config.event_id] = self.periodic.run(config, now)
+            except Exception:  # noqa: BLE001 - e.g. an event deleted since its settings were written
+                log.exception("periodic inlet failed", extra={"event_id": config.event_id})
+                raise
+        return results
+
+    def run_metrics(self, now: float) -> dict[str, Any]:
+        """Write this minute's sample per event (once), and the metrics notification where enabled."""
+        minute = int(now // 60) * 60
+        settings = {c.event_id: c for c in self.inlets.all()}
+
+        def sample(event: EventConfig) -> bool:
+            eid = event.event_id
+            with self.db.session(readonly=True) as session:
+                if session.get(MetricsSample, (eid, minute)) is not None:
+                    return False
+            counters = self.services.room.counters(eid, fresh=True)
+            active = active_tokens(self.services, eid, int(now))
+            with self.db.session() as session:
+                builder = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+                inserted = session.execute(
+                    builder(MetricsSample)
+                    .values(
+                        event_id=eid, minute=minute, queue=counters.queue, serving=counters.serving,
+                        waiting=counters.waiting, tokens=counters.tokens, expired=counters.expired,
+                        completed=counters.completed, abandoned=counters.abandoned, active=active,
+                    )
+                    .on_conflict_do_nothing()
+                ).rowcount == 1  # type: ignore[attr-defined]
+                config = settings.get(eid)
+                if inserted and config is not None and config.metrics_notifications:
+                    outbox.record(
+                        session,
+                        eid,
+                        "waiting_room_metrics",
+                        {
+                            "event_id": eid,
+                            "num_active_tokens": active,
+                            "total_num_tokens": counters.tokens,
+                            "queue_counter": counters.queue,
+                            "serving_number": counters.serving,
+                            "completed_sessions": counters.completed,
+                            "abandoned_sessions": counters.abandoned,
+                        },
+                        now=now,
+                    )
+            return bool(inserted)
+
+        return self._each_event(sample)
+
+    def run_webhooks(self, now: float) -> Any:
+        return self.deliverer.deliver_due(now)
+
+    def run_cleanup(self, now: float) -> None:
+        cutoff = int(now)
+        ticks.prune(self.db, cutoff - KEEP_TICKS_SECONDS)
+        with self.db.session() as session:
+            session.execute(delete(MetricsSample).where(MetricsSample.minute < cutoff - KEEP_SAMPLES_SECONDS))
+            session.execute(delete(WebhookDelivery).where(WebhookDelivery.at < cutoff - KEEP_DELIVERIES_SECONDS))
+            session.execute(delete(OutboxEntry).where(OutboxEntry.created_at < cutoff - KEEP_OUTBOX_SECONDS))
+
+
+# --- the ``idp worker`` command ---------------------------------------------------------------------
+
+
+def _configure(parser: Any) -> None:
+    parser.add_argument("--once", action="store_true", help="run the due jobs once and exit")
+    parser.add_argument("--poll", type=float, default=1.0, help="seconds between ticks (default 1)")
+
+
+def _run(args: Any, settings: Any) -> int:
+    from idp.app import build_services
+
+    services = build_services(settings)
+    try:
+        try:
+            from idp.tokens.issuer import attach
+
+            attach(services)
+        except ImportError:  # pragma: no cover - the token service is part of every release
+            pass
+        worker = Worker(services)
+        if args.once:
+            report = worker.tick()
+            print(f"active={report.active} ran={','.join(report.ran)} failed={','.join(report.failed)}")
+            return 1 if report.failed else 0
+        worker.run_forever(poll_seconds=max(0.05, args.poll))
+        return 0
+    finally:
+        services.close()
+
+
+def _register() -> None:
+    from idp.cli import register
+
+    register("worker", _configure, _run)
+
+
+_register()
