@@ -346,7 +346,7 @@ class TokenService:
             raise InvalidTokenError("The access token is not a compact JWS.")
         try:
             header = _b64json(parts[0])
-        except (ValueError, UnicodeError, binascii.Error):
+        except (ValueError, UnicodeError, binascii.Error, RecursionError):
             raise InvalidTokenError("The access token header is malformed.") from None
         if not isinstance(header, dict):
             raise InvalidTokenError("The access token header is malformed.")
@@ -360,9 +360,12 @@ class TokenService:
             raise InvalidTokenError("The access token was signed by an unknown key.")
         try:
             payload = jws.deserialize_compact(token, key, algorithms=[alg]).payload
-            claims = json.loads(payload)
         except (JoseError, ValueError, TypeError, UnicodeError, binascii.Error):
             raise InvalidTokenError("The access token signature is not valid.") from None
+        try:
+            claims = json.loads(payload)
+        except (ValueError, UnicodeError, RecursionError):
+            raise InvalidTokenError("The access token claims are malformed.") from None
         if not isinstance(claims, dict):
             raise InvalidTokenError("The access token claims are malformed.")
         return self._check_claims(claims, event_id)
