@@ -132,8 +132,11 @@ def clean_scopes(value: object) -> list[str]:
 
 
 def clean_name(value: object) -> str:
-    if not isinstance(value, str) or not value.strip() or len(value) > 200:
-        raise ValidationError("name must be a non-empty string of at most 200 characters.", code="invalid_field")
+    if (
+        not isinstance(value, str) or not value.strip() or len(value) > 200
+        or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value)
+    ):
+        raise ValidationError("name must be 1 to 200 printable characters.", code="invalid_field")
     return value.strip()
 
 

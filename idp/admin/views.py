@@ -13,6 +13,7 @@ from urllib.parse import urlencode, urlsplit
 
 from flask import Blueprint, Response, current_app, request, url_for
 from sqlalchemy import delete
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from idp.admin.auth import SCOPES, current_admin_key, require_scope
 from idp.errors import ConflictError, ValidationError
@@ -31,6 +32,14 @@ SIGNING_ALGS = ("RS256", "ES256")
 
 
 # --- helpers -------------------------------------------------------------------------------------
+
+
+@bp.before_request
+def _refuse_large_bodies() -> None:
+    """Refuse an oversized body up front, whatever the method, before any work or authentication."""
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if limit is not None and (request.content_length or 0) > limit:
+        raise RequestEntityTooLarge()
 
 
 def _actor() -> str | None:
@@ -58,13 +67,6 @@ def _cursor(pattern: re.Pattern[str] = ID_CURSOR_RE) -> str | None:
     if not pattern.match(raw):
         raise ValidationError("cursor is not valid.", code="invalid_cursor")
     return raw
-
-
-def _optional_body() -> dict[str, Any]:
-    """A JSON object body, or an empty one when no body was sent."""
-    if not request.get_data(cache=True):
-        return {}
-    return json_body()
 
 
 def _page(items: list[Any], limit: int, key: str) -> tuple[list[Any], str | None]:
@@ -352,7 +354,7 @@ def list_signing_keys() -> Response:
 @require_scope("keys:write")
 def rotate_signing_key() -> Response:
     """Make a new active key; the previous one keeps verifying until its tokens have expired."""
-    data = _optional_body()
+    data = json_body()
     unknown = set(data) - {"alg"}
     if unknown:
         raise ValidationError(f"Unknown field(s): {', '.join(sorted(unknown))}.", code="unknown_field")
