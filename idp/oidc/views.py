@@ -178,9 +178,12 @@ def waiting_context(record: InteractionRecord, progress: Any) -> dict[str, Any]:
 
 
 def render_waiting(context: dict[str, Any]) -> Response:
-    """Render the waiting page of a parked request from ``waiting_context``'s dict (200, never cached)."""
-    body = render_template("oidc/waiting.html", **context)
-    response = Response(body, status=200, mimetype="text/html")
+    """Render the waiting page of a parked request from ``waiting_context``'s dict (200, never cached).
+
+    The page is the waiting pages' own (``idp.pages``): languages, branding, estimate, poll schedule."""
+    from idp.pages.web import render_interaction_page
+
+    response = render_interaction_page(context)
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -399,15 +402,9 @@ def status(ticket: str) -> Response:
     if not (isinstance(value, list) and len(value) == 3 and all(isinstance(v, str) for v in value)):
         return json_response({"error": "not_found", "message": "Unknown status ticket."}, 404, cache="no-store")
     interaction_id, event_id, request_id = value
-    progress = services().oidc_interactions.progress(event_id, request_id)
-    return json_response({
-        "state": progress.state,
-        "position": progress.position,
-        "ahead": progress.ahead,
-        "serving": progress.serving,
-        "poll_after_ms": progress.poll_after_ms,
-        "continue_url": f"/authorize/wait/{interaction_id}",
-    }, cache="no-store")
+    # The waiting pages' status (idp.pages.status): adds the estimate, waiting count and their schedule.
+    payload = services().wait_status.interaction_payload(event_id, request_id, f"/authorize/wait/{interaction_id}")
+    return json_response(payload, cache="no-store")
 
 
 # --- token side ------------------------------------------------------------------------------------

@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-from datetime import datetime, timezone
 from contextvars import ContextVar
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -143,7 +143,7 @@ class PageRenderer:
                 t=t,
                 number=t.number,
                 format_time=lambda ts: format_time(
-                    datetime.fromtimestamp(ts, timezone.utc), format="medium", tzinfo=timezone.utc,
+                    datetime.fromtimestamp(ts, UTC), format="medium", tzinfo=UTC,
                     locale=locale_of(language),
                 ),
                 **context,

@@ -52,6 +52,8 @@ class WaitStatus:
     continue_url: str | None = None
     # Seconds left to go on once admitted (None: no limit, or not admitted).
     expires_in: int | None = None
+    # Admitted and its token already issued (the place has been used to sign in).
+    claimed: bool = False
 
     @property
     def progress_percent(self) -> int:
@@ -140,6 +142,7 @@ class WaitStatusService:
             updated_at=now,
             continue_url=continue_url,
             expires_in=status.expires_in if state == ADMITTED else None,
+            claimed=status.state is PlaceState.CLAIMED,
         )
 
     def for_place(self, event_id: str, request_id: str, continue_url: str | None = None) -> WaitStatus:
@@ -152,3 +155,13 @@ class WaitStatusService:
         except RequestNotFoundError:
             status = PlaceStatus(PlaceState.UNKNOWN, serving=self.room.serving(event.event_id))
         return self.describe(event, status, continue_url)
+
+    def interaction_payload(self, event_id: str, request_id: str, continue_url: str) -> dict[str, Any]:
+        """The status JSON of a parked sign-in: ``state`` is waiting, admitted or expired, and
+        ``continue_url`` (the interaction's page, which finishes or explains) is always present."""
+        data = self.for_place(event_id, request_id, continue_url).to_dict()
+        if data["state"] not in (WAITING, ADMITTED):
+            data["state"] = EXPIRED
+        data["continue_url"] = continue_url
+        return data
+

@@ -16,6 +16,7 @@ the same cookie ``/authorize`` reads, so queueing first and logging in later kee
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections.abc import Callable
 from typing import Any
@@ -24,7 +25,7 @@ from urllib.parse import urlencode
 from flask import Blueprint, Flask, Response, current_app, g, redirect, request, send_from_directory
 
 from idp.cache import TTLCache
-from idp.errors import IdpError, ValidationError
+from idp.errors import ValidationError
 from idp.events import EventConfig
 from idp.http import json_response, services
 from idp.pages.history import ServingHistory
@@ -219,43 +220,157 @@ def _page_path(event_id: str, next_url: str | None, **more: str) -> str:
 # --- views ---------------------------------------------------------------------------------------
 
 
+class Places:
+    """One place per browser per event, shared with ``/authorize``.
+
+    With the OpenID Connect part loaded, the browser's long-lived visitor cookie names its place in
+    each event (``oidc_interactions``), so queueing here first and signing in later keep one place.
+    The place's request id is also kept in a per-event cookie so the status endpoint needs no
+    database read. Without that part, the per-event cookie alone keeps the place.
+    """
+
+    def __init__(self, svc: Any) -> None:
+        self.svc = svc
+        self.interactions = getattr(svc, "oidc_interactions", None)
+
+    def visitor(self) -> tuple[str | None, bool]:
+        """The visitor id from its cookie, or a new one (and True) when the OIDC part is loaded."""
+        if self.interactions is None:
+            return None, False
+        from idp.oidc.interaction import new_visitor_id, valid_visitor_id
+
+        existing = valid_visitor_id(request.cookies.get(self.svc.settings.visitor_cookie))
+        return (existing, False) if existing else (new_visitor_id(), True)
+
+    def current(self, visitor_id: str | None, event_id: str) -> str | None:
+        if self.interactions is None or visitor_id is None:
+            return None
+        place = self.interactions.records.place(visitor_id, event_id)
+        return None if place is None else str(place.request_id)
+
+    def join(self, visitor_id: str | None, event_id: str) -> str:
+        if self.interactions is None or visitor_id is None:
+            _, entry = self.svc.room.join(event_id)
+            return str(entry.request_id)
+        return str(self.interactions.ensure_place(visitor_id, event_id).request_id)
+
+    def finished(self, request_id: str) -> bool:
+        """True when the place's token session has ended (completed, abandoned or expired)."""
+        if self.interactions is None:
+            return False
+        session = self.interactions.records.session_state(request_id)
+        return session is not None and not session.active
+
+
+def _set_visitor_cookie(response: Response, settings: Any, visitor_id: str) -> None:
+    response.set_cookie(
+        settings.visitor_cookie, visitor_id, max_age=400 * 86400, path="/",
+        secure=settings.issuer.startswith("https://"), httponly=True, samesite="Lax",
+    )
+
+
+def _find_status(places: Places, event: EventConfig, visitor_id: str | None, next_url: str | None
+                 ) -> tuple[str | None, WaitStatus | None]:
+    """The browser's place and its status: the cookie first (no database read while waiting)."""
+    svc = places.svc
+    request_id = read_place(svc.settings, event.event_id)
+    status = svc.wait_status.for_place(event.event_id, request_id, next_url) if request_id else None
+    if status is not None and status.state == WAITING:
+        return request_id, status
+    stored = places.current(visitor_id, event.event_id)
+    if stored and stored != request_id:
+        request_id, status = stored, svc.wait_status.for_place(event.event_id, stored, next_url)
+    if status is not None and request_id and status.claimed and places.finished(request_id):
+        status = dataclasses.replace(status, state=FINISHED, continue_url=None)
+    return request_id, status
+
+
 @bp.get("/wait/<event_id>")
 def wait_page(event_id: str) -> Response:
     svc = services()
     event = svc.events.get(event_id)
     next_url = _next_url(event)
-    request_id = read_place(svc.settings, event.event_id)
-    status: WaitStatus | None = None
-    if request_id:
-        status = svc.wait_status.for_place(event.event_id, request_id, next_url)
+    places = Places(svc)
+    visitor_id, new_visitor = places.visitor()
+    request_id, status = _find_status(places, event, visitor_id, next_url)
     if status is None or status.state == UNKNOWN:
-        _, entry = svc.room.join(event.event_id)
-        request_id = entry.request_id
+        request_id = places.join(visitor_id, event.event_id)
         status = svc.wait_status.for_place(event.event_id, request_id, next_url)
     assert request_id is not None
     if status.state == ADMITTED and next_url:
         response: Response = redirect(next_url, code=303)
         response.headers["Cache-Control"] = "no-store"
         response.headers["Referrer-Policy"] = "no-referrer"
-        set_place_cookie(response, svc.settings, event.event_id, request_id)
-        return response
-    keep = {"next": next_url} if next_url else {}
-    status_url = f"/wait/{event.event_id}/status" + (f"?{urlencode(keep)}" if keep else "")
-    context = page_context(
-        event,
-        **status_context(status, status_url),
-        languages_links=language_links(f"/wait/{event.event_id}", keep),
-        next_url=next_url,
-        page_url=_page_path(event.event_id, next_url),
-        rejoin_url=f"/wait/{event.event_id}/rejoin",
-        expiry_minutes=(event.queue_position_expiry_period + 59) // 60 if event.enable_queue_position_expiry else None,
-    )
-    template = {
-        WAITING: "wait.html", ADMITTED: "admitted.html", EXPIRED: "expired.html", FINISHED: "expired.html",
-    }.get(status.state, "wait.html")
-    response = render_page(template, **context)
+    else:
+        keep = {"next": next_url} if next_url else {}
+        status_url = f"/wait/{event.event_id}/status" + (f"?{urlencode(keep)}" if keep else "")
+        context = page_context(
+            event,
+            **status_context(status, status_url),
+            languages_links=language_links(f"/wait/{event.event_id}", keep),
+            next_url=next_url,
+            goes_on=bool(next_url),
+            page_url=_page_path(event.event_id, next_url),
+            rejoin_url=f"/wait/{event.event_id}/rejoin",
+            expiry_minutes=_expiry_minutes(event),
+        )
+        template = {
+            WAITING: "wait.html", ADMITTED: "admitted.html", EXPIRED: "expired.html", FINISHED: "expired.html",
+        }.get(status.state, "wait.html")
+        response = render_page(template, **context)
     set_place_cookie(response, svc.settings, event.event_id, request_id)
+    if new_visitor and visitor_id:
+        _set_visitor_cookie(response, svc.settings, visitor_id)
     return response
+
+
+def _expiry_minutes(event: EventConfig) -> int | None:
+    if not event.enable_queue_position_expiry:
+        return None
+    return (event.queue_position_expiry_period + 59) // 60
+
+
+def render_interaction_page(context: dict[str, Any]) -> Response:
+    """The waiting page of a parked sign-in (``/authorize/wait/<id>``), from the OIDC part's context.
+
+    ``context`` holds ``event``, ``position``, ``ahead``, ``serving``, ``status_url`` and
+    ``continue_url`` (see ``idp.oidc.views.waiting_context``); the page is the same as the
+    queue-first one: same template, languages, branding, estimate and poll schedule.
+    """
+    svc = services()
+    event: EventConfig = context["event"]
+    position, serving = int(context["position"]), int(context["serving"])
+    ahead = max(0, position - serving - 1)
+    locales = str(context.get("ui_locales") or "").split()
+    if not request.args.get("lang"):
+        chosen = next((loc.split("-")[0] for loc in locales if svc.page_catalogs.supports(loc.split("-")[0])), None)
+        if chosen and not request.cookies.get(LANGUAGE_COOKIE):
+            g.page_language = chosen
+    status = WaitStatus(
+        state=WAITING,
+        event_id=event.event_id,
+        position=position,
+        ahead=ahead,
+        serving=serving,
+        waiting=svc.room.waiting(event.event_id),
+        estimate=svc.wait_status.estimate(event.event_id, position, serving),
+        poll_after_ms=svc.wait_status.poll_after_ms(ahead),
+        updated_at=int(svc.clock.now()),
+        continue_url=context["continue_url"],
+    )
+    page = str(context["continue_url"])
+    return render_page(
+        "wait.html",
+        **page_context(
+            event,
+            **status_context(status, str(context["status_url"])),
+            languages_links=language_links(page, {}),
+            next_url=None,
+            goes_on=True,
+            page_url=page,
+            expiry_minutes=_expiry_minutes(event),
+        ),
+    )
 
 
 @bp.get("/wait/<event_id>/status")
@@ -297,18 +412,20 @@ def wait_summary(event_id: str) -> Response:
 
 @bp.post("/wait/<event_id>/rejoin")
 def rejoin(event_id: str) -> Response:
+    """A new place after an expired or finished one; a live place is kept (never sent to the back)."""
     svc = services()
     event = svc.events.get(event_id)
     next_url = _next_url(event)
-    request_id = read_place(svc.settings, event.event_id)
-    if request_id:
-        status = svc.wait_status.for_place(event.event_id, request_id, next_url)
-        if status.state in (WAITING, ADMITTED):
-            # A live place is kept: a second "join again" must not push the visitor to the back.
-            return _see_other(_page_path(event.event_id, next_url))
-    _, entry = svc.room.join(event.event_id)
+    places = Places(svc)
+    visitor_id, new_visitor = places.visitor()
+    request_id, status = _find_status(places, event, visitor_id, next_url)
+    if status is None or status.state not in (WAITING, ADMITTED):
+        request_id = places.join(visitor_id, event.event_id)
     response = _see_other(_page_path(event.event_id, next_url))
-    set_place_cookie(response, svc.settings, event.event_id, entry.request_id)
+    if request_id:
+        set_place_cookie(response, svc.settings, event.event_id, request_id)
+    if new_visitor and visitor_id:
+        _set_visitor_cookie(response, svc.settings, visitor_id)
     return response
 
 
@@ -416,6 +533,6 @@ def init_app(app: Flask, svc: Any) -> None:
 
 
 __all__ = [
-    "IdpError", "ReturnUrlError", "bp", "error_page", "init_app", "place_cookie_name", "read_place",
-    "render_page", "set_place_cookie", "status_context", "page_context",
+    "ReturnUrlError", "bp", "error_page", "init_app", "page_context", "place_cookie_name", "read_place",
+    "render_interaction_page", "render_page", "set_place_cookie", "status_context",
 ]
