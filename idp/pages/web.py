@@ -456,22 +456,27 @@ def static_file(filename: str) -> Response:
 
 _JSON_SUFFIXES = ("/status", "/summary", "/theme.css")
 
+def N_(message: str) -> str:  # noqa: N802 - the conventional name of a gettext marker
+    """Mark a message for extraction; it is translated where it is shown."""
+    return message
+
+
 ERROR_TEXTS: dict[str, tuple[str, str]] = {
     "event_not_found": (
-        "This waiting room does not exist.",
-        "Check the address, or go back to the site that sent you here.",
+        N_("This waiting room does not exist."),
+        N_("Check the address, or go back to the site that sent you here."),
     ),
     "invalid_event_id": (
-        "This waiting room does not exist.",
-        "Check the address, or go back to the site that sent you here.",
+        N_("This waiting room does not exist."),
+        N_("Check the address, or go back to the site that sent you here."),
     ),
     "invalid_return_url": (
-        "This link cannot be used.",
-        "The address to return to is not one this waiting room knows. Go back to the site and follow its link again.",
+        N_("This link cannot be used."),
+        N_("The address to return to is not one this waiting room knows. Go back to the site and follow its link again."),
     ),
     "service_unavailable": (
-        "We are very busy right now.",
-        "Your place is safe. This page will try again by itself in a few seconds.",
+        N_("We are very busy right now."),
+        N_("Your place is safe. This page will try again by itself in a few seconds."),
     ),
 }
 
@@ -495,7 +500,7 @@ def render_error(code: str, message: str, status: int) -> Response | None:
 
 def error_page(code: str, status: int, retry_after: int | None = None) -> Response:
     headline, advice = ERROR_TEXTS.get(
-        code, ("Something went wrong.", "Please go back to the site that sent you here and try again.")
+        code, (N_("Something went wrong."), N_("Please go back to the site that sent you here and try again."))
     )
     t = services().pages.translator(_language())
     refresh = None
@@ -503,6 +508,7 @@ def error_page(code: str, status: int, retry_after: int | None = None) -> Respon
         refresh = retry_after or services().settings.retry_after_seconds
     context = page_context(
         None, headline=t(headline), advice=t(advice), status_code=status, code=code, refresh_seconds=refresh,
+        refresh_always=True,
         languages_links=language_links(request.path, {k: v for k, v in request.args.items() if k == "next"}),
     )
     html = services().pages.render("error.html", _language(), **context)
