@@ -327,3 +327,32 @@ def check_answer(case: Case, status: int, content_type: str, body: bytes) -> str
             and isinstance(payload.get("message"), str) and payload["error"] and payload["message"]):
         return f"status {status} with body {payload!r}"
     return None
+
+
+# --- signing keys and forward auth --------------------------------------------------------------------
+
+
+def _verify_context(services: Any, ctx: Context) -> None:
+    """A separate event with one admitted visitor and its access token (the ``sale`` place stays waiting)."""
+    if not hasattr(services, "tokens"):  # a bare container built beside a live server
+        from idp.tokens.issuer import attach
+
+        attach(services)
+    event = services.events.create({"event_id": "verify-room", "name": "Verify"})
+    _event, entry = services.room.join(event.event_id)
+    services.room.increment_serving(event.event_id, 1)
+    ctx.extra["verify_event_id"] = event.event_id
+    ctx.extra["access_token"] = services.tokens.issue(event.event_id, entry.request_id)["access_token"]
+
+
+CONTEXT_HOOKS.append(_verify_context)
+
+ENDPOINTS.extend([
+    Endpoint("GET", "/jwks.json"),
+    Endpoint("GET", "/verify", "query", (
+        Field("event_id", lambda ctx: ctx.extra["verify_event_id"], required=False, unknown="no-such-event",
+              malformed=("sale", "a" * 65, "has space")),
+        Field("Authorization", lambda ctx: f"Bearer {ctx.extra['access_token']}", where="header",
+              malformed=("Bearer", "Bearer x.y.z", "Basic dXNlcjpwYXNz", "Bearer " + "a" * 8000)),
+    ), methods=frozenset(ALL_METHODS)),
+])

@@ -62,7 +62,11 @@ def verify() -> Response:
     token = _bearer()
     if token is None:
         return _refuse(InvalidTokenError("A Bearer access token or the access cookie is required."))
-    event_id = request.args.get("event_id") or None
+    events = request.args.getlist("event_id")
+    if len(events) > 1 or (events and not events[0]):
+        # A guard misconfigured to send an empty or repeated event fails closed.
+        return _refuse(InvalidTokenError("event_id must be given once and not empty."))
+    event_id = events[0] if events else None
     try:
         claims = services().tokens.verify_access_token(token, event_id)
     except InvalidTokenError as exc:

@@ -234,3 +234,9 @@ def test_a_valid_unfinished_session_costs_no_database_read(services, issued, bac
 
     with pytest.raises(InvalidTokenError):
         tokens.verify_access_token(token, "sale")
+
+
+def test_an_empty_or_repeated_event_id_fails_closed(client, issued):
+    refused(verify(client, issued["access_token"], query="?event_id="), "once")
+    refused(verify(client, issued["access_token"], query="?event_id=sale&event_id=sale"), "once")
+    assert verify(client, issued["access_token"], query="?event_id=sale").status_code == 200
