@@ -190,4 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # Run through the importable module: the parts register their commands on ``idp.cli``, not ``__main__``.
+    from idp.cli import main as _main
+
+    sys.exit(_main())
