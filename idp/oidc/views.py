@@ -293,7 +293,7 @@ def authorize() -> Response:
             return _authorization_error(redirect_uri, "invalid_request", str(exc), state)
         if admission is not None:
             sub = _server().user_claims(admission, client.client_id, "")["sub"]
-            if not hmac.compare_digest(sub, hinted_sub):
+            if not hmac.compare_digest(sub.encode(), hinted_sub.encode("utf-8", "replace")):
                 admission = None  # another visitor than the hint names: not logged in as them
     user = None if fresh else admission
     if "none" in prompts and fresh and len(prompts) == 1:
@@ -472,7 +472,8 @@ def logout() -> Response:
     server = _server()
     visitor_id = _visitor()
     confirmed = (request.method == "POST" and request.form.get("confirm") == "yes"
-                 and hmac.compare_digest(request.form.get("csrf", ""), _logout_csrf(visitor_id)))
+                 and hmac.compare_digest(request.form.get("csrf", "").encode("utf-8", "replace"),
+                                     _logout_csrf(visitor_id).encode("ascii")))
     g.logout_confirmed = confirmed
     try:
         end_request = server.validate_endpoint_request("end_session")
