@@ -1,0 +1,77 @@
+"""``GET /metrics`` is valid Prometheus text with per-event gauges, request counts by route and worker stats."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import all_backends
+from tests.worker_support import admitted_with_tokens, make_worker, webhook_receiver
+
+pytestmark = pytest.mark.integration
+
+
+def scrape(client):
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/plain")
+    samples = {}
+    for family in text_string_to_metric_families(response.get_data(as_text=True)):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def value(samples, name, **labels):
+    return samples.get((name, tuple(sorted(labels.items()))))
+
+
+@all_backends
+def test_per_event_gauges(client, services, event):
+    services.events.create({"event_id": "other"})
+    admitted_with_tokens(services, "sale", 3)
+    for _ in range(4):
+        services.room.join("sale")
+    samples = scrape(client)
+    assert value(samples, "idp_event_queue", event_id="sale") == 7
+    assert value(samples, "idp_event_serving", event_id="sale") == 3
+    assert value(samples, "idp_event_waiting", event_id="sale") == 4
+    assert value(samples, "idp_event_active_tokens", event_id="sale") == 3
+    assert value(samples, "idp_event_queue", event_id="other") == 0
+
+
+def test_requests_are_counted_by_route_not_by_raw_path(client, services, event):
+    for request_id in ("00000000-0000-4000-8000-000000000001", "00000000-0000-4000-8000-000000000002"):
+        client.get("/api/queue_num", query_string={"event_id": "sale", "request_id": request_id})
+    client.get("/admin/api/events/sale/inlet")
+    client.get("/admin/api/events/other-event/inlet")
+    client.get("/no/such/path/12345")
+    samples = scrape(client)
+    assert value(samples, "idp_http_requests_total", endpoint="/api/queue_num", method="GET", status="404") == 2
+    assert value(samples, "idp_http_requests_total", endpoint="/admin/api/events/<event_id>/inlet",
+                 method="GET", status="401") == 2
+    assert value(samples, "idp_http_requests_total", endpoint="unmatched", method="GET", status="404") == 1
+    assert value(samples, "idp_http_request_duration_seconds_count", endpoint="/api/queue_num") == 2
+    assert not any("12345" in str(labels) or "other-event" in str(labels) for _name, labels in samples)
+
+
+def test_worker_job_runs_failures_and_webhook_lag(client, services, event, clock, monkeypatch):
+    with webhook_receiver(fail_first=100) as receiver:
+        services.webhooks.create("sale", {"url": receiver.url})
+        admitted_with_tokens(services, "sale", 1)
+        worker = make_worker(services)
+
+        def broken(_now):
+            raise RuntimeError("boom")
+
+        monkeypatch.setattr(worker.jobs[0], "run", broken)
+        worker.tick()
+        clock.advance(90)
+        worker.tick()
+        samples = scrape(client)
+    assert value(samples, "idp_worker_job_runs_total", job="expiry_sweep") == 2
+    assert value(samples, "idp_worker_job_failures_total", job="expiry_sweep") == 2
+    assert value(samples, "idp_worker_job_runs_total", job="webhooks") == 2
+    assert value(samples, "idp_worker_job_failures_total", job="webhooks") == 0
+    hooks = [k for k in samples if k[0] == "idp_webhook_delivery_lag_seconds"]
+    assert len(hooks) == 1 and samples[hooks[0]] == 90
