@@ -163,6 +163,7 @@ def _load_plugins() -> None:
 CLI_MODULES: list[str] = [
     "idp.tokens.cli",
     "idp.worker",
+    "idp.oidc.cli",
 ]
 
 
