@@ -4,7 +4,8 @@ One ``tokens`` row per request id, created by ``INSERT ... ON CONFLICT DO NOTHIN
 calls store one record, count one token and record one "token_generated" notification. Every later
 call rebuilds the same claims from the row and signs them again with the key that signed them first;
 RS256 signatures are deterministic, so the tokens come back byte-identical with a falling
-``expires_in``.
+``expires_in``. (ES256 signatures are randomised: an ES256 token service returns equivalent tokens, with
+the same claims and key, but not the same bytes.)
 
 A token is valid while ``now < exp`` (RFC 7519 §4.1.4: not accepted *on or after* ``exp``); the same
 boundary decides the 410 of ``issue``, the active count and the expired list.
