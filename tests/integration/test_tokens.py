@@ -479,3 +479,27 @@ def test_a_key_is_created_on_first_use_and_only_once(services):
     assert [k["kid"] for k in services.keys.list_keys()] == [kid]
     listed = services.keys.list_keys()[0]
     assert set(listed) == {"kid", "alg", "status", "created_at", "retiring_at", "retire_after"}
+
+
+@all_backends
+def test_processes_starting_together_create_one_key(services, backend_settings, clock):
+    from idp.tokens.keys import KeyManager
+
+    barrier = threading.Barrier(8)
+    kids: list[Any] = [None] * 8
+
+    def start(index: int) -> None:
+        keys = KeyManager(services.db, backend_settings.secret_key, clock, 60, refresh_seconds=0)
+        barrier.wait()
+        try:
+            kids[index] = keys.ensure_active()
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            kids[index] = exc
+
+    threads = [threading.Thread(target=start, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(kids)) == 1 and isinstance(kids[0], str), kids
+    assert [k["kid"] for k in services.keys.list_keys()] == [kids[0]]
