@@ -2,8 +2,8 @@
 
 Input: the serving counter's recent history, the ``(issue_time, serving)`` pairs that the queue store
 records at every increment (DESIGN.md §4), the current time and serving counter, and the visitor's
-position. The rate is the admissions since the oldest recent record divided by the time since then
-(up to *now*, so the rate decays while admissions are paused). The wait is the admissions still needed
+position. The rate is the admissions since the oldest recent record divided by the time they took
+(plus any pause longer than usual since the last one, so the rate decays while admissions stop). The wait is the admissions still needed
 divided by that rate, given as a range that widens with how unsteady the rate has been and with the
 typical gap between increments (admissions come in steps, so the visitor can be admitted up to one
 step earlier or later than a smooth rate says).
@@ -59,14 +59,22 @@ def recent_samples(
 
 
 def admission_rate(samples: Sequence[tuple[int, int]], now: float) -> float | None:
-    """Admissions per second since the oldest record, up to now; None when it cannot be told."""
+    """Admissions per second over the recent records; None when it cannot be told.
+
+    Between increments the rate is that of the completed steps (a queue let in by 100 every minute
+    runs at 100 a minute, also halfway through a minute). Once the pause since the last increment is
+    longer than the usual gap between increments, the extra time counts too, so the rate decays
+    while admissions are paused.
+    """
     if len(samples) < 2:
         return None
     first_time, first_serving = samples[0]
-    admitted = samples[-1][1] - first_serving
-    elapsed = max(1.0, now - first_time)
+    last_time, last_serving = samples[-1]
+    admitted = last_serving - first_serving
     if admitted <= 0:
         return None
+    overdue = max(0.0, (now - last_time) - _typical_gap(samples))
+    elapsed = max(1.0, (last_time - first_time) + overdue)
     return admitted / elapsed
 
 
