@@ -3,10 +3,10 @@
 Input: the serving counter's recent history, the ``(issue_time, serving)`` pairs that the queue store
 records at every increment (DESIGN.md §4), the current time and serving counter, and the visitor's
 position. The rate is the admissions since the oldest recent record divided by the time they took
-(plus any pause longer than usual since the last one, so the rate decays while admissions stop). The wait is the admissions still needed
-divided by that rate, given as a range that widens with how unsteady the rate has been and with the
-typical gap between increments (admissions come in steps, so the visitor can be admitted up to one
-step earlier or later than a smooth rate says).
+(plus any pause longer than usual since the last one, so the rate decays while admissions stop).
+The wait is the admissions still needed divided by that rate, given as a range that widens with how
+unsteady the rate has been and with the typical gap between increments (admissions come in steps,
+so the visitor can be admitted up to one step earlier or later than a smooth rate says).
 
 No estimate (``None``) is better than a wrong one: fewer than two recent records, or no admission for
 longer than the window, and the page says it cannot estimate yet.

@@ -472,7 +472,10 @@ ERROR_TEXTS: dict[str, tuple[str, str]] = {
     ),
     "invalid_return_url": (
         N_("This link cannot be used."),
-        N_("The address to return to is not one this waiting room knows. Go back to the site and follow its link again."),
+        N_(
+            "The address to return to is not one this waiting room knows. "
+            "Go back to the site and follow its link again."
+        ),
     ),
     "service_unavailable": (
         N_("We are very busy right now."),
