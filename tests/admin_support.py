@@ -29,8 +29,9 @@ def all_pages(api: Any, path: str, headers: dict[str, str]) -> tuple[list[str], 
     url = path
     while True:
         response = api.get(url, headers=headers)
-        assert response.status_code == 200, response.get_data(as_text=True) if hasattr(response, "get_data") else response.text
-        body = response.get_json() if hasattr(response, "get_json") else response.json()
+        flask_style = hasattr(response, "get_json")
+        assert response.status_code == 200, response.get_data(as_text=True) if flask_style else response.text
+        body = response.get_json() if flask_style else response.json()
         assert isinstance(body, list)
         ids.extend(body)
         pages += 1

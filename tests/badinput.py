@@ -356,3 +356,11 @@ ENDPOINTS.extend([
               malformed=("Bearer", "Bearer x.y.z", "Basic dXNlcjpwYXNz", "Bearer " + "a" * 8000)),
     ), methods=frozenset(ALL_METHODS)),
 ])
+
+
+# --- the admin API (rows in tests/badinput_admin.py) ---------------------------------------------
+
+from tests.badinput_admin import ADMIN_ENDPOINTS, admin_context  # noqa: E402 - needs the names above
+
+CONTEXT_HOOKS.append(admin_context)
+ENDPOINTS.extend(ADMIN_ENDPOINTS)

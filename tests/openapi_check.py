@@ -37,7 +37,8 @@ def _error_body(status: int, body: bytes) -> None:
         payload = json.loads(body)
     except ValueError as exc:
         raise SpecMismatch(f"{status} without a JSON error body: {body[:200]!r}") from exc
-    if not (isinstance(payload, dict) and isinstance(payload.get("error"), str) and isinstance(payload.get("message"), str)):
+    if not (isinstance(payload, dict) and isinstance(payload.get("error"), str)
+            and isinstance(payload.get("message"), str)):
         raise SpecMismatch(f"{status} with a body that is not an error: {payload!r}")
 
 

@@ -50,7 +50,8 @@ class AuditLog:
         self.clock = clock
 
     def add(
-        self, session: Session, *, key_id: str | None, action: str, target: str = "", detail: dict[str, Any] | None = None
+        self, session: Session, *, key_id: str | None, action: str, target: str = "",
+        detail: dict[str, Any] | None = None,
     ) -> None:
         """Record a write inside the caller's transaction."""
         session.add(
@@ -63,7 +64,9 @@ class AuditLog:
             )
         )
 
-    def record(self, *, key_id: str | None, action: str, target: str = "", detail: dict[str, Any] | None = None) -> None:
+    def record(
+        self, *, key_id: str | None, action: str, target: str = "", detail: dict[str, Any] | None = None
+    ) -> None:
         """Record a write in its own transaction (for changes made by a service that owns its transaction)."""
         with self.db.session() as session:
             self.add(session, key_id=key_id, action=action, target=target, detail=detail)

@@ -17,7 +17,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from idp.admin.auth import SCOPES, current_admin_key, require_scope
 from idp.errors import ConflictError, ValidationError
-from idp.events import MAX_PERIOD, validate_event_id
+from idp.events import MAX_PERIOD
 from idp.http import json_body, json_response, query, required, services
 from idp.queue.engine import validate_request_id
 from idp.storage.models import TokenRecord
@@ -40,6 +40,16 @@ def _refuse_large_bodies() -> None:
     limit = current_app.config.get("MAX_CONTENT_LENGTH")
     if limit is not None and (request.content_length or 0) > limit:
         raise RequestEntityTooLarge()
+    # Reads and deletes take their input from the path and query; a body there is a misplaced request.
+    has_body = request.content_length or request.headers.get("Transfer-Encoding")
+    if request.method in ("GET", "HEAD", "DELETE") and has_body:
+        raise ValidationError(
+            "This method takes no request body; pass parameters in the query.", code="unexpected_body"
+        )
+    # A parameter given twice is ambiguous (proxies and frameworks disagree on which copy wins).
+    for name, values in request.args.lists():
+        if len(values) > 1:
+            raise ValidationError(f"{name} is given more than once.", code="repeated_parameter")
 
 
 def _actor() -> str | None:
@@ -79,10 +89,14 @@ def _page(items: list[Any], limit: int, key: str) -> tuple[list[Any], str | None
 
 def _issuer(value: object) -> str:
     if not isinstance(value, str) or len(value) > 300 or any(c.isspace() for c in value):
-        raise ValidationError("issuer must be an absolute http(s) URL of at most 300 characters.", code="invalid_issuer")
+        raise ValidationError(
+            "issuer must be an absolute http(s) URL of at most 300 characters.", code="invalid_issuer"
+        )
     parts = urlsplit(value)
     if parts.scheme not in {"https", "http"} or not parts.netloc or parts.query or parts.fragment:
-        raise ValidationError("issuer must be an absolute http(s) URL without query or fragment.", code="invalid_issuer")
+        raise ValidationError(
+            "issuer must be an absolute http(s) URL without query or fragment.", code="invalid_issuer"
+        )
     return value
 
 
@@ -284,7 +298,7 @@ def event_stats(event_id: str) -> Response:
 def list_clients() -> Response:
     event_id = request.args.get("event_id")
     if event_id is not None:
-        event_id = validate_event_id(event_id)
+        event_id = services().events.get(event_id).event_id  # 400 malformed, 404 unknown
     limit = _limit()
     clients, next_cursor = _page(
         services().clients.list(event_id=event_id, limit=limit + 1, after=_cursor()), limit, "client_id"
