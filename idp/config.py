@@ -61,6 +61,8 @@ class Settings:
     # How often a process re-reads signing-key metadata to see a rotation made by another process.
     key_refresh_seconds: float = 2.0
     instance_path: str = "instance"
+    # Domain of the synthetic e-mail addresses the OpenID Connect side gives visitors (scope "email").
+    synthetic_email_domain: str = "visitors.invalid"
     # A folder of Jinja templates that override the default waiting pages (same file names).
     template_dir: str | None = None
 

@@ -31,8 +31,8 @@ def demo_client(settings: Settings, services: Any, event: Any, base: str) -> lis
         f"  client_secret: {secret}",
         f"  Discovery:     {settings.issuer}/.well-known/openid-configuration",
         f"  Sign in:       {base}/authorize?{query}",
-        f"  Admit:         the waiting page moves on once the serving counter passes your place "
-        f"(admin API increment_serving_counter, or the demo inlet).",
+        "  Admit:         the waiting page moves on once the serving counter passes your place "
+        "(admin API increment_serving_counter, or the demo inlet).",
     ]
 
 

@@ -34,6 +34,7 @@ log = logging.getLogger("idp.oidc")
 
 # Interactions older than this are gone for good (a relying party gave up long before).
 INTERACTION_TTL = 86400
+PURGE_ONE_IN = 500
 # Parameters of an authorization request worth keeping; everything else is ignored (RFC 6749 §3.1).
 KEPT_PARAMS = (
     "response_type", "client_id", "redirect_uri", "scope", "state", "nonce", "code_challenge",
@@ -42,7 +43,7 @@ KEPT_PARAMS = (
 )
 
 
-class State(str, enum.Enum):
+class State(enum.StrEnum):
     PARKED = "parked"
     WAITING = "waiting"
     ADMITTED = "admitted"
@@ -186,6 +187,9 @@ class Interactions:
         )
         self.records.create_interaction(record)
         self.move(record, State.WAITING)
+        if secrets.randbelow(PURGE_ONE_IN) == 0:
+            # Old codes and interactions go away as a side effect of new ones: no extra job needed.
+            self.records.purge(now - INTERACTION_TTL, now - INTERACTION_TTL)
         return self.records.interaction(record.interaction_id) or record
 
     def load(self, interaction_id: object, visitor_id: str | None) -> InteractionRecord:

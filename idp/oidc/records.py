@@ -11,7 +11,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from idp.clock import Clock
@@ -250,11 +250,11 @@ class OidcRecords:
         with self.db.session() as session:
             session.execute(update(OidcCode).where(OidcCode.code_hash == code_hash).values(grant_id=grant_id))
 
-    def delete_expired_codes(self, before: int) -> None:
-        from sqlalchemy import delete
-
+    def purge(self, codes_before: int, interactions_before: int) -> None:
+        """Drop codes (kept for reuse detection) and interactions nobody can use any more."""
         with self.db.session() as session:
-            session.execute(delete(OidcCode).where(OidcCode.expires_at < before))
+            session.execute(delete(OidcCode).where(OidcCode.expires_at < codes_before))
+            session.execute(delete(OidcInteraction).where(OidcInteraction.created_at < interactions_before))
 
     # --- grants ---------------------------------------------------------------------------------
 

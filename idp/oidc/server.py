@@ -39,11 +39,11 @@ from authlib.oidc.core import OpenIDCode
 from authlib.oidc.core.util import create_half_hash
 from authlib.oidc.rpinitiated import EndSessionEndpoint
 from flask import Response
+from flask import g as flask_g
+from flask import request as flask_request
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwt import JWTClaimsRegistry
-from flask import g as flask_g
-from flask import request as flask_request
 
 from idp.clients import ClientConfig
 from idp.errors import IdpError
@@ -481,9 +481,8 @@ class OidcServer(AuthorizationServer):
 
     def user_claims(self, user: Admission, client_id: str, scope: str) -> dict[str, Any]:
         settings = self.services.settings
-        domain = getattr(settings, "synthetic_email_domain", None)
-        kwargs = {"email_domain": domain} if domain else {}
-        return user_claims(settings.secret_key, user, client_id, scope, **kwargs)
+        return user_claims(settings.secret_key, user, client_id, scope,
+                           email_domain=settings.synthetic_email_domain or "visitors.invalid")
 
     # --- tokens ---------------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from authlib.oauth2.rfc6749.errors import OAuth2Error
-from flask import Blueprint, Response, current_app, g, render_template, request
+from flask import Blueprint, Response, g, render_template, request
 from itsdangerous import BadSignature, URLSafeSerializer
 from joserfc import jwt
 from joserfc.errors import JoseError
@@ -283,7 +283,9 @@ def authorize() -> Response:
     if max_age_raw is not None and max_age_raw != "":
         if not max_age_raw.isdigit() or len(max_age_raw) > 12:
             return _authorization_error(redirect_uri, "invalid_request", "max_age must be a whole number.", state)
-        if admission is not None and int(svc.clock.now()) - admission.admitted_at > int(max_age_raw):
+        max_age = int(max_age_raw)
+        # max_age=0 is prompt=login (Core §3.1.2.1).
+        if max_age == 0 or (admission is not None and int(svc.clock.now()) - admission.admitted_at > max_age):
             fresh = True
     hint = params.get("id_token_hint")
     if hint:
@@ -426,7 +428,8 @@ def introspect() -> Response:
 
 
 def _bearer_error(status: int, error: str | None, description: str = "") -> Response:
-    body: dict[str, Any] = {"error": error or "invalid_request", "message": description or "A bearer token is required."}
+    body: dict[str, Any] = {"error": error or "invalid_request",
+                            "message": description or "A bearer token is required."}
     response = json_response(body, status, cache="no-store")
     response.headers["WWW-Authenticate"] = f'Bearer error="{error}"' if error else 'Bearer realm="userinfo"'
     return response
@@ -447,7 +450,7 @@ def userinfo() -> Response:
         claims, grant = server.verify_access_token(token_value)
     except IdpError as exc:
         return _bearer_error(401, "invalid_token", exc.message)
-    scope = claims.get("scope") if isinstance(claims.get("scope"), str) else grant.scope
+    scope: str = claims["scope"] if isinstance(claims.get("scope"), str) else grant.scope
     if "openid" not in scope.split():
         return _bearer_error(403, "insufficient_scope", "The access token was not granted the openid scope.")
     user = Admission(grant.visitor_id, grant.event_id, grant.request_id, grant.queue_position, grant.auth_time)

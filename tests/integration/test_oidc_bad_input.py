@@ -47,7 +47,8 @@ def test_authorize_with_weird_values(client: Any, rp: Any) -> None:
             _ok(client.post("/authorize", data=params))
     _ok(client.get("/authorize?client_id=rp&client_id=rp&redirect_uri=" + REDIRECT))
     _ok(client.get("/authorize?client_id=rp&redirect_uri=" + REDIRECT + "&state=a&state=b&response_type=code"))
-    _ok(client.get("/authorize?client_id=rp&response_type=code&scope=openid&redirect_uri=" + REDIRECT + "&state=%ff%fe%00"))
+    raw = "/authorize?client_id=rp&response_type=code&scope=openid&redirect_uri=" + REDIRECT
+    _ok(client.get(raw + "&state=%ff%fe%00"))
     _ok(client.get("/authorize?client_id=%ff&redirect_uri=%fe"))
     _ok(client.post("/authorize", data=b"\xff\xfe", content_type="application/x-www-form-urlencoded"))
     _ok(client.post("/authorize", json={"client_id": "rp"}))
@@ -77,8 +78,10 @@ def test_token_endpoints_with_weird_values(client: Any, rp: Any) -> None:
 
 def test_userinfo_and_logout_with_weird_values(client: Any, rp: Any) -> None:
     for value in WEIRD:
-        _ok(client.get("/userinfo", headers={"Authorization": "Bearer " + value.encode("utf-8", "replace").decode("latin-1")}))
-        for name in ("id_token_hint", "client_id", "post_logout_redirect_uri", "state", "logout_hint", "confirm", "csrf"):
+        header = "Bearer " + value.encode("utf-8", "replace").decode("latin-1")
+        _ok(client.get("/userinfo", headers={"Authorization": header}))
+        names = ("id_token_hint", "client_id", "post_logout_redirect_uri", "state", "logout_hint", "confirm", "csrf")
+        for name in names:
             _ok(client.get("/logout", query_string={name: value}))
             _ok(client.post("/logout", data={name: value, "confirm": "yes"}))
     for value in WEIRD:

@@ -12,7 +12,6 @@ from tests.oidc_flow import (
     REDIRECT,
     admit_everyone,
     auth_params,
-    basic,
     decode_id_token,
     exchange,
     login,
