@@ -161,6 +161,7 @@ def _load_plugins() -> None:
 
 
 CLI_MODULES: list[str] = [
+    "idp.admin.cli",
     "idp.tokens.cli",
     "idp.worker",
     "idp.oidc.cli",
