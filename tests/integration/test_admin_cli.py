@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from idp import cli
-from idp.admin.auth import AdminKeyService
 from idp.admin.audit import AuditLog
+from idp.admin.auth import AdminKeyService
 from idp.clock import SystemClock
 from idp.storage.db import Database, upgrade_database
 from tests.conftest import TEST_SECRET
