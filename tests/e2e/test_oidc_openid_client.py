@@ -1,7 +1,7 @@
 """A real relying party, the npm package ``openid-client`` v6, signs in through a live gunicorn server.
 
 Discovery, authorization with PKCE (S256) and nonce, a real wait on the waiting page (the visitor stays
-parked until the test advances the serving counter), the code exchange with ``client_secret_basic`` and
+parked until an admin API call advances the serving counter), the code exchange with ``client_secret_basic`` and
 again with ``client_secret_post``, ID token verification against the JWKS, RFC 9207 ``iss`` checked
 (and a tampered one refused), userinfo, refresh and introspection. ``scripts/install-test-deps.sh``
 installs the npm packages (``npm ci`` in tests/e2e/js).
@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from idp.admin.auth import AdminKeyService
 from tests.conftest import IN_CI
 
 pytestmark = pytest.mark.e2e
@@ -45,6 +46,7 @@ def test_openid_client_signs_in_after_a_real_wait(live_server: Any, backend: str
     services.events.create({"event_id": "sale", "name": "Sale"})
     services.room.join("sale")  # somebody is ahead of the relying party's visitor
     _, secret = services.clients.create({"client_id": "node-rp", "event_id": "sale", "redirect_uris": [REDIRECT]})
+    _, admin_key = AdminKeyService(services.db, services.clock).create("oidc-e2e", ["events:write"])
     env = {**os.environ, "ISSUER": server.url, "CLIENT_ID": "node-rp", "CLIENT_SECRET": secret,
            "REDIRECT_URI": REDIRECT}
     process = subprocess.Popen([node, str(JS_DIR / "oidc_rp.mjs")], cwd=str(JS_DIR), env=env,
@@ -56,7 +58,14 @@ def test_openid_client_signs_in_after_a_real_wait(live_server: Any, backend: str
         assert int(first.split()[1]) == 2
         # Still parked: the serving counter has not reached the visitor.
         assert services.room.counters("sale", fresh=True).serving == 0
-        services.room.increment_serving("sale", 2)
+        # An operator admits two people through the admin API.
+        request = urllib.request.Request(
+            server.url + "/admin/api/increment_serving_counter", method="POST",
+            data=json.dumps({"event_id": "sale", "increment_by": 2}).encode(),
+            headers={"Authorization": f"Bearer {admin_key}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+            assert json.load(response)["serving_num"] == 2
         out, err = process.communicate(timeout=90)
     finally:
         if process.poll() is None:
