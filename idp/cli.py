@@ -56,6 +56,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     if args.demo:
         _demo(settings, args)
     env = dict(os.environ)
+    if args.demo:
+        env["IDP_DEMO"] = "1"
     # Children must share the secret, or each worker would invent its own development secret.
     env["IDP_SECRET_KEY"] = settings.secret_key
     env["IDP_DATABASE_URL"] = settings.database_url

@@ -63,6 +63,8 @@ class Settings:
     instance_path: str = "instance"
     # Domain of the synthetic e-mail addresses the OpenID Connect side gives visitors (scope "email").
     synthetic_email_domain: str = "visitors.invalid"
+    # `idp serve --demo` sets it: serve the demo relying party's landing page (/demo/callback).
+    demo: bool = False
     # A folder of Jinja templates that override the default waiting pages (same file names).
     template_dir: str | None = None
 
@@ -155,5 +157,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "key_rotation_grace_seconds": ("IDP_KEY_ROTATION_GRACE_SECONDS", int),
     "key_refresh_seconds": ("IDP_KEY_REFRESH_SECONDS", float),
     "instance_path": ("IDP_INSTANCE_PATH", str.strip),
+    "synthetic_email_domain": ("IDP_SYNTHETIC_EMAIL_DOMAIN", str.strip),
+    "demo": ("IDP_DEMO", _bool),
     "template_dir": ("IDP_TEMPLATE_DIR", _optional),
 }

@@ -541,12 +541,12 @@ def html_error(code: str, message: str, status: int) -> Response | None:
 # --- the demo relying party's landing page (idp serve --demo) ---------------------------------------
 
 
-@bp.get("/demo/callback")
+demo_bp = Blueprint("oidc_demo", __name__, template_folder=TEMPLATES)
+
+
+@demo_bp.get("/demo/callback")
 def demo_callback() -> Response:
-    """Show what the demo client received; absent in production."""
-    svc = services()
-    if svc.settings.is_production:
-        return error_page("Not found", "There is no page here.", 404)
+    """Show what the demo client received; served only under ``idp serve --demo`` (IDP_DEMO), never in production."""
     params = [(name, value[:500]) for name, value in request.args.items(multi=True)][:20]
     body = render_template("oidc/demo_callback.html", params=params, code=request.args.get("code", "")[:200],
                            issuer=_issuer(), redirect_uri=request.base_url)

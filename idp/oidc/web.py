@@ -18,4 +18,6 @@ def init_app(app: Flask, svc: Any) -> None:
     svc.oidc_interactions = Interactions(svc, svc.oidc_records)
     svc.oidc_server = OidcServer(svc)
     app.register_blueprint(views.bp)
+    if svc.settings.demo and not svc.settings.is_production:
+        app.register_blueprint(views.demo_bp)
     app.extensions.setdefault("idp_error_renderers", []).append(views.html_error)

@@ -55,6 +55,7 @@ def test_discovery_document(client: Any, rp: Any) -> None:
     assert "RS256" in doc["id_token_signing_alg_values_supported"]
     assert {"sub", "email", "preferred_username", "auth_time"} <= set(doc["claims_supported"])
     assert client.get("/jwks.json").status_code == 200
+    assert client.get("/demo/callback").status_code == 404  # only under idp serve --demo
 
 
 # --- item 6: conformance behaviour ------------------------------------------------------------------

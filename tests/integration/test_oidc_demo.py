@@ -12,6 +12,13 @@ from tests.oidc_flow import admit_everyone, basic
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture
+def backend_settings(backend_settings: Any) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(backend_settings, demo=True)
+
+
 def test_demo_client_signs_in(client: Any, services: Any, event: Any) -> None:
     base = "http://127.0.0.1:8000"
     lines = demo_client(services.settings, services, event, base)
@@ -29,3 +36,7 @@ def test_demo_client_signs_in(client: Any, services: Any, event: Any) -> None:
     token = client.post("/token", data={"grant_type": "authorization_code", "code": code,
                                         "redirect_uri": base + "/demo/callback"}, headers=basic(DEMO_CLIENT_ID, secret))
     assert token.status_code == 200 and token.get_json()["id_token"]
+
+
+def test_demo_landing_page_only_in_demo_mode(app: Any) -> None:
+    assert "/demo/callback" in {rule.rule for rule in app.url_map.iter_rules()}
