@@ -150,8 +150,13 @@ class Interactions:
         _, entry = self.services.room.join(event_id, idempotency_key=f"oidc:{visitor_id}:{generation}")
         return self.records.save_place(Place(visitor_id, event_id, entry.request_id, entry.position, generation))
 
-    def admission(self, visitor_id: str, event_id: str, cookie: dict[str, Any] | None) -> Admission | None:
-        """The browser's current admission to the event, from its admitted cookie or its claimed place."""
+    def admission(self, visitor_id: str, event_id: str, cookie: dict[str, Any] | None, *,
+                  claim: bool = True) -> Admission | None:
+        """The browser's current admission to the event, from its admitted cookie or its place.
+
+        A place admitted but not yet claimed (the visitor queued first on ``/wait/<event_id>``) is
+        claimed here when ``claim`` is true, so the relying party's request is answered at once.
+        """
         if cookie and cookie.get("v") == visitor_id and cookie.get("e") == event_id:
             request_id, position, admitted_at = cookie.get("r"), cookie.get("q"), cookie.get("t")
             if isinstance(request_id, str) and isinstance(position, int) and isinstance(admitted_at, int):
@@ -165,7 +170,14 @@ class Interactions:
             _, status = self.services.room.status(event_id, place.request_id)
         except RequestNotFoundError:
             return None
-        if status.state is not PlaceState.CLAIMED or status.admitted_at is None:
+        if status.admitted_at is None:
+            return None
+        if status.state is PlaceState.ADMITTED and claim:
+            try:
+                self.services.tokens.issue(event_id, place.request_id)
+            except IdpError:
+                return None
+        elif status.state is not PlaceState.CLAIMED:
             return None
         session = self.records.session_state(place.request_id)
         if session is None or not session.active:

@@ -274,10 +274,10 @@ def authorize() -> Response:
     new_visitor = visitor_id is None
     if visitor_id is None:
         visitor_id = new_visitor_id()
-    admission = None if new_visitor else svc.oidc_interactions.admission(
-        visitor_id, client.event_id, _read_admission_cookie(client.event_id))
-
     prompts = (params.get("prompt") or "").split()
+    admission = None if new_visitor else svc.oidc_interactions.admission(
+        visitor_id, client.event_id, _read_admission_cookie(client.event_id), claim="login" not in prompts)
+
     fresh = "login" in prompts
     max_age_raw = params.get("max_age")
     if max_age_raw is not None and max_age_raw != "":
@@ -312,6 +312,9 @@ def authorize() -> Response:
 
     if user is not None:
         response = _as_303(server.create_authorization_response(grant_user=user, grant=grant))
+        session = svc.oidc_records.session_state(user.request_id)
+        if session is not None:
+            _set_admission_cookie(response, user, session.expires_at)
     else:
         record = svc.oidc_interactions.park(client.client_id, client.event_id, visitor_id,
                                             params.to_dict(flat=True), fresh=fresh)

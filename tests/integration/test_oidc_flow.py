@@ -200,3 +200,20 @@ def test_expired_place_shows_a_page(client: Any, services: Any, clock: Any, rp: 
     response = client.get(wait_url)
     assert response.status_code == 410 and response.mimetype == "text/html"
     assert b"https://rp.example/login" in response.data
+
+
+def test_visitor_who_queued_first_is_answered_at_once(client: Any, services: Any, rp: Any) -> None:
+    # The queue-first page keeps the browser's place under its visitor cookie, as /authorize does.
+    visitor_id = "V" * 43
+    place = services.oidc_interactions.ensure_place(visitor_id, "sale")
+    client.set_cookie("idp_visitor", visitor_id)
+    admit_everyone(services)
+    response = client.get("/authorize", query_string=auth_params(prompt="none", state="direct"))
+    assert response.status_code == 303
+    callback = query_of(response.headers["Location"])
+    assert callback["state"] == "direct" and callback["code"]
+    assert "idp_admit_sale=" in " ".join(response.headers.getlist("Set-Cookie"))
+    client_id, secret = rp
+    claims = decode_id_token(client, exchange(client, callback["code"], client_id, secret).get_json()["id_token"])[1]
+    assert claims["queue_position"] == place.queue_position
+    assert services.room.counters("sale", fresh=True).queue == 1
