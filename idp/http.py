@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import Response, current_app, request
+from flask import Flask, Response, current_app, request
+from flask.sessions import SecureCookieSessionInterface
+from itsdangerous import URLSafeTimedSerializer
 
 from idp.errors import ValidationError
 
@@ -49,3 +51,22 @@ def json_response(payload: Any, status: int = 200, *, cache: str = "private, no-
     )
     response.headers["Cache-Control"] = cache
     return response
+
+
+class CachedSessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, with the signing serializer built once per key set.
+
+    Flask builds it on every request (it derives keys), even when no session cookie is sent; the
+    serializer holds no per-request state, so one per secret key (and fallbacks) is enough.
+    """
+
+    def __init__(self) -> None:
+        self._cached: tuple[object, URLSafeTimedSerializer | None] | None = None
+
+    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
+        key = (app.secret_key, tuple(app.config.get("SECRET_KEY_FALLBACKS") or ()))
+        cached = self._cached
+        if cached is None or cached[0] != key:
+            cached = (key, super().get_signing_serializer(app))
+            self._cached = cached
+        return cached[1]

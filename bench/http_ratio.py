@@ -1,0 +1,168 @@
+"""Requests/s of the public queue API against a hello-world Flask view, both on idp/gunicorn_conf.py.
+
+DESIGN.md §8: ``GET /api/serving_num`` >= 0.9x and ``POST /api/assign_queue_num`` >= 0.7x the hello-world
+rate, on the same machine as the load generator (wrk). The real app runs on the Redis queue store (a
+benchmark-only Redis database, flushed before and after) with its default settings; both servers get the
+same gunicorn environment. Rounds are interleaved (hello, serving, join, hello, ...) and the median of the
+rounds is reported, which evens out other load on a shared machine. Loopback only; bounded in time.
+
+    python bench/http_ratio.py [--seconds 8] [--rounds 3] [--connections 32] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import (  # noqa: E402
+    BENCH_REDIS_URL,
+    BENCH_SECRET,
+    base_environment,
+    free_port,
+    loopback_only,
+    process_tree_cpu_seconds,
+    run_wrk,
+    start_gunicorn,
+    stop_process,
+)
+
+HERE = Path(__file__).resolve().parent
+BUDGET = {"serving_num": 0.9, "assign_queue_num": 0.7}
+# Variables idp/gunicorn_conf.py reads; both servers get the same values.
+GUNICORN_VARIABLES = ("IDP_WORKERS", "IDP_THREADS", "IDP_BACKLOG", "IDP_WORKER_TIMEOUT", "IDP_MAX_REQUESTS",
+                      "IDP_LOG_LEVEL")
+
+
+def _flush(url: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(loopback_only(url))
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+
+
+def _prepare_database(folder: Path) -> str:
+    from idp.app import build_services
+    from idp.config import Settings
+    from idp.storage.db import upgrade_database
+
+    url = f"sqlite:///{folder / 'idp.sqlite3'}"
+    upgrade_database(url)
+    services = build_services(Settings(env="test", database_url=url, redis_url=BENCH_REDIS_URL,
+                                       secret_key=BENCH_SECRET, instance_path=str(folder)))
+    try:
+        services.events.create({"event_id": "bench", "name": "Benchmark"})
+    finally:
+        services.close()
+    return url
+
+
+def measure(seconds: int, rounds: int, connections: int, gunicorn_env: dict[str, str]) -> dict[str, Any]:
+    loopback_only(BENCH_REDIS_URL)
+    folder = Path(tempfile.mkdtemp(prefix="idp-bench-"))
+    servers = []
+    try:
+        _flush(BENCH_REDIS_URL)
+        database_url = _prepare_database(folder)
+        hello_port, idp_port = free_port(), free_port()
+        hello = start_gunicorn("bench.hello_app:create_app()", base_environment(gunicorn_env), hello_port,
+                               folder / "hello.log", health_path="/hello")
+        servers.append(hello)
+        idp_env = dict(gunicorn_env, IDP_ENV="development", IDP_DATABASE_URL=database_url,
+                       IDP_REDIS_URL=BENCH_REDIS_URL, IDP_SECRET_KEY=BENCH_SECRET,
+                       IDP_INSTANCE_PATH=str(folder / "instance"), IDP_ISSUER=f"http://127.0.0.1:{idp_port}")
+        app = start_gunicorn("idp.app:create_app()", base_environment(idp_env), idp_port, folder / "idp.log")
+        servers.append(app)
+        targets = {
+            "hello": (f"http://127.0.0.1:{hello_port}/hello", None, hello.pid),
+            "serving_num": (f"http://127.0.0.1:{idp_port}/api/serving_num?event_id=bench", None, app.pid),
+            "assign_queue_num": (f"http://127.0.0.1:{idp_port}/api/assign_queue_num", HERE / "post_join.lua",
+                                 app.pid),
+        }
+        for url, script, _pid in targets.values():  # warm up every worker
+            run_wrk(url, seconds=2, connections=connections, script=script)
+        results: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
+        for _ in range(rounds):
+            for name, (url, script, pid) in targets.items():
+                cpu_before = process_tree_cpu_seconds(pid)
+                run = run_wrk(url, seconds=seconds, connections=connections, script=script)
+                cpu = process_tree_cpu_seconds(pid) - cpu_before
+                # Server CPU per request: steady even when other work shares the machine.
+                run["server_cpu_us"] = cpu / run["requests"] * 1e6 if run["requests"] else 0.0
+                results[name].append(run)
+        summary: dict[str, Any] = {}
+        for name, runs in results.items():
+            bad = sum(r["non_2xx"] + r["socket_errors"] for r in runs)
+            summary[name] = {
+                "rps": statistics.median(r["rps"] for r in runs),
+                "rps_rounds": [r["rps"] for r in runs],
+                "p50_ms": statistics.median(r["p50_ms"] for r in runs if r["p50_ms"] is not None),
+                "p99_ms": statistics.median(r["p99_ms"] for r in runs if r["p99_ms"] is not None),
+                "server_cpu_us": statistics.median(r["server_cpu_us"] for r in runs),
+                "errors": bad,
+            }
+        hello_rps = summary["hello"]["rps"]
+        for name, budget in BUDGET.items():
+            ratio = summary[name]["rps"] / hello_rps if hello_rps else 0.0
+            summary[name]["ratio"] = round(ratio, 3)
+            cpu = summary[name]["server_cpu_us"]
+            summary[name]["cpu_ratio"] = round(summary["hello"]["server_cpu_us"] / cpu, 3) if cpu else 0.0
+            summary[name]["budget"] = budget
+            summary[name]["meets_budget"] = ratio >= budget
+        return summary
+    finally:
+        for process in servers:
+            stop_process(process)
+        try:
+            _flush(BENCH_REDIS_URL)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def report(summary: dict[str, Any]) -> str:
+    lines = [f"{'target':<18} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>7} {'budget':>7} "
+             f"{'server CPU/req':>15} {'CPU ratio':>9}  errors"]
+    for name, row in summary.items():
+        ratio = f"{row['ratio']:.2f}x" if "ratio" in row else "1.00x"
+        cpu_ratio = f"{row['cpu_ratio']:.2f}x" if "cpu_ratio" in row else "1.00x"
+        budget = f">={row['budget']}x" if "budget" in row else ""
+        lines.append(f"{name:<18} {row['rps']:>9.0f} {row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} {ratio:>7} "
+                     f"{budget:>7} {row['server_cpu_us']:>12.0f} us {cpu_ratio:>9}  {row['errors']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=8, help="length of one wrk run (default 8)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per target (default 3)")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = parser.parse_args(argv)
+    if not (1 <= args.seconds <= 60 and 1 <= args.rounds <= 10 and 1 <= args.connections <= 512):
+        parser.error("--seconds 1..60, --rounds 1..10, --connections 1..512")
+    import os
+
+    gunicorn_env = {k: os.environ[k] for k in GUNICORN_VARIABLES if k in os.environ}
+    started = time.time()
+    summary = measure(args.seconds, args.rounds, args.connections, gunicorn_env)
+    print(report(summary))
+    print(f"({args.rounds} rounds of {args.seconds}s, {args.connections} connections, "
+          f"{time.time() - started:.0f}s in all; gunicorn env {gunicorn_env or 'defaults'})")
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    return 0 if all(summary[name]["meets_budget"] for name in BUDGET) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
