@@ -288,7 +288,8 @@ def current_admin_key() -> AdminKeyRecord | None:
     """The key that authenticated this request (inside a ``require_scope`` view)."""
     from flask import g
 
-    return g.get("admin_key")
+    record: AdminKeyRecord | None = g.get("admin_key")
+    return record
 
 
 def authenticate_request(scope: str) -> AdminKeyRecord:
