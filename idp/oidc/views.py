@@ -148,6 +148,34 @@ def _status_ticket(record: InteractionRecord) -> str:
     return _serializer("idp-oidc-status").dumps([record.interaction_id, record.event_id, record.request_id])
 
 
+def wait_url(record: InteractionRecord) -> str:
+    """The waiting page of ``record``; its signed ``w`` lets a waiting reload skip the database."""
+    ticket = _serializer("idp-oidc-wait").dumps([
+        record.interaction_id, record.event_id, record.request_id, record.visitor_id, record.client_id,
+        record.queue_position, str(record.params.get("ui_locales", ""))[:100],
+    ])
+    return f"/authorize/wait/{record.interaction_id}?w={ticket}"
+
+
+def _record_from_wait_ticket(interaction_id: str, visitor_id: str | None) -> InteractionRecord | None:
+    """The waiting interaction named by a valid ``w`` ticket of this browser, without a database read."""
+    raw = request.args.get("w")
+    if not raw or len(raw) > 1000 or visitor_id is None:
+        return None
+    try:
+        value = _serializer("idp-oidc-wait").loads(raw)
+    except BadSignature:
+        return None
+    if not (isinstance(value, list) and len(value) == 7 and isinstance(value[5], int)
+            and all(isinstance(v, str) for i, v in enumerate(value) if i != 5)):
+        return None
+    iid, event_id, request_id, owner, client_id, position, ui_locales = value
+    if iid != interaction_id or not hmac.compare_digest(owner.encode(), visitor_id.encode()):
+        return None
+    params = {"ui_locales": ui_locales} if ui_locales else {}
+    return InteractionRecord(iid, client_id, event_id, owner, request_id, position, params, State.WAITING.value, 0, 0)
+
+
 # --- the waiting page --------------------------------------------------------------------------------
 
 
@@ -168,7 +196,7 @@ def waiting_context(record: InteractionRecord, progress: Any) -> dict[str, Any]:
         "ahead": progress.ahead,
         "serving": progress.serving,
         "status_url": f"/authorize/status/{_status_ticket(record)}",
-        "continue_url": f"/authorize/wait/{record.interaction_id}",
+        "continue_url": wait_url(record),
         "poll_after_ms": poll_ms,
         "refresh_seconds": max(1, poll_ms // 1000),
         "interaction_id": record.interaction_id,
@@ -318,7 +346,7 @@ def authorize() -> Response:
     else:
         record = svc.oidc_interactions.park(client.client_id, client.event_id, visitor_id,
                                             params.to_dict(flat=True), fresh=fresh)
-        response = _redirect(f"/authorize/wait/{record.interaction_id}")
+        response = _redirect(wait_url(record))
     if new_visitor:
         _set_visitor(response, visitor_id)
     return response
@@ -329,7 +357,14 @@ def wait(interaction_id: str) -> Response:
     """The waiting page: shows the place while waiting, finishes the sign-in once admitted."""
     svc = services()
     interactions = svc.oidc_interactions
-    record = interactions.load(interaction_id, _visitor())
+    visitor_id = _visitor()
+    ticket_record = _record_from_wait_ticket(interaction_id, visitor_id)
+    if ticket_record is not None:
+        # Still waiting? Then only the queue store is asked; the database is read once admitted.
+        progress = interactions.progress(ticket_record.event_id, ticket_record.request_id)
+        if progress.state == "waiting":
+            return render_waiting(waiting_context(ticket_record, progress))
+    record = interactions.load(interaction_id, visitor_id)
     client = svc.clients.find(record.client_id)
     if client is None:
         return error_page("Unknown application", "The application is no longer registered.", 400)

@@ -69,7 +69,7 @@ def test_status_json_for_the_waiting_page(client: Any, services: Any, rp: Any) -
     body = status.get_json()
     assert body["state"] == "waiting"
     assert body["position"] == 2 and body["ahead"] == 1 and body["serving"] == 0
-    assert body["poll_after_ms"] >= 1000 and body["continue_url"] == wait_url
+    assert body["poll_after_ms"] >= 1000 and body["continue_url"] == wait_url.split("?")[0]
     services.room.increment_serving("sale", 2)
     assert client.get(status_url).get_json()["state"] == "admitted"
     assert client.get("/authorize/status/forged").status_code == 404
@@ -217,3 +217,18 @@ def test_visitor_who_queued_first_is_answered_at_once(client: Any, services: Any
     claims = decode_id_token(client, exchange(client, callback["code"], client_id, secret).get_json()["id_token"])[1]
     assert claims["queue_position"] == place.queue_position
     assert services.room.counters("sale", fresh=True).queue == 1
+
+
+def test_waiting_reload_reads_only_the_queue_store(client: Any, services: Any, rp: Any) -> None:
+    from sqlalchemy import delete
+
+    from idp.storage.models import OidcInteraction
+
+    services.room.join("sale")
+    wait_url = client.get("/authorize", query_string=auth_params()).headers["Location"]
+    assert "?w=" in wait_url
+    with services.db.session() as session:
+        session.execute(delete(OidcInteraction))
+    assert client.get(wait_url).status_code == 200  # waiting: the signed ticket is enough
+    assert client.get(wait_url.split("?")[0]).status_code == 404
+    assert client.get(wait_url[:-3] + "abc").status_code == 404  # a forged ticket means a database read
