@@ -8,9 +8,16 @@ import pytest
 
 from tests.admin_support import bearer, make_key
 from tests.conftest import all_backends
+from tests.openapi_check import ValidatingClient
 from tests.worker_support import admitted_with_tokens
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def client(client):
+    """Every answer in this module is also held to idp/admin/openapi.yaml."""
+    return ValidatingClient(client)
 
 
 @pytest.fixture
