@@ -69,3 +69,31 @@ def live_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Live
         server.stop()
     for cleanup in cleanups:
         cleanup()
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Debian Chromium driven by Playwright, shared by the browser tests of one module.
+
+    Tests open their own contexts (``browser.new_context(...)``) and close them; the browser stays for
+    the module and is closed after it, so a module that starts its own Playwright is not disturbed.
+    """
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        from tests.conftest import service_missing
+
+        service_missing("Chromium", FileNotFoundError(CHROMIUM))
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield launched
+        finally:
+            launched.close()
