@@ -66,7 +66,14 @@ def _event_id(event_id: str) -> str:
 
 
 def _int_arg(name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name)
+    """An optional integer query parameter; given twice, or outside [low, high], it is a 400."""
+    if request.content_length or request.get_data(cache=True):
+        # Parameters sent as a body would be silently ignored: say so instead.
+        raise ValidationError("This endpoint takes query parameters, not a body.", code="unexpected_body")
+    values = request.args.getlist(name)
+    if len(values) > 1:
+        raise ValidationError(f"{name} must be given once.", code="invalid_parameter")
+    raw = values[0] if values else None
     if raw is None or raw == "":
         return default
     if not re.fullmatch(r"[0-9]{1,9}", raw) or not low <= int(raw) <= high:
@@ -165,7 +172,7 @@ def webhook_deliveries(event_id: str, webhook_id: str) -> Response:
     """The delivery log, newest first; ``before`` (a delivery id) pages further back."""
     eid = _event_id(event_id)
     limit = _int_arg("limit", 100, 1, 1000)
-    before = _int_arg("before", 0, 1, 999_999_999) if request.args.get("before") else None
+    before = _int_arg("before", 0, 1, 999_999_999) or None
     return json_response({"deliveries": services().webhooks.deliveries(eid, webhook_id, limit, before)})
 
 

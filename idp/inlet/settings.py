@@ -129,7 +129,8 @@ def clean_update(current: InletConfig, data: object) -> InletConfig:
                 )
             changes["health_timeout"] = float(timeout)
         periodic = dataclasses.replace(periodic, **changes)
-        if periodic.start_time is not None and periodic.end_time is not None and periodic.end_time <= periodic.start_time:
+        start, end = periodic.start_time, periodic.end_time
+        if start is not None and end is not None and end <= start:
             raise ValidationError("periodic.end_time must be after periodic.start_time.", code="invalid_field")
     max_size = current.max_size
     if "max_size" in data:

@@ -133,8 +133,11 @@ class WebhookService:
         url = data.get("url")
         if not isinstance(url, str) or not URL_RE.match(url):
             raise ValidationError("url must be an absolute http(s) URL.", code="invalid_field")
-        kinds = data.get("kinds") or []
-        if not isinstance(kinds, list) or len(kinds) > 20 or not all(isinstance(k, str) and KIND_RE.match(k) for k in kinds):
+        kinds = data.get("kinds")
+        kinds = [] if kinds is None else kinds
+        if not isinstance(kinds, list) or len(kinds) > 20 or not all(
+            isinstance(k, str) and KIND_RE.match(k) for k in kinds
+        ):
             raise ValidationError("kinds must be a list of notification kinds.", code="invalid_field")
         active = data.get("active", True)
         if not isinstance(active, bool):
@@ -147,7 +150,8 @@ class WebhookService:
             ).scalar_one()
             if count >= MAX_SUBSCRIPTIONS_PER_EVENT:
                 raise ValidationError(
-                    f"An event has at most {MAX_SUBSCRIPTIONS_PER_EVENT} webhook subscriptions.", code="too_many_webhooks"
+                    f"An event has at most {MAX_SUBSCRIPTIONS_PER_EVENT} webhook subscriptions.",
+                    code="too_many_webhooks",
                 )
             row = WebhookSubscription(
                 id=subscription_id,
@@ -192,7 +196,9 @@ class WebhookService:
         with self.db.session() as session:
             session.delete(self._row(session, event_id, subscription_id))
 
-    def deliveries(self, event_id: str, subscription_id: object, limit: int = 100, before: int | None = None) -> list[dict[str, Any]]:
+    def deliveries(
+        self, event_id: str, subscription_id: object, limit: int = 100, before: int | None = None
+    ) -> list[dict[str, Any]]:
         """The delivery log of one subscription, newest first."""
         with self.db.session(readonly=True) as session:
             row = self._row(session, event_id, subscription_id)
