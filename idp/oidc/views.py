@@ -144,36 +144,46 @@ def _as_303(response: Response) -> Response:
     return response
 
 
+def _ticket(record: InteractionRecord, salt: str) -> str:
+    return _serializer(salt).dumps([
+        record.interaction_id, record.event_id, record.request_id, record.visitor_id, record.client_id,
+        record.queue_position, str(record.params.get("ui_locales", ""))[:100],
+    ])
+
+
+def _record_from_ticket(raw: str | None, salt: str) -> InteractionRecord | None:
+    """The waiting interaction a signed ticket names (no database read); None for anything else."""
+    if not raw or len(raw) > 1000:
+        return None
+    try:
+        value = _serializer(salt).loads(raw)
+    except BadSignature:
+        return None
+    if not (isinstance(value, list) and len(value) == 7 and type(value[5]) is int
+            and all(isinstance(v, str) for i, v in enumerate(value) if i != 5)):
+        return None
+    iid, event_id, request_id, owner, client_id, position, ui_locales = value
+    params = {"ui_locales": ui_locales} if ui_locales else {}
+    return InteractionRecord(iid, client_id, event_id, owner, request_id, position, params, State.WAITING.value, 0, 0)
+
+
 def _status_ticket(record: InteractionRecord) -> str:
-    return _serializer("idp-oidc-status").dumps([record.interaction_id, record.event_id, record.request_id])
+    return _ticket(record, "idp-oidc-status")
 
 
 def wait_url(record: InteractionRecord) -> str:
     """The waiting page of ``record``; its signed ``w`` lets a waiting reload skip the database."""
-    ticket = _serializer("idp-oidc-wait").dumps([
-        record.interaction_id, record.event_id, record.request_id, record.visitor_id, record.client_id,
-        record.queue_position, str(record.params.get("ui_locales", ""))[:100],
-    ])
-    return f"/authorize/wait/{record.interaction_id}?w={ticket}"
+    return f"/authorize/wait/{record.interaction_id}?w={_ticket(record, 'idp-oidc-wait')}"
 
 
 def _record_from_wait_ticket(interaction_id: str, visitor_id: str | None) -> InteractionRecord | None:
-    """The waiting interaction named by a valid ``w`` ticket of this browser, without a database read."""
-    raw = request.args.get("w")
-    if not raw or len(raw) > 1000 or visitor_id is None:
+    """The waiting interaction of a valid ``w`` ticket of this browser, without a database read."""
+    record = _record_from_ticket(request.args.get("w"), "idp-oidc-wait")
+    if record is None or visitor_id is None or record.interaction_id != interaction_id:
         return None
-    try:
-        value = _serializer("idp-oidc-wait").loads(raw)
-    except BadSignature:
+    if not hmac.compare_digest(record.visitor_id.encode(), visitor_id.encode()):
         return None
-    if not (isinstance(value, list) and len(value) == 7 and isinstance(value[5], int)
-            and all(isinstance(v, str) for i, v in enumerate(value) if i != 5)):
-        return None
-    iid, event_id, request_id, owner, client_id, position, ui_locales = value
-    if iid != interaction_id or not hmac.compare_digest(owner.encode(), visitor_id.encode()):
-        return None
-    params = {"ui_locales": ui_locales} if ui_locales else {}
-    return InteractionRecord(iid, client_id, event_id, owner, request_id, position, params, State.WAITING.value, 0, 0)
+    return record
 
 
 # --- the waiting page --------------------------------------------------------------------------------
@@ -433,17 +443,11 @@ def status(ticket: str) -> Response:
     ``continue_url``, which finishes the sign-in with a redirect to the site) or ``expired`` (the place
     was not used in time; ``continue_url`` shows why). An unknown ticket is a 404 JSON error.
     """
-    if len(ticket) > 500:
+    record = _record_from_ticket(ticket, "idp-oidc-status")
+    if record is None:
         return json_response({"error": "not_found", "message": "Unknown status ticket."}, 404, cache="no-store")
-    try:
-        value = _serializer("idp-oidc-status").loads(ticket)
-    except BadSignature:
-        return json_response({"error": "not_found", "message": "Unknown status ticket."}, 404, cache="no-store")
-    if not (isinstance(value, list) and len(value) == 3 and all(isinstance(v, str) for v in value)):
-        return json_response({"error": "not_found", "message": "Unknown status ticket."}, 404, cache="no-store")
-    interaction_id, event_id, request_id = value
     # The waiting pages' status (idp.pages.status): adds the estimate, waiting count and their schedule.
-    payload = services().wait_status.interaction_payload(event_id, request_id, f"/authorize/wait/{interaction_id}")
+    payload = services().wait_status.interaction_payload(record.event_id, record.request_id, wait_url(record))
     return json_response(payload, cache="no-store")
 
 
