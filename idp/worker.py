@@ -125,6 +125,7 @@ class Worker:
             Job("cleanup", chosen["cleanup"], self.run_cleanup),
         ]
         self._stop = threading.Event()
+        self._active = False
 
     # --- the loop -------------------------------------------------------------------------------
 
@@ -132,7 +133,13 @@ class Worker:
         """Run every job that is due at ``now`` (default: the clock), if this worker holds the lease."""
         now = self.clock.now() if now is None else now
         if not self.lease.acquire():
+            if self._active:
+                log.warning("worker lost its lease", extra={"holder": self.holder})
+            self._active = False
             return TickReport(active=False)
+        if not self._active:
+            log.info("worker holds the lease", extra={"holder": self.holder})
+        self._active = True
         report = TickReport(active=True)
         for job in self.jobs:
             if now < job.next_run or self._stop.is_set():
@@ -305,11 +312,17 @@ class Worker:
 def _configure(parser: Any) -> None:
     parser.add_argument("--once", action="store_true", help="run the due jobs once and exit")
     parser.add_argument("--poll", type=float, default=1.0, help="seconds between ticks (default 1)")
+    parser.add_argument(
+        "--lease-ms", type=int, default=LEASE_TTL_MS,
+        help="how long the lease outlives a worker that stopped renewing it (default 30000)",
+    )
 
 
 def _run(args: Any, settings: Any) -> int:
     from idp.app import build_services
+    from idp.logging import configure_logging
 
+    configure_logging(settings.log_level)
     services = build_services(settings)
     try:
         try:
@@ -318,7 +331,7 @@ def _run(args: Any, settings: Any) -> int:
             attach(services)
         except ImportError:  # pragma: no cover - the token service is part of every release
             pass
-        worker = Worker(services)
+        worker = Worker(services, lease_ttl_ms=max(500, args.lease_ms))
         if args.once:
             report = worker.tick()
             print(f"active={report.active} ran={','.join(report.ran)} failed={','.join(report.failed)}")
