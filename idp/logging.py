@@ -33,7 +33,7 @@ def configure_logging(level: str = "INFO") -> None:
     # Our lines carry neither the caller's file and line nor thread or process names, so skip
     # collecting them for every record (the logging HOWTO's "Optimization" switches): this halves
     # the cost of the per-request line.
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
