@@ -57,8 +57,8 @@ def _actor() -> str | None:
     return key.key_id if key is not None else None
 
 
-def _audit(action: str, target: str = "", **detail: Any) -> None:
-    services().audit.record(key_id=_actor(), action=action, target=target, detail=detail)
+def _audit(action: str, target: str = "", detail: dict[str, Any] | None = None) -> None:
+    services().audit.record(key_id=_actor(), action=action, target=target, detail=detail or {})
 
 
 def _limit() -> int:
@@ -140,7 +140,7 @@ def increment_serving_counter() -> Response:
     event_id = required(data, "event_id")
     by = required(data, "increment_by")
     serving = services().room.increment_serving(event_id, by)
-    _audit("increment_serving_counter", event_id, increment_by=by, serving_num=serving)
+    _audit("increment_serving_counter", str(event_id), {"increment_by": by, "serving_num": serving})
     return json_response({"serving_num": serving})
 
 
@@ -154,7 +154,7 @@ def update_session() -> Response:
     status = _session_status(required(data, "status"))
     result = services().tokens.update_session(event.event_id, request_id, status)
     # The request id is a visitor's credential: it stays out of the audit log.
-    _audit("update_session", event.event_id, status=status)
+    _audit("update_session", event.event_id, {"status": status})
     return json_response(result)
 
 
@@ -209,7 +209,7 @@ def generate_token() -> Response:
     issuer = _issuer(data["issuer"]) if data.get("issuer") is not None else None
     validity = _validity(data["validity_period"]) if data.get("validity_period") is not None else None
     tokens = services().tokens.issue(event.event_id, request_id, issuer=issuer, validity=validity)
-    _audit("generate_token", event.event_id, issuer=issuer, validity_period=validity)
+    _audit("generate_token", event.event_id, {"issuer": issuer, "validity_period": validity})
     return json_response(tokens)
 
 
@@ -229,7 +229,7 @@ def list_events() -> Response:
 def create_event() -> Response:
     data = json_body()
     event = services().events.create(data)
-    _audit("event.create", event.event_id, **{k: v for k, v in data.items() if k != "event_id"})
+    _audit("event.create", event.event_id, {k: v for k, v in data.items() if k != "event_id"})
     response = json_response(event.to_dict(), 201)
     response.headers["Location"] = url_for("admin_api.get_event", event_id=event.event_id)
     return response
@@ -246,7 +246,7 @@ def get_event(event_id: str) -> Response:
 def update_event(event_id: str) -> Response:
     data = json_body()
     event = services().events.update(event_id, data)
-    _audit("event.update", event.event_id, **data)
+    _audit("event.update", event.event_id, data)
     return json_response(event.to_dict())
 
 
@@ -311,7 +311,7 @@ def list_clients() -> Response:
 def create_client() -> Response:
     data = json_body()
     client, secret = services().clients.create(data)
-    _audit("client.create", client.client_id, **{k: v for k, v in data.items() if k != "client_id"})
+    _audit("client.create", client.client_id, {k: v for k, v in data.items() if k != "client_id"})
     response = json_response({**client.to_dict(), "client_secret": secret}, 201)
     response.headers["Location"] = url_for("admin_api.get_client", client_id=client.client_id)
     return response
@@ -329,7 +329,7 @@ def update_client(client_id: str) -> Response:
     data = json_body()
     services().clients.get(client_id)
     client = services().clients.update(client_id, data)
-    _audit("client.update", client.client_id, **data)
+    _audit("client.update", client.client_id, data)
     return json_response(client.to_dict())
 
 
@@ -376,7 +376,7 @@ def rotate_signing_key() -> Response:
     if alg not in SIGNING_ALGS:
         raise ValidationError("alg must be RS256 or ES256.", code="invalid_alg")
     kid = services().keys.rotate(alg=alg)
-    _audit("keys.rotate", str(kid), alg=alg)
+    _audit("keys.rotate", str(kid), {"alg": alg})
     return json_response({"kid": kid, "alg": alg}, 201)
 
 
