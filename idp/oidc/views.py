@@ -288,6 +288,9 @@ def _hint_subject(hint: str, client_id: str) -> str:
 @bp.route("/authorize", methods=["GET", "POST"])
 def authorize() -> Response:
     """Answer at once for an admitted browser; otherwise park the request and queue the visitor."""
+    if request.method == "HEAD":
+        # Link checkers and previews must not join the queue.
+        return Response("", status=200, headers={"Cache-Control": "no-store"})
     svc = services()
     params = request.values
     client_ids, redirect_uris = params.getlist("client_id"), params.getlist("redirect_uri")

@@ -232,3 +232,8 @@ def test_waiting_reload_reads_only_the_queue_store(client: Any, services: Any, r
     assert client.get(wait_url).status_code == 200  # waiting: the signed ticket is enough
     assert client.get(wait_url.split("?")[0]).status_code == 404
     assert client.get(wait_url[:-3] + "abc").status_code == 404  # a forged ticket means a database read
+
+
+def test_head_request_does_not_join_the_queue(client: Any, services: Any, rp: Any) -> None:
+    assert client.head("/authorize", query_string=auth_params()).status_code == 200
+    assert services.room.counters("sale", fresh=True).queue == 0
