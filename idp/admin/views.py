@@ -35,8 +35,8 @@ SIGNING_ALGS = ("RS256", "ES256")
 
 
 @bp.before_request
-def _refuse_large_bodies() -> None:
-    """Refuse an oversized body up front, whatever the method, before any work or authentication."""
+def _check_request_shape() -> None:
+    """Refuse oversized bodies, bodies on reads and repeated parameters, before any work or authentication."""
     limit = current_app.config.get("MAX_CONTENT_LENGTH")
     if limit is not None and (request.content_length or 0) > limit:
         raise RequestEntityTooLarge()
