@@ -17,6 +17,7 @@ import hmac
 import logging
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from authlib.oauth2.rfc6749.errors import OAuth2Error
 from flask import Blueprint, Response, g, render_template, request
@@ -537,6 +538,14 @@ def logout() -> Response:
                                client_name=client.config.name if client is not None else "")
         response = Response(body, status=200, mimetype="text/html")
         response.headers["Cache-Control"] = "no-store"
+        target = request.values.get("post_logout_redirect_uri", "")
+        if client is not None and target in client.config.post_logout_redirect_uris:
+            # Browsers apply form-action to the redirect that follows the form, so allow that origin.
+            parts = urlsplit(target)
+            response.headers["Content-Security-Policy"] = (
+                "default-src 'none'; style-src 'self'; img-src 'self'; "
+                f"form-action 'self' {parts.scheme}://{parts.netloc}; frame-ancestors 'none'; base-uri 'none'"
+            )
         return response
     events: set[str] = set()
     if end_request.client is not None:

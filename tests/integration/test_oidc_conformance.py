@@ -368,6 +368,7 @@ def test_logout_without_hint_asks_for_confirmation(client: Any, services: Any, r
     _tokens(client, services, rp)
     page = client.get("/logout", query_string={"client_id": "rp", "post_logout_redirect_uri": "https://rp.example/bye?x=1"})
     assert page.status_code == 200 and b'name="csrf"' in page.data
+    assert "form-action 'self' https://rp.example;" in page.headers["Content-Security-Policy"]
     forged = client.post("/logout", data={"client_id": "rp", "confirm": "yes", "csrf": "0" * 64})
     assert forged.status_code == 200 and b"Sign out?" in forged.data
     html = page.data.decode()
