@@ -124,6 +124,7 @@ async def simulate(port: int, request_ids: list[str], seconds: float, concurrenc
     heapq.heapify(due)
     failures = [0] * len(request_ids)
     answered: list[int] = []  # one entry per answered request: seconds since start
+    sent: list[int] = []  # one entry per request sent: seconds since start
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     errors = 0
@@ -134,17 +135,18 @@ async def simulate(port: int, request_ids: list[str], seconds: float, concurrenc
     async def one(index: int, scheduled: float) -> None:
         nonlocal errors
         async with gate:
-            sent = time.monotonic()
-            late.append(sent - scheduled)
+            sent_at = time.monotonic()
+            late.append(sent_at - scheduled)
+            sent.append(int(sent_at - start))
             try:
                 status, poll_ms, retry_after = await _poll(port, request_ids[index], 10.0)
             except (TimeoutError, OSError, ValueError, IndexError):
                 status, poll_ms, retry_after = 0, None, None
             now = time.monotonic()
         statuses[status] = statuses.get(status, 0) + 1
-        if status:
+        if status and now < end:
             answered.append(int(now - start))
-            latencies.append((now - sent) * 1000.0)
+            latencies.append((now - sent_at) * 1000.0)
         if poll_ms is not None:
             failures[index] = 0
             nxt = now + poll_ms / 1000.0
@@ -169,7 +171,7 @@ async def simulate(port: int, request_ids: list[str], seconds: float, concurrenc
         delay = min(0.01, max(0.0, (due[0][0] - now) if due else 0.01))
         await asyncio.sleep(delay)
     if tasks:
-        await asyncio.wait(tasks, timeout=15)
+        await asyncio.wait(tasks, timeout=15)  # let answers in flight land; they are not counted
     per_second = [0] * (int(seconds) + 1)
     for second in answered:
         if second < len(per_second):
@@ -181,6 +183,8 @@ async def simulate(port: int, request_ids: list[str], seconds: float, concurrenc
         "requests": len(answered),
         "seconds": seconds,
         "rps": len(answered) / seconds,
+        # What the visitors asked for: requests sent per second, following the server's intervals.
+        "sent_rps": sum(1 for second in sent if second < seconds) / seconds,
         "rps_p10_p90": [statistics.quantiles(full, n=10)[0], statistics.quantiles(full, n=10)[-1]] if len(full) > 2
         else None,
         "statuses": {str(k): v for k, v in sorted(statuses.items())},
@@ -191,7 +195,7 @@ async def simulate(port: int, request_ids: list[str], seconds: float, concurrenc
     }
 
 
-def measure(visitors: int, seconds: float, concurrency: int, workers: int) -> dict[str, Any]:
+def measure(visitors: int, seconds: float, concurrency: int, workers: int, threads: int = 1) -> dict[str, Any]:
     loopback_only(BENCH_REDIS_URL)
     folder = Path(tempfile.mkdtemp(prefix="idp-bench-poll-"))
     server = None
@@ -199,7 +203,8 @@ def measure(visitors: int, seconds: float, concurrency: int, workers: int) -> di
         _flush(BENCH_REDIS_URL)
         database_url, request_ids = _prepare(folder, visitors)
         port = free_port()
-        env = {"IDP_WORKERS": str(workers), "IDP_LOG_LEVEL": "WARNING", "IDP_ENV": "development",
+        env = {"IDP_WORKERS": str(workers), "IDP_THREADS": str(threads), "IDP_LOG_LEVEL": "WARNING",
+               "IDP_ENV": "development",
                "IDP_DATABASE_URL": database_url, "IDP_REDIS_URL": BENCH_REDIS_URL, "IDP_SECRET_KEY": BENCH_SECRET,
                "IDP_INSTANCE_PATH": str(folder / "instance"), "IDP_ISSUER": f"http://127.0.0.1:{port}"}
         server = start_gunicorn("idp.app:create_app()", base_environment(env), port, folder / "idp.log")
@@ -237,8 +242,8 @@ def report(result: dict[str, Any]) -> str:
     m = result["measured"]
     lines = [
         f"schedule: {result['schedule']}",
-        f"{result['visitors']:,} simulated visitors for {m['seconds']:.0f} s: {m['requests']:,} answered requests, "
-        f"{m['rps']:.1f} req/s measured (p10-p90 of seconds: {m['rps_p10_p90']}), "
+        f"{result['visitors']:,} simulated visitors for {m['seconds']:.0f} s: {m['sent_rps']:.1f} req/s sent, "
+        f"{m['requests']:,} answered = {m['rps']:.1f} req/s measured (p10-p90 of seconds: {m['rps_p10_p90']}), "
         f"{result['computed_rps']:.1f} req/s computed, ratio {result['measured_vs_computed']}",
         f"  statuses {m['statuses']}, errors {m['errors']}, latency p50 {m['p50_ms']:.1f} ms, "
         f"p99 {m['p99_ms']:.1f} ms, generator late p99 {m['generator_late_p99_ms']:.1f} ms",
@@ -255,11 +260,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--visitors", type=int, default=10_000)
     parser.add_argument("--seconds", type=float, default=90.0)
-    parser.add_argument("--concurrency", type=int, default=64, help="requests in flight at most")
+    parser.add_argument("--concurrency", type=int, default=1024,
+                        help="requests in flight at most (each visitor has at most one)")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
+    parser.add_argument("--threads", type=int, default=1, help="threads per gunicorn worker")
     parser.add_argument("--json", type=Path, help="also write the result as JSON here")
     args = parser.parse_args(argv)
-    result = measure(args.visitors, args.seconds, args.concurrency, args.workers)
+    result = measure(args.visitors, args.seconds, args.concurrency, args.workers, args.threads)
     print(report(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
