@@ -24,7 +24,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from idp import ticks
-from idp.events import EventConfig
+from idp.events import EventConfig, EventNotFoundError
 from idp.inlet.periodic import HealthCheck, PeriodicInlet, http_health
 from idp.inlet.settings import InletService
 from idp.lease import DatabaseLease, Lease, RedisLease
@@ -240,14 +240,19 @@ class Worker:
 
     def run_periodic(self, now: float) -> dict[str, Any]:
         results: dict[str, Any] = {}
+        errors = 0
         for config in self.inlets.all():
             if not config.periodic.enabled:
                 continue
             try:
                 results[config.event_id] = self.periodic.run(config, now)
-            except Exception:  # noqa: BLE001 - e.g. an event deleted since its settings were written
+            except EventNotFoundError:
+                continue  # the event was deleted; its settings stay harmless
+            except Exception:  # noqa: BLE001 - one broken event must not stop the others
                 log.exception("periodic inlet failed", extra={"event_id": config.event_id})
-                raise
+                errors += 1
+        if errors:
+            raise RuntimeError(f"{errors} event(s) failed")
         return results
 
     def run_metrics(self, now: float) -> dict[str, Any]:
@@ -342,10 +347,20 @@ def _run(args: Any, settings: Any) -> int:
         services.close()
 
 
+def _demo_lines(settings: Any, services: Any, event: Any, base: str) -> list[str]:
+    return [
+        f"  Dashboard: {base}/admin/dashboard/{event.event_id} (paste an admin key)",
+        "  Worker:    run `idp worker` beside the server for the expiry sweep, inlets and webhooks",
+        f"  Metrics:   curl -s {base}/metrics",
+    ]
+
+
 def _register() -> None:
-    from idp.cli import register
+    from idp.cli import _DEMO_HOOKS, register
 
     register("worker", _configure, _run)
+    if _demo_lines not in _DEMO_HOOKS:
+        _DEMO_HOOKS.append(_demo_lines)
 
 
 _register()

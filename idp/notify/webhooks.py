@@ -29,7 +29,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from idp.clock import Clock
 from idp.errors import NotFoundError, ValidationError
@@ -194,7 +194,9 @@ class WebhookService:
 
     def delete(self, event_id: str, subscription_id: object) -> None:
         with self.db.session() as session:
-            session.delete(self._row(session, event_id, subscription_id))
+            row = self._row(session, event_id, subscription_id)
+            session.execute(delete(WebhookDelivery).where(WebhookDelivery.subscription_id == row.id))
+            session.delete(row)
 
     def deliveries(
         self, event_id: str, subscription_id: object, limit: int = 100, before: int | None = None

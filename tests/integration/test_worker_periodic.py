@@ -185,3 +185,14 @@ def test_the_health_check_is_not_asked_outside_the_window(services, event, clock
     make_worker(services, health_check=lambda url, timeout: asked.append(url) or True).tick()
     assert asked == []
     assert serving(services) == 0
+
+
+def test_a_deleted_event_does_not_stop_the_others(services, event, clock):
+    services.events.create({"event_id": "gone"})
+    configure(services, "gone")
+    configure(services, "sale")
+    services.events.delete("gone")
+    clock.set(START + 1)
+    report = make_worker(services).tick()
+    assert "periodic_inlet" not in report.failed
+    assert serving(services) == 10
