@@ -15,6 +15,7 @@ DEFAULT_PRIMARY = "#1d4ed8"
 DEFAULT_BACKGROUND = "#eef2f7"
 WHITE = "#ffffff"
 INK = "#111827"
+BLACK = "#000000"
 
 
 def valid_colour(value: object, default: str) -> str:
@@ -55,6 +56,9 @@ def theme_variables(branding: dict[str, object]) -> dict[str, str]:
     primary = darken_until(valid_colour(branding.get("primary_color"), DEFAULT_PRIMARY), WHITE)
     background = valid_colour(branding.get("background_color"), DEFAULT_BACKGROUND)
     on_background = INK if contrast(INK, background) >= contrast(WHITE, background) else WHITE
+    if contrast(on_background, background) < 4.5:
+        # Mid tones: only pure black or white reads well enough (one of them always reaches 4.5:1).
+        on_background = BLACK if contrast(BLACK, background) >= contrast(WHITE, background) else WHITE
     return {
         "--wr-primary": primary,
         "--wr-on-primary": WHITE,
