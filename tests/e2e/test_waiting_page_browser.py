@@ -364,3 +364,59 @@ def test_screenshot_files_are_images(browser: Any) -> None:
         path = Path(SCREENSHOTS / name)
         assert path.exists(), name
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_script_pauses_while_hidden_backs_off_on_503_and_resumes(browser: Any, room: Room) -> None:
+    """The poller follows the server: Retry-After on 503, silence while hidden, back on visible."""
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        times: list[float] = []
+        mode = {"value": "ok"}
+
+        def answer(route: Any) -> None:
+            times.append(time.monotonic())
+            if mode["value"] == "busy":
+                route.fulfill(status=503, headers={"Retry-After": "3", "Content-Type": "application/json"},
+                              body='{"error": "service_unavailable", "message": "busy"}')
+                return
+            route.fulfill(status=200, content_type="application/json", body=(
+                '{"state": "waiting", "position": 7, "ahead": 6, "serving": 0, "waiting": 7, '
+                '"estimate": {"low_seconds": 120, "high_seconds": 300}, "poll_after_ms": 300, '
+                '"updated_at": 1800000000, "progress": 0}'))
+
+        page.route("**/wait/sale/status*", answer)
+        page.goto(f"{room.url}/wait/sale")
+        _wait_for_text(page, "#wr-ahead", "6")  # the script took the numbers from the status answer
+        assert _text(page, "#wr-estimate") == "2 to 5 minutes"
+
+        mode["value"] = "busy"
+        page.locator("#wr-notice").wait_for(state="visible", timeout=WAIT_MS)
+        assert "Trying again in" in _text(page, "#wr-notice")
+        first_error = len(times)
+        deadline = time.monotonic() + WAIT_MS / 1000
+        while len(times) < first_error + 1 and time.monotonic() < deadline:
+            page.wait_for_timeout(200)
+        assert len(times) >= first_error + 1
+        # After a 503 with Retry-After: 3 the next request waited at least that long.
+        assert times[first_error] - times[first_error - 1] >= 2.9
+
+        mode["value"] = "ok"
+        page.locator("#wr-notice").wait_for(state="hidden", timeout=WAIT_MS)
+        page.evaluate("""() => {
+            Object.defineProperty(document, 'hidden', {configurable: true, get: () => true});
+            Object.defineProperty(document, 'visibilityState', {configurable: true, get: () => 'hidden'});
+            document.dispatchEvent(new Event('visibilitychange'));
+        }""")
+        page.wait_for_timeout(500)  # a request already in flight may still land
+        while_hidden = len(times)
+        page.wait_for_timeout(3_000)  # ten poll intervals of 300 ms
+        assert len(times) == while_hidden, "the page polled while hidden"
+        with page.expect_request("**/wait/sale/status*", timeout=WAIT_MS):
+            page.evaluate("""() => {
+                Object.defineProperty(document, 'hidden', {configurable: true, get: () => false});
+                Object.defineProperty(document, 'visibilityState', {configurable: true, get: () => 'visible'});
+                document.dispatchEvent(new Event('visibilitychange'));
+            }""")
+    finally:
+        context.close()

@@ -302,3 +302,27 @@ def test_a_waiting_visitors_status_reads_no_database(backend_settings: Any, cloc
     finally:
         monkeypatch.undo()
         svc.close()
+
+
+def test_queue_store_down_gives_a_retrying_page_and_a_503_with_retry_after(backend_settings: Any,
+                                                                          clock: Any) -> None:
+    from idp.app import create_app
+    from tests.e2e.server import closed_port
+
+    settings = dataclasses.replace(backend_settings, redis_url=f"redis://127.0.0.1:{closed_port()}/0")
+    app = create_app(settings, clock=clock)
+    try:
+        app.extensions["idp"].events.create({"event_id": "sale"})
+        client = app.test_client()
+        page = client.get("/wait/sale")
+        assert page.status_code == 503 and page.mimetype == "text/html"
+        assert page.headers["Retry-After"].isdigit()
+        text = page.get_data(as_text=True)
+        assert "We are very busy right now." in text
+        assert f'<meta http-equiv="refresh" content="{page.headers["Retry-After"]}">' in text
+        client.set_cookie("idp_place_sale", "6f1c0c0e-8a47-4a0e-9c43-0d1f2b3c4d5e")
+        status = client.get("/wait/sale/status")
+        assert status.status_code == 503 and status.mimetype == "application/json"
+        assert status.headers["Retry-After"].isdigit()
+    finally:
+        app.extensions["idp"].close()
