@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n== HTTP: public queue API vs a hello-world view on the same gunicorn config ==")
     ratio_args = ["--seconds", "3", "--rounds", "1"] if args.quick else []
     http_status = http_ratio.main(ratio_args + json_args("http_ratio.json"))
-    print("\n== Redis store: 1,000 vs 1,000,000 queued ==")
+    print("\n== Redis store: a small vs a large queue ==")
     scale_args = ["--large", "20000", "--ops", "500"] if args.quick else []
     scale_status = queue_scale.main(scale_args + json_args("queue_scale.json"))
     return 1 if http_status or scale_status else 0
