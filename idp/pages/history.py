@@ -8,6 +8,7 @@ period per event and process, whatever the number of waiting visitors.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from idp.cache import TTLCache
@@ -42,6 +43,10 @@ def _from_sql(store: Any, event_id: str, limit: int) -> list[tuple[int, int]]:
         return [(int(t), int(s)) for t, s in session.execute(stmt)]
 
 
+def _none(store: Any, event_id: str, limit: int) -> list[tuple[int, int]]:
+    return []
+
+
 class ServingHistory:
     """Recent ``(issue_time, serving)`` records per event, refreshed at most every ``ttl`` seconds."""
 
@@ -49,12 +54,11 @@ class ServingHistory:
         self.store = store
         self.limit = limit
         self._cache: TTLCache[list[tuple[int, int]]] = TTLCache(ttl)
+        self._read: Callable[[Any, str, int], list[tuple[int, int]]] = _none
         if hasattr(store, "client"):
             self._read = _from_redis
         elif hasattr(store, "db"):
             self._read = _from_sql
-        else:
-            self._read = lambda _store, _event, _limit: []
 
     def recent(self, event_id: str) -> list[tuple[int, int]]:
         return self._cache.get(event_id, lambda: self._read(self.store, event_id, self.limit))

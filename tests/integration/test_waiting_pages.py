@@ -74,6 +74,7 @@ def test_the_page_shows_branding_place_ahead_progress_estimate_and_what_happens_
     assert '<noscript><meta http-equiv="refresh" content="' in page
 
 
+@all_backends
 def test_estimate_follows_the_recent_admission_rate(client: Any, services: Any, sale: Any, clock: Any) -> None:
     for _ in range(120):
         services.room.join("sale")
