@@ -126,7 +126,7 @@ def init_app(app: Flask, services: Any) -> None:
         if folder:
             from prometheus_client import multiprocess
 
-            multiprocess.MultiProcessCollector(registry, path=folder)
+            multiprocess.MultiProcessCollector(registry, path=folder)  # type: ignore[no-untyped-call]
         else:
             registry.register(http.requests)
             registry.register(http.latency)

@@ -277,7 +277,7 @@ class Worker:
                         completed=counters.completed, abandoned=counters.abandoned, active=active,
                     )
                     .on_conflict_do_nothing()
-                ).rowcount == 1  # type: ignore[attr-defined]
+                ).rowcount == 1
                 config = settings.get(eid)
                 if inserted and config is not None and config.metrics_notifications:
                     outbox.record(

@@ -13,6 +13,7 @@ subscriber's secret, which is shown once at creation and kept encrypted (AES-GCM
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import hmac
 import json
@@ -200,7 +201,7 @@ class WebhookService:
 
     def deliveries(
         self, event_id: str, subscription_id: object, limit: int = 100, before: int | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> builtins.list[dict[str, Any]]:
         """The delivery log of one subscription, newest first."""
         with self.db.session(readonly=True) as session:
             row = self._row(session, event_id, subscription_id)
@@ -214,9 +215,9 @@ class WebhookService:
                 stmt = stmt.where(WebhookDelivery.id < before)
             return [_delivery(d) for d in session.execute(stmt).scalars()]
 
-    def lags(self, now: int) -> list[tuple[str, str, int]]:
+    def lags(self, now: int) -> builtins.list[tuple[str, str, int]]:
         """(event_id, subscription_id, seconds the oldest undelivered notification has waited)."""
-        result: list[tuple[str, str, int]] = []
+        result: builtins.list[tuple[str, str, int]] = []
         with self.db.session(readonly=True) as session:
             rows = session.execute(
                 select(WebhookSubscription.id, WebhookSubscription.event_id, WebhookSubscription.cursor).where(
