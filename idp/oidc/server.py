@@ -210,6 +210,9 @@ class IdToken(OpenIDCode):
             if at_hash is not None:
                 claims["at_hash"] = at_hash.decode("ascii")
         claims.update(self.server.user_claims(request.user, request.client.get_client_id(), token.get("scope") or ""))
+        if isinstance(request.credential, GrantRecord):
+            # The session id names the grant, so logout can end the session from the hint alone.
+            claims["sid"] = request.credential.grant_id
         return sign_jwt(claims, self.server.services.keys, alg)
 
 
@@ -308,6 +311,7 @@ class CodeGrant(AuthorizationCodeGrant):
         grant = self.oidc.services.oidc_records.create_grant(code, session.expires_at, refresh)
         token = self.oidc.access_token(grant, session)
         token["refresh_token"] = refresh
+        self.request.credential = grant
         log.info("code exchanged", extra={"client_id": client.get_client_id()})
         return 200, token, self.TOKEN_RESPONSE_HEADER
 
@@ -344,6 +348,7 @@ class RefreshGrant(RefreshTokenGrant):
         grant = GrantRecord(**{**grant.__dict__, "scope": scope})
         self.request.user = self.authenticate_user(grant)
         self.request.authorization_code = _AuthTime(grant.auth_time)
+        self.request.credential = grant
         token = self.oidc.access_token(grant, session)
         return 200, token, self.TOKEN_RESPONSE_HEADER
 

@@ -566,11 +566,19 @@ def logout() -> Response:
         if admission is not None:
             server.finish_session(event_id, admission.request_id, 1)
         ended.append(event_id)
+    sid = claims.get("sid")
+    if isinstance(sid, str) and len(sid) <= 64:
+        # A valid hint ends its session even when this browser holds no cookie of it.
+        grant = svc.oidc_records.grant(sid)
+        aud = claims.get("aud")
+        if grant is not None and grant.client_id in ([aud] if isinstance(aud, str) else aud or []):
+            server.finish_session(grant.event_id, grant.request_id, 1)
+            ended.append(grant.event_id)
     result = server.create_endpoint_response("end_session", end_request)
     if result is None:
         result = Response(render_template("oidc/logout.html", confirm=False), status=200, mimetype="text/html")
     result = _as_303(result)
-    for event_id in ended:
+    for event_id in sorted(set(ended)):
         _clear_admission_cookie(result, event_id)
     return result
 

@@ -377,3 +377,14 @@ def test_logout_without_hint_asks_for_confirmation(client: Any, services: Any, r
                                         "confirm": "yes", "csrf": csrf})
     assert done.status_code == 303 and done.headers["Location"].startswith("https://rp.example/bye")
     assert services.room.counters("sale", fresh=True).completed == 1
+
+
+def test_logout_with_hint_from_another_browser_ends_the_session(app: Any, client: Any, services: Any,
+                                                                  rp: Any) -> None:
+    tokens = _tokens(client, services, rp)
+    assert decode_id_token(client, tokens["id_token"])[1]["sid"]
+    other = app.test_client()
+    response = other.get("/logout", query_string={"id_token_hint": tokens["id_token"]})
+    assert response.status_code == 200
+    assert services.room.counters("sale", fresh=True).completed == 1
+    assert client.get("/userinfo", headers={"Authorization": "Bearer " + tokens["access_token"]}).status_code == 401
