@@ -294,6 +294,9 @@ def wait_page(event_id: str) -> Response:
     visitor_id, new_visitor = places.visitor()
     request_id, status = _find_status(places, event, visitor_id, next_url)
     if status is None or status.state == UNKNOWN:
+        if request.method == "HEAD" or "prefetch" in request.headers.get("Sec-Purpose", ""):
+            # Link checkers and prefetches do not take a place in the queue.
+            return secure_page(current_app.response_class("", mimetype="text/html"))
         request_id = places.join(visitor_id, event.event_id)
         status = svc.wait_status.for_place(event.event_id, request_id, next_url)
     assert request_id is not None

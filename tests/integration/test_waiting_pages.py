@@ -327,3 +327,10 @@ def test_queue_store_down_gives_a_retrying_page_and_a_503_with_retry_after(backe
         assert status.headers["Retry-After"].isdigit()
     finally:
         app.extensions["idp"].close()
+
+
+def test_link_checkers_and_prefetches_take_no_place(client: Any, services: Any, sale: Any) -> None:
+    assert client.head("/wait/sale").status_code == 200
+    assert client.get("/wait/sale", headers={"Sec-Purpose": "prefetch"}).status_code == 200
+    assert services.room.counters("sale", fresh=True).queue == 0
+    assert position_on(client.get("/wait/sale")) == 1
