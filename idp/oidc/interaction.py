@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import re
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,7 @@ log = logging.getLogger("idp.oidc")
 # Interactions older than this are gone for good (a relying party gave up long before).
 INTERACTION_TTL = 86400
 PURGE_ONE_IN = 500
+INTERACTION_ID_RE = re.compile(r"\A[A-Za-z0-9_-]{16,64}\Z")
 # Parameters of an authorization request worth keeping; everything else is ignored (RFC 6749 §3.1).
 KEPT_PARAMS = (
     "response_type", "client_id", "redirect_uri", "scope", "state", "nonce", "code_challenge",
@@ -205,7 +207,7 @@ class Interactions:
         return self.records.interaction(record.interaction_id) or record
 
     def load(self, interaction_id: object, visitor_id: str | None) -> InteractionRecord:
-        if not isinstance(interaction_id, str) or not 1 <= len(interaction_id) <= 64:
+        if not isinstance(interaction_id, str) or not INTERACTION_ID_RE.match(interaction_id):
             raise InteractionNotFoundError()
         record = self.records.interaction(interaction_id)
         if record is None or self.now() - record.created_at > INTERACTION_TTL:

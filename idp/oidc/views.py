@@ -305,6 +305,10 @@ def authorize() -> Response:
                           code="invalid_redirect_uri")
     redirect_uri = redirect_uris[0]
     state = params.get("state")
+    if any("\x00" in value for value in params.values()):
+        # No database stores NUL characters; no honest request carries them.
+        return _authorization_error(redirect_uri, "invalid_request", "Parameters must not contain NUL characters.",
+                                    None if state is None or "\x00" in state else state)
     if "request" in params:
         return _authorization_error(redirect_uri, "request_not_supported",
                                     "Request objects are not supported.", state)

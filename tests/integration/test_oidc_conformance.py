@@ -388,3 +388,14 @@ def test_logout_with_hint_from_another_browser_ends_the_session(app: Any, client
     assert response.status_code == 200
     assert services.room.counters("sale", fresh=True).completed == 1
     assert client.get("/userinfo", headers={"Authorization": "Bearer " + tokens["access_token"]}).status_code == 401
+
+
+@pytest.mark.parametrize("backend_settings", ["postgres"], indirect=True)
+def test_unusual_values_complete_and_nul_is_refused_on_postgres(client: Any, services: Any, rp: Any) -> None:
+    nonce, state = "é" * 500, "ü" * 500
+    tokens = _tokens(client, services, rp, nonce=nonce, state=state, login_hint="x" * 2000)
+    assert decode_id_token(client, tokens["id_token"])[1]["nonce"] == nonce
+    refused = client.get("/authorize", query_string=auth_params(nonce="a\x00b", state="kept"))
+    callback = query_of(refused.headers["Location"])
+    assert callback["error"] == "invalid_request" and callback["state"] == "kept"
+    assert client.get("/authorize/wait/%00").status_code == 404
