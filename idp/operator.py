@@ -52,12 +52,12 @@ def init_app(app: Flask, svc: Any) -> None:
     metrics.init_app(app, svc)
 
 
-def _audit(action: str, target: str, **detail: Any) -> None:
+def _audit(action: str, target: str, detail: dict[str, Any] | None = None) -> None:
     audit = getattr(services(), "audit", None)
     if audit is None:
         return
     key = current_admin_key()
-    audit.record(key_id=key.key_id if key else None, action=action, target=target, detail=detail)
+    audit.record(key_id=key.key_id if key else None, action=action, target=target, detail=detail or {})
 
 
 def _event_id(event_id: str) -> str:
@@ -97,7 +97,7 @@ def put_inlet(event_id: str) -> Response:
     eid = _event_id(event_id)
     data = json_body()
     config = services().inlets.update(eid, data)
-    _audit("update_inlet", eid, **config.to_dict())
+    _audit("update_inlet", eid, config.to_dict())
     return json_response(config.to_dict())
 
 
@@ -127,7 +127,7 @@ def max_size_inlet(event_id: str) -> Response:
     parsed = MaxSizeRequest.parse(json_body())
     svc = services()
     report = MaxSizeInlet(svc.room, svc.tokens).apply(eid, svc.inlets.get(eid).max_size, parsed)
-    _audit("max_size_inlet", eid, increment=report.increment, updated=report.updated, exited=parsed.exited)
+    _audit("max_size_inlet", eid, {"increment": report.increment, "updated": report.updated, "exited": parsed.exited})
     return json_response(report.to_dict())
 
 
@@ -146,7 +146,7 @@ def create_webhook(event_id: str) -> Response:
     """Subscribe a URL; the answer carries the signing ``secret``, shown this once."""
     eid = _event_id(event_id)
     subscription, secret = services().webhooks.create(eid, json_body())
-    _audit("create_webhook", eid, webhook=subscription["id"], url=subscription["url"])
+    _audit("create_webhook", eid, {"webhook": subscription["id"], "url": subscription["url"]})
     response = json_response({**subscription, "secret": secret}, 201)
     return response
 
@@ -162,7 +162,7 @@ def get_webhook(event_id: str, webhook_id: str) -> Response:
 def delete_webhook(event_id: str, webhook_id: str) -> Response:
     eid = _event_id(event_id)
     services().webhooks.delete(eid, webhook_id)
-    _audit("delete_webhook", eid, webhook=webhook_id)
+    _audit("delete_webhook", eid, {"webhook": webhook_id})
     return Response(status=204)
 
 
