@@ -188,3 +188,16 @@ def test_a_webhook_of_another_event_is_not_found(client, services, event, admin)
     hook = client.post("/admin/api/events/other/webhooks", json={"url": "https://a.test/"}, headers=admin).get_json()
     assert client.get(f"/admin/api/events/sale/webhooks/{hook['id']}", headers=admin).status_code == 404
     assert client.delete(f"/admin/api/events/sale/webhooks/{hook['id']}", headers=admin).status_code == 404
+
+
+def test_operator_writes_are_audited_with_the_acting_key(client, services, event, admin):
+    client.put("/admin/api/events/sale/inlet", json={"max_size": 5}, headers=admin)
+    client.post("/admin/api/events/sale/inlet/pause", headers=admin)
+    hook = client.post("/admin/api/events/sale/webhooks", json={"url": "https://a.test/"}, headers=admin).get_json()
+    client.delete(f"/admin/api/events/sale/webhooks/{hook['id']}", headers=admin)
+    entries = client.get("/admin/api/audit", headers=admin).get_json()["entries"]
+    actions = [(e["action"], e["target"]) for e in entries]
+    for action in ("update_inlet", "pause_inlet", "create_webhook", "delete_webhook"):
+        assert (action, "sale") in actions
+    assert all(e["key_id"] for e in entries if e["action"].endswith(("_inlet", "_webhook")))
+    assert hook["secret"] not in str(entries)
