@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import http_ratio, queue_scale  # noqa: E402
+from bench import http_ratio, polling_load, queue_scale  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     print("\n== Redis store: a small vs a large queue ==")
     scale_args = ["--large", "20000", "--ops", "500"] if args.quick else []
     scale_status = queue_scale.main(scale_args + json_args("queue_scale.json"))
-    return 1 if http_status or scale_status else 0
+    print("\n== Waiting page: polling load of simulated visitors following poll_after_ms ==")
+    polling_args = ["--visitors", "2000", "--seconds", "15"] if args.quick else []
+    polling_status = polling_load.main(polling_args + json_args("polling_load.json"))
+    return 1 if http_status or scale_status or polling_status else 0
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from idp.events import EventConfig
 from idp.pages.estimate import Estimate, estimate_wait
 from idp.pages.history import ServingHistory
 from idp.pages.schedule import DEFAULT_SCHEDULE, PollSchedule
-from idp.queue.engine import PlaceState, PlaceStatus
+from idp.queue.engine import Entry, PlaceState, PlaceStatus
 
 # The page's states (the JSON ``state`` field).
 WAITING = "waiting"
@@ -145,11 +145,24 @@ class WaitStatusService:
             claimed=status.state is PlaceState.CLAIMED,
         )
 
-    def for_place(self, event_id: str, request_id: str, continue_url: str | None = None) -> WaitStatus:
-        """Read a place and describe it; unknown places are described as ``unknown``, not raised."""
+    def for_place(
+        self, event_id: str, request_id: str, continue_url: str | None = None, *, position: int | None = None
+    ) -> WaitStatus:
+        """Read a place and describe it; unknown places are described as ``unknown``, not raised.
+
+        ``position``, when the caller knows it from a trusted source (a signed cookie), answers a
+        waiting place from the event's cached counters without a queue-store call: positions never
+        change, and a place above the serving counter is waiting. Near or past the front, or when the
+        counters do not fit, the store is asked.
+        """
         from idp.waiting_room import RequestNotFoundError
 
         event = self.room.events.get(event_id)
+        if position is not None:
+            counters = self.room.counters(event.event_id)
+            if counters.serving < position <= counters.queue:
+                entry = Entry(request_id, position, 0)
+                return self.describe(event, PlaceStatus(PlaceState.WAITING, entry, counters.serving), continue_url)
         try:
             _, status = self.room.status(event.event_id, request_id)
         except RequestNotFoundError:

@@ -17,6 +17,8 @@ the same cookie ``/authorize`` reads, so queueing first and logging in later kee
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
 import secrets
 from collections.abc import Callable
 from typing import Any
@@ -79,16 +81,39 @@ def place_cookie_name(settings: Any, event_id: str) -> str:
     return f"{PLACE_COOKIE_PREFIX}{event_id}"
 
 
-def read_place(settings: Any, event_id: str) -> str | None:
-    """The request id of this browser's place in the event, if its cookie holds a well-formed one."""
+def _place_signature(settings: Any, event_id: str, request_id: str, position: int) -> str:
+    message = f"idp-place:{event_id}:{request_id}:{position}".encode()
+    return hmac.new(settings.secret_key.encode(), message, hashlib.sha256).hexdigest()[:32]
+
+
+def read_place(settings: Any, event_id: str) -> tuple[str | None, int | None]:
+    """This browser's place in the event from its cookie: the request id, and its position if signed.
+
+    The cookie is ``<request_id>.<position>.<signature>``: the position (fixed for the life of a place)
+    lets a waiting visitor's status be answered from the cached serving counter, with no queue-store
+    call; the signature keeps it honest. A bare request id is accepted, without the position.
+    """
     value = request.cookies.get(place_cookie_name(settings, event_id), "")
-    return value if REQUEST_ID_RE.match(value) else None
+    request_id, _, rest = value.partition(".")
+    if not REQUEST_ID_RE.match(request_id):
+        return None, None
+    position_text, _, signature = rest.partition(".")
+    if not position_text.isdigit() or len(position_text) > 19:
+        return request_id, None
+    position = int(position_text)
+    expected = _place_signature(settings, event_id, request_id, position)
+    return request_id, (position if hmac.compare_digest(expected, signature) else None)
 
 
-def set_place_cookie(response: Response, settings: Any, event_id: str, request_id: str) -> None:
+def set_place_cookie(
+    response: Response, settings: Any, event_id: str, request_id: str, position: int | None = None
+) -> None:
+    value = request_id
+    if position is not None:
+        value = f"{request_id}.{position}.{_place_signature(settings, event_id, request_id, position)}"
     response.set_cookie(
         place_cookie_name(settings, event_id),
-        request_id,
+        value,
         max_age=PLACE_COOKIE_MAX_AGE,
         path="/",
         secure=settings.issuer.startswith("https://"),
@@ -248,11 +273,13 @@ class Places:
         place = self.interactions.records.place(visitor_id, event_id)
         return None if place is None else str(place.request_id)
 
-    def join(self, visitor_id: str | None, event_id: str) -> str:
+    def join(self, visitor_id: str | None, event_id: str) -> tuple[str, int]:
+        """The browser's place, joining when it has none that can still admit: (request id, position)."""
         if self.interactions is None or visitor_id is None:
             _, entry = self.svc.room.join(event_id)
-            return str(entry.request_id)
-        return str(self.interactions.ensure_place(visitor_id, event_id).request_id)
+            return str(entry.request_id), int(entry.position)
+        place = self.interactions.ensure_place(visitor_id, event_id)
+        return str(place.request_id), int(place.queue_position)
 
     def finished(self, request_id: str) -> bool:
         """True when the place's token session has ended (completed, abandoned or expired)."""
@@ -273,8 +300,10 @@ def _find_status(places: Places, event: EventConfig, visitor_id: str | None, nex
                  ) -> tuple[str | None, WaitStatus | None]:
     """The browser's place and its status: the cookie first (no database read while waiting)."""
     svc = places.svc
-    request_id = read_place(svc.settings, event.event_id)
-    status = svc.wait_status.for_place(event.event_id, request_id, next_url) if request_id else None
+    request_id, position = read_place(svc.settings, event.event_id)
+    status = None
+    if request_id:
+        status = svc.wait_status.for_place(event.event_id, request_id, next_url, position=position)
     if status is not None and status.state == WAITING:
         return request_id, status
     stored = places.current(visitor_id, event.event_id)
@@ -297,8 +326,8 @@ def wait_page(event_id: str) -> Response:
         if request.method == "HEAD" or "prefetch" in request.headers.get("Sec-Purpose", ""):
             # Link checkers and prefetches do not take a place in the queue.
             return secure_page(current_app.response_class("", mimetype="text/html"))
-        request_id = places.join(visitor_id, event.event_id)
-        status = svc.wait_status.for_place(event.event_id, request_id, next_url)
+        request_id, position = places.join(visitor_id, event.event_id)
+        status = svc.wait_status.for_place(event.event_id, request_id, next_url, position=position)
     assert request_id is not None
     if status.state == ADMITTED and next_url:
         response: Response = redirect(next_url, code=303)
@@ -321,7 +350,7 @@ def wait_page(event_id: str) -> Response:
             WAITING: "wait.html", ADMITTED: "admitted.html", EXPIRED: "expired.html", FINISHED: "expired.html",
         }.get(status.state, "wait.html")
         response = render_page(template, **context)
-    set_place_cookie(response, svc.settings, event.event_id, request_id)
+    set_place_cookie(response, svc.settings, event.event_id, request_id, status.position)
     if new_visitor and visitor_id:
         _set_visitor_cookie(response, svc.settings, visitor_id)
     return response
@@ -381,7 +410,7 @@ def wait_status(event_id: str) -> Response:
     svc = services()
     event = svc.events.get(event_id)
     next_url = _next_url(event)
-    request_id = read_place(svc.settings, event.event_id)
+    request_id, position = read_place(svc.settings, event.event_id)
     if request_id is None:
         status = WaitStatus(
             state=UNKNOWN, event_id=event.event_id, position=None, ahead=None,
@@ -389,7 +418,7 @@ def wait_status(event_id: str) -> Response:
             estimate=None, poll_after_ms=None, updated_at=int(svc.clock.now()),
         )
     else:
-        status = svc.wait_status.for_place(event.event_id, request_id, next_url)
+        status = svc.wait_status.for_place(event.event_id, request_id, next_url, position=position)
     return json_response(status.to_dict())
 
 
@@ -422,11 +451,12 @@ def rejoin(event_id: str) -> Response:
     places = Places(svc)
     visitor_id, new_visitor = places.visitor()
     request_id, status = _find_status(places, event, visitor_id, next_url)
+    position = status.position if status is not None else None
     if status is None or status.state not in (WAITING, ADMITTED):
-        request_id = places.join(visitor_id, event.event_id)
+        request_id, position = places.join(visitor_id, event.event_id)
     response = _see_other(_page_path(event.event_id, next_url))
     if request_id:
-        set_place_cookie(response, svc.settings, event.event_id, request_id)
+        set_place_cookie(response, svc.settings, event.event_id, request_id, position)
     if new_visitor and visitor_id:
         _set_visitor_cookie(response, svc.settings, visitor_id)
     return response

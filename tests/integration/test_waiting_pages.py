@@ -334,3 +334,33 @@ def test_link_checkers_and_prefetches_take_no_place(client: Any, services: Any, 
     assert client.get("/wait/sale", headers={"Sec-Purpose": "prefetch"}).status_code == 200
     assert services.room.counters("sale", fresh=True).queue == 0
     assert position_on(client.get("/wait/sale")) == 1
+
+
+def test_a_waiting_visitors_poll_is_answered_from_the_cached_counters(client: Any, services: Any, sale: Any,
+                                                                      monkeypatch: Any) -> None:
+    services.room.join("sale")
+    client.get("/wait/sale")  # place 2; the cookie carries the signed position
+    request_id, position, signature = client.get_cookie("idp_place_sale").value.split(".")
+    assert position == "2" and len(signature) == 32
+
+    def no_store_call(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the queue store was asked for a waiting visitor's place")
+
+    monkeypatch.setattr(services.engine, "status", no_store_call)
+    body = client.get("/wait/sale/status").get_json()
+    assert body["state"] == "waiting" and body["position"] == 2 and body["ahead"] == 1
+    monkeypatch.undo()
+    # Once the counter reaches the place, the store decides (admitted, expired, ...).
+    services.room.increment_serving("sale", 2)
+    assert client.get("/wait/sale/status").get_json()["state"] == "admitted"
+
+
+def test_a_forged_position_in_the_cookie_is_ignored(client: Any, services: Any, sale: Any) -> None:
+    for _ in range(5):
+        services.room.join("sale")
+    client.get("/wait/sale")  # place 6
+    request_id, _, signature = client.get_cookie("idp_place_sale").value.split(".")
+    services.room.increment_serving("sale", 1)
+    client.set_cookie("idp_place_sale", f"{request_id}.1.{signature}")  # claims place 1
+    body = client.get("/wait/sale/status").get_json()
+    assert body["state"] == "waiting" and body["position"] == 6
