@@ -72,6 +72,7 @@ def _prepare(folder: Path, visitors: int) -> tuple[str, list[str]]:
     """Migrate a database, create the event and give every simulated visitor a real place."""
     from idp.app import build_services
     from idp.config import Settings
+    from idp.pages.web import _place_signature
     from idp.storage.db import upgrade_database
 
     url = f"sqlite:///{folder / 'idp.sqlite3'}"
@@ -81,7 +82,12 @@ def _prepare(folder: Path, visitors: int) -> tuple[str, list[str]]:
     try:
         services.events.create({"event_id": EVENT, "name": "Polling benchmark",
                                 "enable_queue_position_expiry": False})
-        request_ids = [services.engine.enqueue(EVENT).request_id for _ in range(visitors)]
+        entries = [services.engine.enqueue(EVENT) for _ in range(visitors)]
+        # The cookie value the waiting page sets: request id, position and its signature.
+        request_ids = [
+            f"{e.request_id}.{e.position}.{_place_signature(services.settings, EVENT, e.request_id, e.position)}"
+            for e in entries
+        ]
     finally:
         services.close()
     return url, request_ids
