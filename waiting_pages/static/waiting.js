@@ -48,6 +48,9 @@
     setText('wr-position', fmt(s.position));
     setText('wr-ahead', fmt(s.ahead));
     setText('wr-estimate', estimateText(s.estimate));
+    if (typeof s.waiting === 'number') {
+      setText('wr-waiting', text(s.waiting === 1 ? 'waiting-one' : 'waiting-other').replace('{count}', fmt(s.waiting)));
+    }
     var bar = document.getElementById('wr-progress');
     if (bar && typeof s.progress === 'number') { bar.value = s.progress; bar.textContent = s.progress + '%'; }
     var updated = document.getElementById('wr-updated');
