@@ -364,3 +364,16 @@ def test_a_forged_position_in_the_cookie_is_ignored(client: Any, services: Any, 
     client.set_cookie("idp_place_sale", f"{request_id}.1.{signature}")  # claims place 1
     body = client.get("/wait/sale/status").get_json()
     assert body["state"] == "waiting" and body["position"] == 6
+
+
+def test_a_finished_visit_gets_a_clear_page_and_can_join_again(client: Any, services: Any, sale: Any) -> None:
+    client.get("/wait/sale", query_string={"next": SHOP})
+    request_id = client.get_cookie("idp_place_sale").value.split(".")[0]
+    services.room.increment_serving("sale", 1)
+    services.tokens.issue("sale", request_id)  # the visit went on and signed in
+    services.tokens.update_session("sale", request_id, 1)  # and the site marked it completed
+    page = client.get("/wait/sale", query_string={"next": SHOP})
+    text = page.get_data(as_text=True)
+    assert page.status_code == 200 and "Your visit has finished" in text and "Join the queue again" in text
+    again = client.post("/wait/sale/rejoin", data={"next": SHOP})
+    assert position_on(client.get(again.headers["Location"])) == 2
