@@ -85,15 +85,45 @@ def _spread(samples: Sequence[tuple[int, int]]) -> float:
         rates.append((s1 - s0) / max(1, t1 - t0))
     if len(rates) < 2:
         return BASE_SPREAD + 0.25  # one step tells little about steadiness
-    mean = statistics.fmean(rates)
+    mean = math.fsum(rates) / len(rates)
     if mean <= 0:
         return MAX_SPREAD
-    return min(MAX_SPREAD, BASE_SPREAD + statistics.pstdev(rates) / mean)
+    deviation = math.sqrt(math.fsum((r - mean) ** 2 for r in rates) / len(rates))
+    return min(MAX_SPREAD, BASE_SPREAD + deviation / mean)
 
 
 def _typical_gap(samples: Sequence[tuple[int, int]]) -> float:
     gaps = [t1 - t0 for (t0, _), (t1, _) in zip(samples, samples[1:], strict=False)]
     return max(1.0, float(statistics.median(gaps))) if gaps else 1.0
+
+
+@dataclass(frozen=True)
+class AdmissionModel:
+    """The event's recent admissions, summarised once for every visitor's estimate."""
+
+    per_second: float
+    spread: float
+    gap: float
+
+    def estimate(self, needed: int) -> Estimate:
+        """The range of seconds until ``needed`` more positions have been admitted."""
+        if needed <= 0:
+            return Estimate(0, 0, round(self.per_second * 60.0, 1))
+        point = needed / self.per_second
+        low = max(0.0, point * (1.0 - self.spread) - self.gap)
+        high = point * (1.0 + self.spread) + self.gap
+        return Estimate(int(math.floor(low)), int(math.ceil(high)), round(self.per_second * 60.0, 1))
+
+
+def admission_model(
+    samples: Sequence[tuple[int, int]], *, now: float, serving: int, window: int = WINDOW_SECONDS
+) -> AdmissionModel | None:
+    """Summarise the recent records (per event, not per visitor); None when no rate can be told."""
+    usable = recent_samples(samples, now, serving, window)
+    rate = admission_rate(usable, now)
+    if rate is None:
+        return None
+    return AdmissionModel(rate, _spread(usable), _typical_gap(usable))
 
 
 def estimate_wait(
@@ -108,13 +138,5 @@ def estimate_wait(
     needed = position - serving
     if needed <= 0:
         return Estimate(0, 0, 0.0)
-    usable = recent_samples(samples, now, serving, window)
-    rate = admission_rate(usable, now)
-    if rate is None:
-        return None
-    point = needed / rate
-    spread = _spread(usable)
-    gap = _typical_gap(usable)
-    low = max(0.0, point * (1.0 - spread) - gap)
-    high = point * (1.0 + spread) + gap
-    return Estimate(int(math.floor(low)), int(math.ceil(high)), round(rate * 60.0, 1))
+    model = admission_model(samples, now=now, serving=serving, window=window)
+    return None if model is None else model.estimate(needed)

@@ -15,9 +15,10 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+from idp.cache import TTLCache
 from idp.clock import Clock
 from idp.events import EventConfig
-from idp.pages.estimate import Estimate, estimate_wait
+from idp.pages.estimate import AdmissionModel, Estimate, admission_model
 from idp.pages.history import ServingHistory
 from idp.pages.schedule import DEFAULT_SCHEDULE, PollSchedule
 from idp.queue.engine import Entry, PlaceState, PlaceStatus
@@ -97,12 +98,23 @@ class WaitStatusService:
         self.clock = clock
         self.schedule = schedule
         self.rng = rng or random.Random()
+        # Keyed by (event, serving, whole second): a new second or a moved counter is a new entry.
+        self._models: TTLCache[AdmissionModel | None] = TTLCache(1.0, max_entries=1_000)
 
     def estimate(self, event_id: str, position: int, serving: int) -> Estimate | None:
-        """The estimated wait for ``position`` from the event's recent admission rate."""
-        return estimate_wait(
-            self.history.recent(event_id), now=self.clock.now(), serving=serving, position=position
+        """The estimated wait for ``position`` from the event's recent admission rate.
+
+        The admission model is per event: it is computed once per second and serving value in each
+        process, so a visitor's estimate costs a division.
+        """
+        if position <= serving:
+            return Estimate(0, 0, 0.0)
+        now = self.clock.now()
+        key = (event_id, serving, int(now))
+        model = self._models.get(
+            key, lambda: admission_model(self.history.recent(event_id), now=now, serving=serving)
         )
+        return None if model is None else model.estimate(position - serving)
 
     def poll_after_ms(self, ahead: int) -> int:
         return self.schedule.poll_after_ms(ahead, self.rng)
