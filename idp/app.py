@@ -14,13 +14,14 @@ from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from idp.api.fastpath import FastPath
 from idp.clients import ClientService
 from idp.clock import Clock, SystemClock
 from idp.config import Settings
 from idp.errors import IdpError, UnavailableError
 from idp.events import EventService
 from idp.http import CachedSessionInterface
-from idp.logging import configure_logging, monotonic_ms
+from idp.logging import access_log, configure_logging, monotonic_ms
 from idp.queue.engine import QueueEngine, QueueStore
 from idp.storage.db import Database
 from idp.waiting_room import WaitingRoom
@@ -92,6 +93,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         importlib.import_module(module).init_app(app, services)
     _register_request_hooks(app)
     _register_error_handlers(app)
+    metrics = app.extensions.get("idp_metrics")
+    app.wsgi_app = FastPath(  # type: ignore[method-assign]
+        app.wsgi_app, services, settings.max_body_bytes, metrics.observe if metrics is not None else None
+    )
     return app
 
 
@@ -137,19 +142,13 @@ def _register_request_hooks(app: Flask) -> None:
                 "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
                 "frame-ancestors 'none'; base-uri 'none'",
             )
-        if log.isEnabledFor(logging.INFO):
-            req = request._get_current_object()  # type: ignore[attr-defined]
-            started = ctx.get("request_started")
-            log.info(
-                "request",
-                extra={
-                    "request_id": request_id,
-                    "method": req.method,
-                    "path": req.path,  # never the query string: it carries request ids and codes
-                    "status": response.status_code,
-                    "ms": round(monotonic_ms() - started, 2) if started else None,
-                },
-            )
+        req = request._get_current_object()  # type: ignore[attr-defined]
+        started = ctx.get("request_started")
+        # The path, never the query string: it carries request ids and codes.
+        access_log(
+            request_id, req.method, req.path, response.status_code,
+            round(monotonic_ms() - started, 2) if started else None,
+        )
         return response
 
 

@@ -37,14 +37,47 @@ def configure_logging(level: str = "INFO") -> None:
     logging.logThreads = False
     logging.logMultiprocessing = False
     root = logging.getLogger()
-    if any(getattr(h, "_idp", False) for h in root.handlers):
+    global _HANDLER
+    existing = [h for h in root.handlers if getattr(h, "_idp", False)]
+    if existing:
+        _HANDLER = existing[0]  # type: ignore[assignment]
         root.setLevel(level)
         return
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     handler._idp = True  # type: ignore[attr-defined]
     root.addHandler(handler)
+    _HANDLER = handler
     root.setLevel(level)
+
+
+_ACCESS = logging.getLogger("idp.http")
+
+
+def access_log(request_id: str, method: str, path: str, status: int, ms: float | None) -> None:
+    """Write the one line per request; the same JSON a log record would give, without the record.
+
+    Every request pays for this line, so when our JSON handler is the one installed the line is
+    formatted here and written straight to its stream (under the handler's lock); otherwise it goes
+    through the logging module like any other record.
+    """
+    if not _ACCESS.isEnabledFor(logging.INFO):
+        return
+    handler = _HANDLER
+    fields = {"request_id": request_id, "method": method, "path": path, "status": status, "ms": ms}
+    if handler is None or _ACCESS.handlers or not _ACCESS.propagate:
+        _ACCESS.info("request", extra=fields)
+        return
+    line = _encode(
+        {"ts": round(time.time(), 3), "level": "info", "logger": "idp.http", "msg": "request", **fields}
+    )
+    with handler.lock:  # type: ignore[union-attr]
+        stream = handler.stream
+        stream.write(line + "\n")
+        stream.flush()
+
+
+_HANDLER: logging.StreamHandler | None = None  # type: ignore[type-arg]
 
 
 def monotonic_ms() -> float:

@@ -1,0 +1,177 @@
+"""A WSGI fast path for the three public calls that carry a sale's load.
+
+``GET /api/serving_num``, ``GET /api/waiting_num`` and ``POST /api/assign_queue_num`` are what every
+waiting visitor and every join hits. Their well-formed requests are answered here, before Flask builds a
+request context, routes, opens a session and runs its hooks; the answer, headers, request log line and
+metrics are the same as the Flask views give. Anything else (another method or path, extra or repeated
+parameters, an ``Idempotency-Key``, a body that is not a small JSON object, an unknown event) goes on to
+Flask unchanged, so every error is still rendered in one place.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import unquote_plus
+
+from idp.errors import IdpError
+from idp.events import EVENT_ID_RE, EventNotFoundError
+from idp.logging import access_log
+
+log = logging.getLogger("idp.http")
+
+StartResponse = Callable[..., Any]
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+_STATUS_LINES = {200: "200 OK", 503: "503 Service Unavailable"}
+_COUNTER_ROUTES = {"/api/serving_num": "serving_counter", "/api/waiting_num": "waiting_num"}
+_JOIN_ROUTE = "/api/assign_queue_num"
+
+
+class _Delegate(Exception):
+    """This request is not one the fast path answers; Flask takes it."""
+
+
+def _event_id_from_query(query: str) -> str:
+    # Exactly one parameter, event_id, with a plain value; anything else is Flask's to judge.
+    name, sep, value = query.partition("=")
+    if name != "event_id" or not sep or "&" in value or ";" in value:
+        raise _Delegate
+    if "%" in value or "+" in value:
+        value = unquote_plus(value)
+    if not EVENT_ID_RE.match(value):
+        raise _Delegate
+    return value
+
+
+class FastPath:
+    """Wraps the Flask WSGI app; see the module docstring for what it answers itself."""
+
+    def __init__(self, app: WsgiApp, services: Any, max_body: int, observe: Callable[..., None] | None) -> None:
+        self.app = app
+        self.services = services
+        self.max_body = max_body
+        self.observe = observe
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        method = environ.get("REQUEST_METHOD", "")
+        try:
+            if method == "GET" and path in _COUNTER_ROUTES:
+                return self._counter(environ, start_response, path)
+            if method == "POST" and path == _JOIN_ROUTE:
+                return self._join(environ, start_response)
+        except _Delegate:
+            pass
+        return self.app(environ, start_response)
+
+    # -- answers ---------------------------------------------------------------------------------
+
+    def _counter(self, environ: dict[str, Any], start_response: StartResponse, path: str) -> Iterable[bytes]:
+        if environ.get("CONTENT_LENGTH") not in (None, "", "0") or environ.get("HTTP_TRANSFER_ENCODING"):
+            raise _Delegate
+        started = time.perf_counter()
+        event_id = _event_id_from_query(environ.get("QUERY_STRING", ""))
+        try:
+            counters = self.services.room.counters(event_id)
+        except EventNotFoundError:
+            raise _Delegate from None
+        except IdpError as exc:
+            return self._error(environ, start_response, path, exc, started)
+        field = _COUNTER_ROUTES[path]
+        value = counters.serving if field == "serving_counter" else counters.waiting
+        body = f'{{"{field}":{value}}}'.encode()
+        return self._respond(environ, start_response, path, 200, body, "public, max-age=1", started)
+
+    def _join(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("HTTP_IDEMPOTENCY_KEY") is not None or environ.get("HTTP_TRANSFER_ENCODING"):
+            raise _Delegate
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            raise _Delegate from None
+        if length <= 0 or length > min(self.max_body, 4096):
+            raise _Delegate
+        started = time.perf_counter()
+        raw = environ["wsgi.input"].read(length)
+        # From here on Flask must see the same body if it takes over.
+        environ["wsgi.input"] = io.BytesIO(raw)
+        environ["CONTENT_LENGTH"] = str(len(raw))
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise _Delegate from None
+        event_id = data.get("event_id") if isinstance(data, dict) else None
+        if not isinstance(event_id, str) or not EVENT_ID_RE.match(event_id):
+            raise _Delegate
+        try:
+            event, entry = self.services.room.join(event_id)
+        except EventNotFoundError:
+            raise _Delegate from None
+        except IdpError as exc:
+            return self._error(environ, start_response, _JOIN_ROUTE, exc, started)
+        body = json.dumps(
+            {
+                "api_request_id": entry.request_id,
+                "queue_number": entry.position,
+                "entry_time": entry.entry_time,
+                "event_id": event.event_id,
+            },
+            separators=(",", ":"),
+        ).encode()
+        return self._respond(environ, start_response, _JOIN_ROUTE, 200, body, "private, no-store", started)
+
+    def _error(
+        self, environ: dict[str, Any], start_response: StartResponse, route: str, exc: IdpError, started: float
+    ) -> Iterable[bytes]:
+        body = json.dumps(exc.to_dict(), separators=(",", ":")).encode()
+        return self._respond(
+            environ, start_response, route, exc.status, body, "private, no-store", started, exc.headers()
+        )
+
+    def _respond(
+        self,
+        environ: dict[str, Any],
+        start_response: StartResponse,
+        route: str,
+        status: int,
+        body: bytes,
+        cache: str,
+        started: float,
+        extra: dict[str, str] | None = None,
+    ) -> Iterable[bytes]:
+        incoming = environ.get("HTTP_X_REQUEST_ID", "")
+        request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else secrets.token_hex(16)
+        headers = [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(body))),
+            ("Cache-Control", cache),
+            ("X-Request-Id", request_id),
+            ("X-Content-Type-Options", "nosniff"),
+            ("Referrer-Policy", "no-referrer"),
+        ]
+        if extra:
+            headers.extend(extra.items())
+        start_response(_STATUS_LINES.get(status) or f"{status} {_reason(status)}", headers)
+        elapsed = time.perf_counter() - started
+        if self.observe is not None:
+            try:
+                self.observe(route, environ.get("REQUEST_METHOD", ""), status, elapsed)
+            except Exception:  # noqa: BLE001 - counting must never fail a request
+                log.warning("could not count a request")
+        access_log(request_id, environ.get("REQUEST_METHOD", ""), route, status, round(elapsed * 1000.0, 2))
+        return [body]
+
+
+def _reason(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
