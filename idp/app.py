@@ -118,7 +118,7 @@ def _register_request_hooks(app: Flask) -> None:
     @app.before_request
     def _start() -> None:
         req = request._get_current_object()  # type: ignore[attr-defined]
-        ctx = g._get_current_object()  # type: ignore[attr-defined]
+        ctx = g._get_current_object()
         ctx.request_started = monotonic_ms()
         incoming = req.headers.get("X-Request-Id", "")
         ctx.request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else secrets.token_hex(16)
@@ -129,7 +129,7 @@ def _register_request_hooks(app: Flask) -> None:
 
     @app.after_request
     def _finish(response: Response) -> Response:
-        ctx = g._get_current_object()  # type: ignore[attr-defined]
+        ctx = g._get_current_object()
         request_id = ctx.get("request_id", "")
         headers = response.headers
         headers.setdefault("X-Request-Id", request_id)
@@ -196,13 +196,15 @@ def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(RedisTimeoutError)
     def _redis_down(exc: Exception) -> Response:
         log.warning("queue store unavailable", extra={"error": type(exc).__name__})
-        err = UnavailableError("The queue store is unavailable.", retry_after=app.extensions["idp"].settings.retry_after_seconds)
+        retry_after = app.extensions["idp"].settings.retry_after_seconds
+        err = UnavailableError("The queue store is unavailable.", retry_after=retry_after)
         return render(err.code, err.message, err.status, err.headers())
 
     @app.errorhandler(OperationalError)
     def _db_down(exc: OperationalError) -> Response:
         log.warning("database unavailable", extra={"error": type(exc.orig).__name__ if exc.orig else "unknown"})
-        err = UnavailableError("The database is unavailable.", retry_after=app.extensions["idp"].settings.retry_after_seconds)
+        retry_after = app.extensions["idp"].settings.retry_after_seconds
+        err = UnavailableError("The database is unavailable.", retry_after=retry_after)
         return render(err.code, err.message, err.status, err.headers())
 
     @app.errorhandler(Exception)

@@ -13,7 +13,9 @@ from typing import Any
 from idp.config import ConfigError, Settings
 
 # Subcommands added by other parts: name -> (configure parser, run). See register().
-_COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace, Settings], int]]] = {}
+_Configure = Callable[[argparse.ArgumentParser], None]
+_Run = Callable[[argparse.Namespace, Settings], int]
+_COMMANDS: dict[str, tuple[_Configure, _Run]] = {}
 
 GUNICORN_CONF = Path(__file__).resolve().parent / "gunicorn_conf.py"
 

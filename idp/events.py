@@ -195,7 +195,8 @@ class EventService:
         with self.db.session() as session:
             if session.get(Event, cleaned["event_id"]) is not None:
                 raise ConflictError("An event with this event_id exists.", code="event_exists")
-            row = Event(**{**EventConfig(cleaned["event_id"]).to_dict(), **cleaned, "created_at": now, "updated_at": now})
+            defaults = EventConfig(cleaned["event_id"]).to_dict()
+            row = Event(**{**defaults, **cleaned, "created_at": now, "updated_at": now})
             session.add(row)
             session.flush()
             config = EventConfig.from_row(row)

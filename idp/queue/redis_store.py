@@ -76,7 +76,9 @@ class RedisQueueStore:
         script = self._scripts[name]
         event_keys = keys.event_keys(event_id)
         try:
-            return self.client.execute_command("EVALSHA", script.sha, len(event_keys), *event_keys, *args)
+            return self.client.execute_command(  # type: ignore[no-untyped-call]
+                "EVALSHA", script.sha, len(event_keys), *event_keys, *args
+            )
         except NoScriptError:
             return script(keys=event_keys, args=list(args))
 
