@@ -70,8 +70,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     configure_logging(settings.log_level)
     if settings.secret_is_generated:
         logging.getLogger("idp").warning(
-            "IDP_SECRET_KEY is not set: using a random development secret. Encrypted keys and "
-            "sessions will not survive a restart. Never run like this in production."
+            "IDP_SECRET_KEY is not set: using a development secret generated into the instance "
+            "folder (dev_secret_key). Never run like this in production: set IDP_SECRET_KEY."
         )
     app = Flask("idp", static_folder=None)
     app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, SECRET_KEY=settings.secret_key)
