@@ -104,7 +104,7 @@ class FastPath:
         environ["CONTENT_LENGTH"] = str(len(raw))
         try:
             data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise _Delegate from None
         event_id = data.get("event_id") if isinstance(data, dict) else None
         if not isinstance(event_id, str) or not EVENT_ID_RE.match(event_id):
