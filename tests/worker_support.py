@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import http.server
 import json
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 ALL_NOW = {"expiry_sweep": 0.0, "periodic_inlet": 0.0, "metrics": 0.0, "webhooks": 0.0, "cleanup": 0.0}
@@ -144,3 +147,22 @@ def admitted_with_tokens(services: Any, event_id: str, count: int) -> list[str]:
     for request_id in ids:
         services.tokens.issue(event_id, request_id)
     return ids
+
+
+def start_worker_process(env: dict[str, str], log_path: Path, lease_ms: int) -> subprocess.Popen[bytes]:
+    """Start a real ``idp worker`` in its own session, logging to ``log_path``."""
+    repo_root = Path(__file__).resolve().parents[1]
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "idp.cli", "worker", "--poll", "0.2", "--lease-ms", str(lease_ms)],
+            cwd=str(repo_root), env=env, stdout=log, stderr=log, start_new_session=True,
+        )
+
+
+def wait_until(condition: Callable[[], bool], what: str, seconds: float, step: float = 0.05) -> None:
+    """Poll ``condition`` until it holds; fail with ``what`` after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(step)

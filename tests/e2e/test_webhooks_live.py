@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import requests
@@ -15,8 +12,8 @@ from sqlalchemy import select
 
 from idp.notify.webhooks import verify
 from idp.storage.models import OutboxEntry
-from tests.e2e.server import REPO_ROOT, base_environment
-from tests.worker_support import webhook_receiver
+from tests.e2e.server import base_environment
+from tests.worker_support import start_worker_process, wait_until, webhook_receiver
 
 pytestmark = pytest.mark.e2e
 
@@ -24,20 +21,11 @@ WAIT_SECONDS = 90
 
 
 def start_worker(server, log_path):
-    env = base_environment(server.env)
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "idp.cli", "worker", "--poll", "0.2", "--lease-ms", "1000"],
-            cwd=str(REPO_ROOT), env=env, stdout=log, stderr=log, start_new_session=True,
-        )
+    return start_worker_process(base_environment(server.env), log_path, lease_ms=1000)
 
 
 def wait_for(condition, what):
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.1)
+    wait_until(condition, what, WAIT_SECONDS, step=0.1)
 
 
 @pytest.mark.parametrize("backend", ["postgres"])

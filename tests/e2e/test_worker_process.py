@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
@@ -14,7 +12,8 @@ from sqlalchemy import select
 
 from idp.storage.models import WorkerLease, WorkerTick
 from tests.conftest import TEST_SECRET
-from tests.e2e.server import REPO_ROOT, base_environment
+from tests.e2e.server import base_environment
+from tests.worker_support import start_worker_process, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -22,19 +21,11 @@ WAIT_SECONDS = 60
 
 
 def start_worker(env, log_path):
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "idp.cli", "worker", "--poll", "0.2", "--lease-ms", "1500"],
-            cwd=str(REPO_ROOT), env=env, stdout=log, stderr=log, start_new_session=True,
-        )
+    return start_worker_process(env, log_path, lease_ms=1500)
 
 
 def wait_for(condition, what):
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.05)
+    wait_until(condition, what, WAIT_SECONDS)
 
 
 def periodic_minutes(services):
