@@ -19,8 +19,19 @@ from tests.e2e.server import base_environment, free_port, start_gunicorn, stop_p
 BENCH_REDIS_URL = os.environ.get("IDP_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 BENCH_SECRET = "bench-secret-key-that-is-long-enough-0123456789"  # noqa: S105 - a throwaway local server
 
-__all__ = ["BENCH_REDIS_URL", "BENCH_SECRET", "REPO_ROOT", "base_environment", "free_port", "require_wrk",
-           "run_wrk", "process_tree_cpu_seconds", "start_gunicorn", "stop_process", "loopback_only"]
+__all__ = [
+    "BENCH_REDIS_URL",
+    "BENCH_SECRET",
+    "REPO_ROOT",
+    "base_environment",
+    "free_port",
+    "require_wrk",
+    "run_wrk",
+    "process_tree_cpu_seconds",
+    "start_gunicorn",
+    "stop_process",
+    "loopback_only",
+]
 
 
 def process_tree_cpu_seconds(pid: int) -> float:

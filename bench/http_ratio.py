@@ -38,8 +38,14 @@ from bench.common import (  # noqa: E402
 HERE = Path(__file__).resolve().parent
 BUDGET = {"serving_num": 0.9, "assign_queue_num": 0.7}
 # Variables idp/gunicorn_conf.py reads; both servers get the same values.
-GUNICORN_VARIABLES = ("IDP_WORKERS", "IDP_THREADS", "IDP_BACKLOG", "IDP_WORKER_TIMEOUT", "IDP_MAX_REQUESTS",
-                      "IDP_LOG_LEVEL")
+GUNICORN_VARIABLES = (
+    "IDP_WORKERS",
+    "IDP_THREADS",
+    "IDP_BACKLOG",
+    "IDP_WORKER_TIMEOUT",
+    "IDP_MAX_REQUESTS",
+    "IDP_LOG_LEVEL",
+)
 
 
 def _flush(url: str) -> None:
@@ -59,8 +65,11 @@ def _prepare_database(folder: Path) -> str:
 
     url = f"sqlite:///{folder / 'idp.sqlite3'}"
     upgrade_database(url)
-    services = build_services(Settings(env="test", database_url=url, redis_url=BENCH_REDIS_URL,
-                                       secret_key=BENCH_SECRET, instance_path=str(folder)))
+    services = build_services(
+        Settings(
+            env="test", database_url=url, redis_url=BENCH_REDIS_URL, secret_key=BENCH_SECRET, instance_path=str(folder)
+        )
+    )
     try:
         services.events.create({"event_id": "bench", "name": "Benchmark"})
     finally:
@@ -76,19 +85,29 @@ def measure(seconds: int, rounds: int, connections: int, gunicorn_env: dict[str,
         _flush(BENCH_REDIS_URL)
         database_url = _prepare_database(folder)
         hello_port, idp_port = free_port(), free_port()
-        hello = start_gunicorn("bench.hello_app:create_app()", base_environment(gunicorn_env), hello_port,
-                               folder / "hello.log", health_path="/hello")
+        hello = start_gunicorn(
+            "bench.hello_app:create_app()",
+            base_environment(gunicorn_env),
+            hello_port,
+            folder / "hello.log",
+            health_path="/hello",
+        )
         servers.append(hello)
-        idp_env = dict(gunicorn_env, IDP_ENV="development", IDP_DATABASE_URL=database_url,
-                       IDP_REDIS_URL=BENCH_REDIS_URL, IDP_SECRET_KEY=BENCH_SECRET,
-                       IDP_INSTANCE_PATH=str(folder / "instance"), IDP_ISSUER=f"http://127.0.0.1:{idp_port}")
+        idp_env = dict(
+            gunicorn_env,
+            IDP_ENV="development",
+            IDP_DATABASE_URL=database_url,
+            IDP_REDIS_URL=BENCH_REDIS_URL,
+            IDP_SECRET_KEY=BENCH_SECRET,
+            IDP_INSTANCE_PATH=str(folder / "instance"),
+            IDP_ISSUER=f"http://127.0.0.1:{idp_port}",
+        )
         app = start_gunicorn("idp.app:create_app()", base_environment(idp_env), idp_port, folder / "idp.log")
         servers.append(app)
         targets = {
             "hello": (f"http://127.0.0.1:{hello_port}/hello", None, hello.pid),
             "serving_num": (f"http://127.0.0.1:{idp_port}/api/serving_num?event_id=bench", None, app.pid),
-            "assign_queue_num": (f"http://127.0.0.1:{idp_port}/api/assign_queue_num", HERE / "post_join.lua",
-                                 app.pid),
+            "assign_queue_num": (f"http://127.0.0.1:{idp_port}/api/assign_queue_num", HERE / "post_join.lua", app.pid),
         }
         for url, script, _pid in targets.values():  # warm up every worker
             run_wrk(url, seconds=2, connections=connections, script=script)
@@ -131,16 +150,20 @@ def measure(seconds: int, rounds: int, connections: int, gunicorn_env: dict[str,
 
 
 def report(summary: dict[str, Any]) -> str:
-    lines = [f"{'target':<18} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>7} {'budget':>7} "
-             f"{'server CPU/req':>15} {'CPU ratio':>9}  errors"]
+    lines = [
+        f"{'target':<18} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>7} {'budget':>7} "
+        f"{'server CPU/req':>15} {'CPU ratio':>9}  errors"
+    ]
     for name, row in summary.items():
         if name not in ("hello", *BUDGET):
             continue
         ratio = f"{row['ratio']:.2f}x" if "ratio" in row else "1.00x"
         cpu_ratio = f"{row['cpu_ratio']:.2f}x" if "cpu_ratio" in row else "1.00x"
         budget = f">={row['budget']}x" if "budget" in row else ""
-        lines.append(f"{name:<18} {row['rps']:>9.0f} {row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} {ratio:>7} "
-                     f"{budget:>7} {row['server_cpu_us']:>12.0f} us {cpu_ratio:>9}  {row['errors']}")
+        lines.append(
+            f"{name:<18} {row['rps']:>9.0f} {row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} {ratio:>7} "
+            f"{budget:>7} {row['server_cpu_us']:>12.0f} us {cpu_ratio:>9}  {row['errors']}"
+        )
     return "\n".join(lines)
 
 
@@ -161,9 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     summary = measure(args.seconds, args.rounds, args.connections, gunicorn_env)
     summary["load_average"] = {"before": load_before, "after": os.getloadavg()[0]}
     print(report(summary))
-    print(f"({args.rounds} rounds of {args.seconds}s, {args.connections} connections, "
-          f"{time.time() - started:.0f}s in all; gunicorn env {gunicorn_env or 'defaults'}; "
-          f"1-minute load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after)")
+    print(
+        f"({args.rounds} rounds of {args.seconds}s, {args.connections} connections, "
+        f"{time.time() - started:.0f}s in all; gunicorn env {gunicorn_env or 'defaults'}; "
+        f"1-minute load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after)"
+    )
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return 0 if all(summary[name]["meets_budget"] for name in BUDGET) else 1

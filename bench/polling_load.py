@@ -77,11 +77,13 @@ def _prepare(folder: Path, visitors: int) -> tuple[str, list[str]]:
 
     url = f"sqlite:///{folder / 'idp.sqlite3'}"
     upgrade_database(url)
-    services = build_services(Settings(env="test", database_url=url, redis_url=BENCH_REDIS_URL,
-                                       secret_key=BENCH_SECRET, instance_path=str(folder)))
+    services = build_services(
+        Settings(
+            env="test", database_url=url, redis_url=BENCH_REDIS_URL, secret_key=BENCH_SECRET, instance_path=str(folder)
+        )
+    )
     try:
-        services.events.create({"event_id": EVENT, "name": "Polling benchmark",
-                                "enable_queue_position_expiry": False})
+        services.events.create({"event_id": EVENT, "name": "Polling benchmark", "enable_queue_position_expiry": False})
         entries = [services.engine.enqueue(EVENT) for _ in range(visitors)]
         # The cookie value the waiting page sets: request id, position and its signature.
         request_ids = [
@@ -118,8 +120,9 @@ async def _poll(port: int, request_id: str, timeout: float) -> tuple[int, int | 
     return status, int(json.loads(body)["poll_after_ms"]), None
 
 
-async def simulate(port: int, request_ids: list[str], seconds: float, concurrency: int,
-                   seed: int = 1) -> dict[str, Any]:
+async def simulate(
+    port: int, request_ids: list[str], seconds: float, concurrency: int, seed: int = 1
+) -> dict[str, Any]:
     """Run every visitor's poll loop for ``seconds``; count what the server answered."""
     rng = random.Random(seed)
     start = time.monotonic()
@@ -201,7 +204,8 @@ async def simulate(port: int, request_ids: list[str], seconds: float, concurrenc
         "rps": len(answered) / seconds,
         # What the visitors asked for: requests sent per second, following the server's intervals.
         "sent_rps": sum(1 for second in sent if second < seconds) / seconds,
-        "rps_p10_p90": [statistics.quantiles(full, n=10)[0], statistics.quantiles(full, n=10)[-1]] if len(full) > 2
+        "rps_p10_p90": [statistics.quantiles(full, n=10)[0], statistics.quantiles(full, n=10)[-1]]
+        if len(full) > 2
         else None,
         "statuses": {str(k): v for k, v in sorted(statuses.items())},
         "errors": errors,
@@ -219,10 +223,17 @@ def measure(visitors: int, seconds: float, concurrency: int, workers: int, threa
         _flush(BENCH_REDIS_URL)
         database_url, request_ids = _prepare(folder, visitors)
         port = free_port()
-        env = {"IDP_WORKERS": str(workers), "IDP_THREADS": str(threads), "IDP_LOG_LEVEL": "WARNING",
-               "IDP_ENV": "development",
-               "IDP_DATABASE_URL": database_url, "IDP_REDIS_URL": BENCH_REDIS_URL, "IDP_SECRET_KEY": BENCH_SECRET,
-               "IDP_INSTANCE_PATH": str(folder / "instance"), "IDP_ISSUER": f"http://127.0.0.1:{port}"}
+        env = {
+            "IDP_WORKERS": str(workers),
+            "IDP_THREADS": str(threads),
+            "IDP_LOG_LEVEL": "WARNING",
+            "IDP_ENV": "development",
+            "IDP_DATABASE_URL": database_url,
+            "IDP_REDIS_URL": BENCH_REDIS_URL,
+            "IDP_SECRET_KEY": BENCH_SECRET,
+            "IDP_INSTANCE_PATH": str(folder / "instance"),
+            "IDP_ISSUER": f"http://127.0.0.1:{port}",
+        }
         server = start_gunicorn("idp.app:create_app()", base_environment(env), port, folder / "idp.log")
         load_before = os.getloadavg()[0]
         cpu_before = process_tree_cpu_seconds(server.pid)
@@ -243,8 +254,12 @@ def measure(visitors: int, seconds: float, concurrency: int, workers: int, threa
     # What the server's answers imply for N, scaled to the whole queue by the model.
     implied_ratio = run["implied_vs_model"] or 1.0
     return {
-        "schedule": {"min_ms": DEFAULT_SCHEDULE.min_ms, "per_person_ms": DEFAULT_SCHEDULE.per_person_ms,
-                     "max_ms": DEFAULT_SCHEDULE.max_ms, "jitter": DEFAULT_SCHEDULE.jitter},
+        "schedule": {
+            "min_ms": DEFAULT_SCHEDULE.min_ms,
+            "per_person_ms": DEFAULT_SCHEDULE.per_person_ms,
+            "max_ms": DEFAULT_SCHEDULE.max_ms,
+            "jitter": DEFAULT_SCHEDULE.jitter,
+        },
         "visitors": visitors,
         "measured": run,
         "computed_rps": round(expected, 1),
@@ -282,8 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--visitors", type=int, default=10_000)
     parser.add_argument("--seconds", type=float, default=90.0)
-    parser.add_argument("--concurrency", type=int, default=1024,
-                        help="requests in flight at most (each visitor has at most one)")
+    parser.add_argument(
+        "--concurrency", type=int, default=1024, help="requests in flight at most (each visitor has at most one)"
+    )
     parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
     parser.add_argument("--threads", type=int, default=1, help="threads per gunicorn worker")
     parser.add_argument("--json", type=Path, help="also write the result as JSON here")

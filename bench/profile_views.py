@@ -44,8 +44,9 @@ def _call(app: Any, environ: dict[str, Any]) -> int:
 
 
 def _environ(method: str, path: str, query: str = "", body: bytes = b"") -> dict[str, Any]:
-    builder = EnvironBuilder(method=method, path=path, query_string=query, data=body,
-                             content_type="application/json" if body else None)
+    builder = EnvironBuilder(
+        method=method, path=path, query_string=query, data=body, content_type="application/json" if body else None
+    )
     environ = builder.get_environ()
     environ["_body"] = body
     return environ
@@ -93,8 +94,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         url = f"sqlite:///{folder / 'idp.sqlite3'}"
         upgrade_database(url)
-        app = create_app(Settings(env="development", database_url=url, redis_url=BENCH_REDIS_URL,
-                                  secret_key=BENCH_SECRET, instance_path=str(folder), log_level=args.log_level))
+        app = create_app(
+            Settings(
+                env="development",
+                database_url=url,
+                redis_url=BENCH_REDIS_URL,
+                secret_key=BENCH_SECRET,
+                instance_path=str(folder),
+                log_level=args.log_level,
+            )
+        )
         # The log lines are formatted as in production but not written to the terminal.
         for handler in logging.getLogger().handlers:
             if getattr(handler, "_idp", False):

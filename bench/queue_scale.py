@@ -126,14 +126,20 @@ def measure(large: int, small: int, ops: int, batches: int = 20, seed: int = 7) 
                 if store.entry(name, rid) is None:
                     raise RuntimeError(f"sampled request id {rid} missing from {name}")
 
-        summary: dict[str, Any] = {"sizes": sizes, "fill_seconds": round(fill_seconds, 1), "ops_per_kind": per_batch
-                                   * batches, "operations": {}}
+        summary: dict[str, Any] = {
+            "sizes": sizes,
+            "fill_seconds": round(fill_seconds, 1),
+            "ops_per_kind": per_batch * batches,
+            "operations": {},
+        }
         for op in ("enqueue", "position", "status"):
             row: dict[str, Any] = {}
             for name in sizes:
                 values = results[name][op]
-                row[name] = {"median_us": round(statistics.median(values), 1),
-                             "p99_us": round(percentile(values, 99), 1)}
+                row[name] = {
+                    "median_us": round(statistics.median(values), 1),
+                    "p99_us": round(percentile(values, 99), 1),
+                }
             ratio = row["large"]["median_us"] / row["small"]["median_us"]
             row["median_ratio"] = round(ratio, 3)
             row["within_10_percent"] = ratio <= 1 + LATENCY_BUDGET

@@ -26,8 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="short runs (a smoke test of the benchmarks)")
     parser.add_argument("--json-dir", type=Path, help="write http_ratio.json and queue_scale.json here")
     args = parser.parse_args(argv)
-    print(f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, "
-          f"{os.cpu_count()} cores, Python {platform.python_version()}")
+    print(
+        f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}"
+    )
     json_args = lambda name: ["--json", str(args.json_dir / name)] if args.json_dir else []  # noqa: E731
     if args.json_dir:
         args.json_dir.mkdir(parents=True, exist_ok=True)

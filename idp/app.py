@@ -146,7 +146,10 @@ def _register_request_hooks(app: Flask) -> None:
         started = ctx.get("request_started")
         # The path, never the query string: it carries request ids and codes.
         access_log(
-            request_id, req.method, req.path, response.status_code,
+            request_id,
+            req.method,
+            req.path,
+            response.status_code,
             round(monotonic_ms() - started, 2) if started else None,
         )
         return response
@@ -211,4 +214,3 @@ def _register_error_handlers(app: Flask) -> None:
     def _unexpected(exc: Exception) -> Response:
         log.error("unhandled error", exc_info=exc, extra={"request_id": g.get("request_id")})
         return render("server_error", "The request could not be completed.", 500)
-

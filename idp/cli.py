@@ -80,7 +80,7 @@ def _demo(settings: Settings, args: argparse.Namespace) -> None:
             "",
             "Demo event ready: event_id=demo",
             f"  Join:     curl -s -X POST {base}/api/assign_queue_num -H 'Content-Type: application/json' "
-            "-d '{\"event_id\":\"demo\"}'",
+            '-d \'{"event_id":"demo"}\'',
             f"  Place:    curl -s '{base}/api/queue_num?event_id=demo&request_id=<api_request_id>'",
             f"  Serving:  curl -s '{base}/api/serving_num?event_id=demo'",
             f"  Waiting:  curl -s '{base}/api/waiting_num?event_id=demo'",

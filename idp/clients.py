@@ -92,8 +92,16 @@ def _uri_list(value: object, name: str, *, required: bool) -> list[str]:
 
 def clean_client_fields(data: dict[str, Any], *, partial: bool) -> dict[str, Any]:
     allowed = {
-        "name", "event_id", "redirect_uris", "post_logout_redirect_uris", "token_endpoint_auth_methods",
-        "initiate_login_uri", "max_parked_seconds", "id_token_signed_response_alg", "require_pkce", "scope",
+        "name",
+        "event_id",
+        "redirect_uris",
+        "post_logout_redirect_uris",
+        "token_endpoint_auth_methods",
+        "initiate_login_uri",
+        "max_parked_seconds",
+        "id_token_signed_response_alg",
+        "require_pkce",
+        "scope",
     }
     if not partial:
         allowed.add("client_id")
@@ -197,8 +205,15 @@ class ClientService:
             if session.get(Client, client_id) is not None:
                 raise ConflictError("A client with this client_id exists.", code="client_exists")
             defaults = ClientConfig(client_id=client_id, event_id=cleaned["event_id"]).to_dict()
-            row = Client(**{**defaults, **cleaned, "client_secret_hash": hash_secret(secret),
-                            "created_at": now, "updated_at": now})
+            row = Client(
+                **{
+                    **defaults,
+                    **cleaned,
+                    "client_secret_hash": hash_secret(secret),
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
             session.add(row)
             session.flush()
             config = ClientConfig.from_row(row)

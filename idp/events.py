@@ -108,9 +108,7 @@ def _branding(data: dict[str, Any]) -> dict[str, Any]:
     cleaned: dict[str, Any] = {}
     for key, item in value.items():
         if key not in BRANDING_FIELDS:
-            raise ValidationError(
-                f"branding accepts only {', '.join(sorted(BRANDING_FIELDS))}.", code="invalid_field"
-            )
+            raise ValidationError(f"branding accepts only {', '.join(sorted(BRANDING_FIELDS))}.", code="invalid_field")
         if item is None:
             continue
         if not isinstance(item, str) or len(item) > BRANDING_FIELDS[key]:
@@ -126,8 +124,13 @@ def _branding(data: dict[str, Any]) -> dict[str, Any]:
 def clean_event_fields(data: dict[str, Any], *, partial: bool) -> dict[str, Any]:
     """Validate the writable fields of an event; unknown fields are refused so typos are not lost."""
     allowed = {
-        "name", "enable_queue_position_expiry", "queue_position_expiry_period", "incr_serving_on_expiry",
-        "token_validity_period", "branding", "allowed_return_urls",
+        "name",
+        "enable_queue_position_expiry",
+        "queue_position_expiry_period",
+        "incr_serving_on_expiry",
+        "token_validity_period",
+        "branding",
+        "allowed_return_urls",
     }
     if not partial:
         allowed.add("event_id")

@@ -68,9 +68,7 @@ def access_log(request_id: str, method: str, path: str, status: int, ms: float |
     if handler is None or _ACCESS.handlers or not _ACCESS.propagate:
         _ACCESS.info("request", extra=fields)
         return
-    line = _encode(
-        {"ts": round(time.time(), 3), "level": "info", "logger": "idp.http", "msg": "request", **fields}
-    )
+    line = _encode({"ts": round(time.time(), 3), "level": "info", "logger": "idp.http", "msg": "request", **fields})
     with handler.lock:  # type: ignore[union-attr]
         stream = handler.stream
         stream.write(line + "\n")

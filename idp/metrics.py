@@ -39,12 +39,17 @@ class HttpMetrics:
 
     def __init__(self) -> None:
         self.requests = Counter(
-            "idp_http_requests", "HTTP requests by endpoint, method and status",
-            ["endpoint", "method", "status"], registry=None,
+            "idp_http_requests",
+            "HTTP requests by endpoint, method and status",
+            ["endpoint", "method", "status"],
+            registry=None,
         )
         self.latency = Histogram(
-            "idp_http_request_duration_seconds", "HTTP request latency by endpoint",
-            ["endpoint"], buckets=LATENCY_BUCKETS, registry=None,
+            "idp_http_request_duration_seconds",
+            "HTTP request latency by endpoint",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=None,
         )
 
     def observe(self, endpoint: str, method: str, status: int, seconds: float) -> None:

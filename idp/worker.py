@@ -269,15 +269,25 @@ class Worker:
             active = active_tokens(self.services, eid, int(now))
             with self.db.session() as session:
                 builder = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-                inserted = session.execute(
-                    builder(MetricsSample)
-                    .values(
-                        event_id=eid, minute=minute, queue=counters.queue, serving=counters.serving,
-                        waiting=counters.waiting, tokens=counters.tokens, expired=counters.expired,
-                        completed=counters.completed, abandoned=counters.abandoned, active=active,
-                    )
-                    .on_conflict_do_nothing()
-                ).rowcount == 1
+                inserted = (
+                    session.execute(
+                        builder(MetricsSample)
+                        .values(
+                            event_id=eid,
+                            minute=minute,
+                            queue=counters.queue,
+                            serving=counters.serving,
+                            waiting=counters.waiting,
+                            tokens=counters.tokens,
+                            expired=counters.expired,
+                            completed=counters.completed,
+                            abandoned=counters.abandoned,
+                            active=active,
+                        )
+                        .on_conflict_do_nothing()
+                    ).rowcount
+                    == 1
+                )
                 config = settings.get(eid)
                 if inserted and config is not None and config.metrics_notifications:
                     outbox.record(
@@ -318,7 +328,9 @@ def _configure(parser: Any) -> None:
     parser.add_argument("--once", action="store_true", help="run the due jobs once and exit")
     parser.add_argument("--poll", type=float, default=1.0, help="seconds between ticks (default 1)")
     parser.add_argument(
-        "--lease-ms", type=int, default=LEASE_TTL_MS,
+        "--lease-ms",
+        type=int,
+        default=LEASE_TTL_MS,
         help="how long the lease outlives a worker that stopped renewing it (default 30000)",
     )
 

@@ -122,8 +122,24 @@ WRONG_VALUES: dict[str, tuple[Any, ...]] = {
 }
 # What a query string or form can carry (everything is text there).
 _TEXT_WRONG: tuple[str, ...] = (
-    "", " ", "0", "-1", "1.5", str(HUGE), str(-HUGE), "1e308", "true", "[]", "{}", "null",
-    "x" * 1000, "\x00", "sale\n", "é" * 10, "%00", "../../etc/passwd",
+    "",
+    " ",
+    "0",
+    "-1",
+    "1.5",
+    str(HUGE),
+    str(-HUGE),
+    "1e308",
+    "true",
+    "[]",
+    "{}",
+    "null",
+    "x" * 1000,
+    "\x00",
+    "sale\n",
+    "é" * 10,
+    "%00",
+    "../../etc/passwd",
 )
 
 
@@ -142,8 +158,16 @@ def _label(value: Any) -> str:
     return text if len(text) <= 24 else text[:20] + f"..({len(text)})"
 
 
-def _build(endpoint: Endpoint, ctx: Context, values: dict[str, Any], *, method: str | None = None,
-           raw_body: bytes | None = None, content_type: str | None = None, case_id: str) -> Case:
+def _build(
+    endpoint: Endpoint,
+    ctx: Context,
+    values: dict[str, Any],
+    *,
+    method: str | None = None,
+    raw_body: bytes | None = None,
+    content_type: str | None = None,
+    case_id: str,
+) -> Case:
     headers = dict(endpoint.headers(ctx)) if endpoint.headers else {}
     query: dict[str, Any] = {}
     body: bytes | None = None
@@ -234,16 +258,34 @@ def cases(endpoint: Endpoint, ctx: Context) -> Iterator[Case]:
             yield _build(endpoint, ctx, valid, raw_body=raw, case_id=f"{name} {label}")
         if endpoint.where == "json":
             form = urlencode({k: _text(v) for k, v in valid.items()}).encode()
-            yield _build(endpoint, ctx, valid, raw_body=form, content_type="application/x-www-form-urlencoded",
-                         case_id=f"{name} form instead of JSON")
+            yield _build(
+                endpoint,
+                ctx,
+                valid,
+                raw_body=form,
+                content_type="application/x-www-form-urlencoded",
+                case_id=f"{name} form instead of JSON",
+            )
             xml = b"<request>" + b"".join(f"<{k}>{v}</{k}>".encode() for k, v in valid.items()) + b"</request>"
-            yield _build(endpoint, ctx, valid, raw_body=xml, content_type="application/xml",
-                         case_id=f"{name} XML instead of JSON")
+            yield _build(
+                endpoint,
+                ctx,
+                valid,
+                raw_body=xml,
+                content_type="application/xml",
+                case_id=f"{name} XML instead of JSON",
+            )
     elif endpoint.where == "query" and body_fields:
         # The parameters sent as a JSON body instead of the query string.
-        yield Case(f"{name} JSON body instead of query", endpoint, endpoint.method, endpoint.path, {},
-                   {"Content-Type": "application/json", **(endpoint.headers(ctx) if endpoint.headers else {})},
-                   json.dumps(valid).encode())
+        yield Case(
+            f"{name} JSON body instead of query",
+            endpoint,
+            endpoint.method,
+            endpoint.path,
+            {},
+            {"Content-Type": "application/json", **(endpoint.headers(ctx) if endpoint.headers else {})},
+            json.dumps(valid).encode(),
+        )
 
     # A 2 MB body (valid fields otherwise, padded).
     padding = "x" * TWO_MB
@@ -268,11 +310,27 @@ def cases(endpoint: Endpoint, ctx: Context) -> Iterator[Case]:
 # Requests that belong to no endpoint: unknown paths, odd headers on a valid path.
 def global_cases(ctx: Context) -> Iterator[Case]:
     none = Endpoint("GET", "/")
-    for path in ("/api/", "/api/nope", "/api/assign_queue_num/extra", "/api/queue_num/", "/api/%00",
-                 "/api/" + "x" * 1000, "/api/serving_num.json", "/API/serving_num", "/nope"):
+    for path in (
+        "/api/",
+        "/api/nope",
+        "/api/assign_queue_num/extra",
+        "/api/queue_num/",
+        "/api/%00",
+        "/api/" + "x" * 1000,
+        "/api/serving_num.json",
+        "/API/serving_num",
+        "/nope",
+    ):
         for method in ("GET", "POST"):
-            yield Case(f"{method} unknown path {path[:40]}", none, method, path, {"event_id": ctx.event_id}, {},
-                       b"{}" if method == "POST" else None)
+            yield Case(
+                f"{method} unknown path {path[:40]}",
+                none,
+                method,
+                path,
+                {"event_id": ctx.event_id},
+                {},
+                b"{}" if method == "POST" else None,
+            )
 
 
 def _event_id(ctx: Context) -> str:
@@ -283,19 +341,34 @@ def _request_id(ctx: Context) -> str:
     return ctx.request_id
 
 
-EVENT_ID = Field("event_id", _event_id, unknown="no-such-event",
-                 malformed=("a" * 65, "-leading-dash", "has space", "slash/id", "é"))
-REQUEST_ID = Field("request_id", _request_id, unknown=UNKNOWN_REQUEST_ID,
-                   malformed=("not-a-uuid", "00000000-0000-4000-8000-00000000000", "{" + UNKNOWN_REQUEST_ID + "}",
-                              UNKNOWN_REQUEST_ID.upper().replace("-", "A", 1), UNKNOWN_REQUEST_ID + "0",
-                              uuid.UUID(UNKNOWN_REQUEST_ID).hex))
+EVENT_ID = Field(
+    "event_id", _event_id, unknown="no-such-event", malformed=("a" * 65, "-leading-dash", "has space", "slash/id", "é")
+)
+REQUEST_ID = Field(
+    "request_id",
+    _request_id,
+    unknown=UNKNOWN_REQUEST_ID,
+    malformed=(
+        "not-a-uuid",
+        "00000000-0000-4000-8000-00000000000",
+        "{" + UNKNOWN_REQUEST_ID + "}",
+        UNKNOWN_REQUEST_ID.upper().replace("-", "A", 1),
+        UNKNOWN_REQUEST_ID + "0",
+        uuid.UUID(UNKNOWN_REQUEST_ID).hex,
+    ),
+)
 NOT_YET = frozenset({202})  # "not yet served" is an answer, not an error, where the spec says so
 
 ENDPOINTS: list[Endpoint] = [
-    Endpoint("POST", "/api/assign_queue_num", "json", (
-        EVENT_ID,
-        Field("Idempotency-Key", "key-1", required=False, where="header"),
-    )),
+    Endpoint(
+        "POST",
+        "/api/assign_queue_num",
+        "json",
+        (
+            EVENT_ID,
+            Field("Idempotency-Key", "key-1", required=False, where="header"),
+        ),
+    ),
     Endpoint("GET", "/api/queue_num", "query", (EVENT_ID, REQUEST_ID)),
     Endpoint("GET", "/api/serving_num", "query", (EVENT_ID,)),
     Endpoint("GET", "/api/waiting_num", "query", (EVENT_ID,)),
@@ -323,8 +396,13 @@ def check_answer(case: Case, status: int, content_type: str, body: bytes) -> str
         payload = json.loads(body)
     except ValueError:
         return f"status {status} with a body that is not JSON: {body[:120]!r}"
-    if not (isinstance(payload, dict) and isinstance(payload.get("error"), str)
-            and isinstance(payload.get("message"), str) and payload["error"] and payload["message"]):
+    if not (
+        isinstance(payload, dict)
+        and isinstance(payload.get("error"), str)
+        and isinstance(payload.get("message"), str)
+        and payload["error"]
+        and payload["message"]
+    ):
         return f"status {status} with body {payload!r}"
     return None
 
@@ -347,15 +425,32 @@ def _verify_context(services: Any, ctx: Context) -> None:
 
 CONTEXT_HOOKS.append(_verify_context)
 
-ENDPOINTS.extend([
-    Endpoint("GET", "/jwks.json"),
-    Endpoint("GET", "/verify", "query", (
-        Field("event_id", lambda ctx: ctx.extra["verify_event_id"], required=False, unknown="no-such-event",
-              malformed=("sale", "a" * 65, "has space")),
-        Field("Authorization", lambda ctx: f"Bearer {ctx.extra['access_token']}", where="header",
-              malformed=("Bearer", "Bearer x.y.z", "Basic dXNlcjpwYXNz", "Bearer " + "a" * 8000)),
-    ), methods=frozenset(ALL_METHODS)),
-])
+ENDPOINTS.extend(
+    [
+        Endpoint("GET", "/jwks.json"),
+        Endpoint(
+            "GET",
+            "/verify",
+            "query",
+            (
+                Field(
+                    "event_id",
+                    lambda ctx: ctx.extra["verify_event_id"],
+                    required=False,
+                    unknown="no-such-event",
+                    malformed=("sale", "a" * 65, "has space"),
+                ),
+                Field(
+                    "Authorization",
+                    lambda ctx: f"Bearer {ctx.extra['access_token']}",
+                    where="header",
+                    malformed=("Bearer", "Bearer x.y.z", "Basic dXNlcjpwYXNz", "Bearer " + "a" * 8000),
+                ),
+            ),
+            methods=frozenset(ALL_METHODS),
+        ),
+    ]
+)
 
 
 # --- the admin API (rows in tests/badinput_admin.py) ---------------------------------------------

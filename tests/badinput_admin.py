@@ -38,8 +38,9 @@ def admin_context(services: Any, ctx: Context) -> None:
         keys = AdminKeyService(services.db, services.clock)
     _record, plaintext = keys.create("bad-input", ["admin"])
     ctx.extra["admin_key"] = plaintext
-    services.clients.create({"client_id": CLIENT_ID, "event_id": ctx.event_id,
-                             "redirect_uris": ["https://rp.example/cb"]})
+    services.clients.create(
+        {"client_id": CLIENT_ID, "event_id": ctx.event_id, "redirect_uris": ["https://rp.example/cb"]}
+    )
 
 
 def _auth(ctx: Context) -> dict[str, str]:
@@ -52,78 +53,171 @@ EVENT_SETTINGS = (
     Field("token_validity_period", 600, kind="int", required=False),
     Field("enable_queue_position_expiry", True, kind="bool", required=False),
     Field("incr_serving_on_expiry", False, kind="bool", required=False),
-    Field("branding", {"title": "Sale"}, kind="object", required=False,
-          malformed=({"primary_color": "red"}, {"logo_url": "javascript:alert(1)"}, {"title": 5})),
-    Field("allowed_return_urls", ["https://shop.example/"], kind="list", required=False,
-          malformed=(["javascript:alert(1)"], ["https://x.example/"] * 51)),
+    Field(
+        "branding",
+        {"title": "Sale"},
+        kind="object",
+        required=False,
+        malformed=({"primary_color": "red"}, {"logo_url": "javascript:alert(1)"}, {"title": 5}),
+    ),
+    Field(
+        "allowed_return_urls",
+        ["https://shop.example/"],
+        kind="list",
+        required=False,
+        malformed=(["javascript:alert(1)"], ["https://x.example/"] * 51),
+    ),
 )
 CLIENT_SETTINGS = (
     Field("max_parked_seconds", 120, kind="int", required=False, malformed=(86401,)),
     Field("require_pkce", True, kind="bool", required=False),
-    Field("initiate_login_uri", "https://rp.example/login", kind="url", required=False,
-          malformed=("https://rp.example/login#frag",)),
+    Field(
+        "initiate_login_uri",
+        "https://rp.example/login",
+        kind="url",
+        required=False,
+        malformed=("https://rp.example/login#frag",),
+    ),
     Field("post_logout_redirect_uris", ["https://rp.example/"], kind="list", required=False),
-    Field("token_endpoint_auth_methods", ["client_secret_post"], kind="list", required=False,
-          malformed=(["none"], ["private_key_jwt"])),
+    Field(
+        "token_endpoint_auth_methods",
+        ["client_secret_post"],
+        kind="list",
+        required=False,
+        malformed=(["none"], ["private_key_jwt"]),
+    ),
     Field("id_token_signed_response_alg", "ES256", required=False),
 )
-REDIRECT_URIS = Field("redirect_uris", ["https://rp.example/cb"], kind="list",
-                      malformed=(["http://"], ["https://rp.example/cb#x"], ["https://rp.example/a b"]))
+REDIRECT_URIS = Field(
+    "redirect_uris",
+    ["https://rp.example/cb"],
+    kind="list",
+    malformed=(["http://"], ["https://rp.example/cb#x"], ["https://rp.example/a b"]),
+)
 EVENT_PATHS = frozenset({"GET", "PATCH", "DELETE"})
 
 ADMIN_ENDPOINTS: list[Endpoint] = [
     # The AWS private operations.
-    Endpoint("POST", "/admin/api/increment_serving_counter", "json", (
-        EVENT_ID, Field("increment_by", 1, kind="int", malformed=(2**63, -(2**63), 10**30))),
-        headers=_auth),
-    Endpoint("POST", "/admin/api/update_session", "json", (
-        EVENT_ID, REQUEST_ID, Field("status", 1, kind="int", malformed=(2, -2, 1.0, -1.0))), headers=_auth),
+    Endpoint(
+        "POST",
+        "/admin/api/increment_serving_counter",
+        "json",
+        (EVENT_ID, Field("increment_by", 1, kind="int", malformed=(2**63, -(2**63), 10**30))),
+        headers=_auth,
+    ),
+    Endpoint(
+        "POST",
+        "/admin/api/update_session",
+        "json",
+        (EVENT_ID, REQUEST_ID, Field("status", 1, kind="int", malformed=(2, -2, 1.0, -1.0))),
+        headers=_auth,
+    ),
     Endpoint("GET", "/admin/api/num_active_tokens", "query", (EVENT_ID,), headers=_auth),
-    Endpoint("GET", "/admin/api/expired_tokens", "query", (
-        EVENT_ID, LIMIT, Field("cursor", "1:" + UNKNOWN_REQUEST_ID, required=False,
-                               malformed=("1:not-a-uuid", "x" * 600, ":" + UNKNOWN_REQUEST_ID))),
-        headers=_auth),
+    Endpoint(
+        "GET",
+        "/admin/api/expired_tokens",
+        "query",
+        (
+            EVENT_ID,
+            LIMIT,
+            Field(
+                "cursor",
+                "1:" + UNKNOWN_REQUEST_ID,
+                required=False,
+                malformed=("1:not-a-uuid", "x" * 600, ":" + UNKNOWN_REQUEST_ID),
+            ),
+        ),
+        headers=_auth,
+    ),
     Endpoint("POST", "/admin/api/reset_initial_state", "json", (EVENT_ID,), headers=_auth),
-    Endpoint("POST", "/admin/api/generate_token", "json", (
-        EVENT_ID, REQUEST_ID,
-        Field("issuer", "https://issuer.example", kind="url", required=False,
-              malformed=("https://issuer.example/?q=1", "https://" + "a" * 400)),
-        Field("validity_period", 60, kind="int", required=False, malformed=(10 * 365 * 86400 + 1,)),
-    ), headers=_auth, also_ok=NOT_YET),
+    Endpoint(
+        "POST",
+        "/admin/api/generate_token",
+        "json",
+        (
+            EVENT_ID,
+            REQUEST_ID,
+            Field(
+                "issuer",
+                "https://issuer.example",
+                kind="url",
+                required=False,
+                malformed=("https://issuer.example/?q=1", "https://" + "a" * 400),
+            ),
+            Field("validity_period", 60, kind="int", required=False, malformed=(10 * 365 * 86400 + 1,)),
+        ),
+        headers=_auth,
+        also_ok=NOT_YET,
+    ),
     # Events.
     Endpoint("GET", "/admin/api/events", "query", (LIMIT,), methods=frozenset({"GET", "POST"}), headers=_auth),
-    Endpoint("POST", "/admin/api/events", "json", (
-        Field("event_id", "fresh-event", malformed=EVENT_ID.malformed), *EVENT_SETTINGS),
-        methods=frozenset({"GET", "POST"}), headers=_auth),
+    Endpoint(
+        "POST",
+        "/admin/api/events",
+        "json",
+        (Field("event_id", "fresh-event", malformed=EVENT_ID.malformed), *EVENT_SETTINGS),
+        methods=frozenset({"GET", "POST"}),
+        headers=_auth,
+    ),
     Endpoint("GET", "/admin/api/events/sale", methods=EVENT_PATHS, headers=_auth),
     Endpoint("PATCH", "/admin/api/events/sale", "json", EVENT_SETTINGS, methods=EVENT_PATHS, headers=_auth),
     Endpoint("DELETE", "/admin/api/events/no-such-event", methods=EVENT_PATHS, headers=_auth),
     Endpoint("GET", "/admin/api/events/sale/stats", headers=_auth),
     # Clients.
-    Endpoint("GET", "/admin/api/clients", "query", (
-        Field("event_id", "sale", required=False, unknown="no-such-event", malformed=EVENT_ID.malformed), LIMIT),
-        methods=frozenset({"GET", "POST"}), headers=_auth),
-    Endpoint("POST", "/admin/api/clients", "json", (EVENT_ID, REDIRECT_URIS, *CLIENT_SETTINGS),
-             methods=frozenset({"GET", "POST"}), headers=_auth),
+    Endpoint(
+        "GET",
+        "/admin/api/clients",
+        "query",
+        (Field("event_id", "sale", required=False, unknown="no-such-event", malformed=EVENT_ID.malformed), LIMIT),
+        methods=frozenset({"GET", "POST"}),
+        headers=_auth,
+    ),
+    Endpoint(
+        "POST",
+        "/admin/api/clients",
+        "json",
+        (EVENT_ID, REDIRECT_URIS, *CLIENT_SETTINGS),
+        methods=frozenset({"GET", "POST"}),
+        headers=_auth,
+    ),
     Endpoint("GET", f"/admin/api/clients/{CLIENT_ID}", methods=EVENT_PATHS, headers=_auth),
-    Endpoint("PATCH", f"/admin/api/clients/{CLIENT_ID}", "json", (
-        Field("redirect_uris", ["https://rp.example/cb"], kind="list", required=False,
-              malformed=(["http://"], [])),
-        Field("event_id", "sale", required=False, unknown="no-such-event", malformed=EVENT_ID.malformed),
-        *CLIENT_SETTINGS), methods=EVENT_PATHS, headers=_auth),
+    Endpoint(
+        "PATCH",
+        f"/admin/api/clients/{CLIENT_ID}",
+        "json",
+        (
+            Field("redirect_uris", ["https://rp.example/cb"], kind="list", required=False, malformed=(["http://"], [])),
+            Field("event_id", "sale", required=False, unknown="no-such-event", malformed=EVENT_ID.malformed),
+            *CLIENT_SETTINGS,
+        ),
+        methods=EVENT_PATHS,
+        headers=_auth,
+    ),
     Endpoint("DELETE", "/admin/api/clients/no-such-client", methods=EVENT_PATHS, headers=_auth),
     Endpoint("POST", f"/admin/api/clients/{CLIENT_ID}/rotate_secret", headers=_auth),
     Endpoint("POST", "/admin/api/clients/no-such-client/rotate_secret", headers=_auth),
     # Signing keys.
     Endpoint("GET", "/admin/api/keys", headers=_auth),
-    Endpoint("POST", "/admin/api/keys/rotate", "json", (
-        Field("alg", "ES256", required=False, malformed=("HS256", "none", "rs256")),), headers=_auth),
+    Endpoint(
+        "POST",
+        "/admin/api/keys/rotate",
+        "json",
+        (Field("alg", "ES256", required=False, malformed=("HS256", "none", "rs256")),),
+        headers=_auth,
+    ),
     # Admin keys and the audit log.
     Endpoint("GET", "/admin/api/admin_keys", "query", (LIMIT,), methods=frozenset({"GET", "POST"}), headers=_auth),
-    Endpoint("POST", "/admin/api/admin_keys", "json", (
-        Field("name", "ops", kind="label"),
-        Field("scopes", ["events:read"], kind="list", malformed=(["root"], [], ["admin"] * 10, "events:read,root")),
-    ), methods=frozenset({"GET", "POST"}), headers=_auth),
+    Endpoint(
+        "POST",
+        "/admin/api/admin_keys",
+        "json",
+        (
+            Field("name", "ops", kind="label"),
+            Field("scopes", ["events:read"], kind="list", malformed=(["root"], [], ["admin"] * 10, "events:read,root")),
+        ),
+        methods=frozenset({"GET", "POST"}),
+        headers=_auth,
+    ),
     Endpoint("DELETE", "/admin/api/admin_keys/0123456789abcdef", headers=_auth),
     Endpoint("DELETE", "/admin/api/admin_keys/not-a-key-id", headers=_auth),
     Endpoint("GET", "/admin/api/audit", "query", (LIMIT,), headers=_auth),

@@ -21,8 +21,13 @@ def make_client(services: Any, client_id: str = "rp", **fields: Any) -> tuple[An
 
 
 def auth_params(client_id: str = "rp", **extra: Any) -> dict[str, Any]:
-    params = {"response_type": "code", "client_id": client_id, "redirect_uri": REDIRECT,
-              "scope": "openid email", "state": "state-" + secrets.token_hex(4)}
+    params = {
+        "response_type": "code",
+        "client_id": client_id,
+        "redirect_uri": REDIRECT,
+        "scope": "openid email",
+        "state": "state-" + secrets.token_hex(4),
+    }
     params.update(extra)
     return {k: v for k, v in params.items() if v is not None}
 
@@ -67,8 +72,7 @@ def basic(client_id: str, secret: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
 
 
-def exchange(client: Any, code: str, client_id: str, secret: str, *, method: str = "basic",
-             **extra: Any) -> Any:
+def exchange(client: Any, code: str, client_id: str, secret: str, *, method: str = "basic", **extra: Any) -> Any:
     data = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT, **extra}
     if method == "basic":
         return client.post("/token", data=data, headers=basic(client_id, secret))

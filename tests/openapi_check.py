@@ -37,8 +37,9 @@ def _error_body(status: int, body: bytes) -> None:
         payload = json.loads(body)
     except ValueError as exc:
         raise SpecMismatch(f"{status} without a JSON error body: {body[:200]!r}") from exc
-    if not (isinstance(payload, dict) and isinstance(payload.get("error"), str)
-            and isinstance(payload.get("message"), str)):
+    if not (
+        isinstance(payload, dict) and isinstance(payload.get("error"), str) and isinstance(payload.get("message"), str)
+    ):
         raise SpecMismatch(f"{status} with a body that is not an error: {payload!r}")
 
 
@@ -108,8 +109,13 @@ class ValidatingClient:
         body = data.encode() if isinstance(data, str) else data
         response = self.client.open(path, method=method, headers=headers, **kwargs)
         check_exchange(
-            method, path, request_headers=headers, request_body=body, status=response.status_code,
-            response_headers=dict(response.headers), response_body=response.get_data(),
+            method,
+            path,
+            request_headers=headers,
+            request_body=body,
+            status=response.status_code,
+            response_headers=dict(response.headers),
+            response_body=response.get_data(),
         )
         self.checked += 1
         return response
@@ -148,9 +154,13 @@ class ValidatingSession:
         response = self.session.request(method, self.base_url + path, headers=headers, timeout=30, **kwargs)
         target = urlsplit(response.request.url)
         check_exchange(
-            method, target.path + ("?" + target.query if target.query else ""), request_headers=headers,
-            request_body=kwargs.get("data"), status=response.status_code,
-            response_headers=dict(response.headers), response_body=response.content,
+            method,
+            target.path + ("?" + target.query if target.query else ""),
+            request_headers=headers,
+            request_body=kwargs.get("data"),
+            status=response.status_code,
+            response_headers=dict(response.headers),
+            response_body=response.content,
         )
         self.checked += 1
         return response

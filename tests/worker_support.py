@@ -155,7 +155,11 @@ def start_worker_process(env: dict[str, str], log_path: Path, lease_ms: int) -> 
     with open(log_path, "ab") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "idp.cli", "worker", "--poll", "0.2", "--lease-ms", str(lease_ms)],
-            cwd=str(repo_root), env=env, stdout=log, stderr=log, start_new_session=True,
+            cwd=str(repo_root),
+            env=env,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
         )
 
 

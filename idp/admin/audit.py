@@ -50,7 +50,12 @@ class AuditLog:
         self.clock = clock
 
     def add(
-        self, session: Session, *, key_id: str | None, action: str, target: str = "",
+        self,
+        session: Session,
+        *,
+        key_id: str | None,
+        action: str,
+        target: str = "",
         detail: dict[str, Any] | None = None,
     ) -> None:
         """Record a write inside the caller's transaction."""
@@ -83,8 +88,6 @@ class AuditLog:
             if before is not None:
                 stmt = stmt.where(AuditRecord.id < before)
             rows = list(session.execute(stmt).scalars())
-        entries = [
-            AuditEntry(r.id, r.at, r.key_id, r.action, r.target, dict(r.detail or {})) for r in rows[:limit]
-        ]
+        entries = [AuditEntry(r.id, r.at, r.key_id, r.action, r.target, dict(r.detail or {})) for r in rows[:limit]]
         next_cursor = str(entries[-1].id) if len(rows) > limit and entries else None
         return entries, next_cursor

@@ -133,7 +133,9 @@ def clean_scopes(value: object) -> list[str]:
 
 def clean_name(value: object) -> str:
     if (
-        not isinstance(value, str) or not value.strip() or len(value) > 200
+        not isinstance(value, str)
+        or not value.strip()
+        or len(value) > 200
         or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value)
     ):
         raise ValidationError("name must be 1 to 200 printable characters.", code="invalid_field")
@@ -155,9 +157,7 @@ class AdminKeyService:
         self._last_used_written: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    def create(
-        self, name: object, scopes: object, *, session: Session | None = None
-    ) -> tuple[AdminKeyRecord, str]:
+    def create(self, name: object, scopes: object, *, session: Session | None = None) -> tuple[AdminKeyRecord, str]:
         """Make a key; returns its record and the plaintext key, which is never available again.
 
         Pass ``session`` to create it inside a caller's transaction (with its audit record).

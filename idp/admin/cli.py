@@ -35,8 +35,9 @@ def _configure_keys(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="admin_keys_command", required=True)
     create = sub.add_parser("create", help="make a key; it is printed once")
     create.add_argument("--name", required=True)
-    create.add_argument("--scopes", required=True,
-                        help=f"comma-separated, from: {', '.join(SCOPES)} (admin implies all)")
+    create.add_argument(
+        "--scopes", required=True, help=f"comma-separated, from: {', '.join(SCOPES)} (admin implies all)"
+    )
     create.add_argument("--quiet", action="store_true", help="print only the key (for scripts)")
     sub.add_parser("list", help="list keys (never the keys themselves)")
     revoke = sub.add_parser("revoke", help="revoke a key at once")
@@ -49,8 +50,13 @@ def _run_keys(args: argparse.Namespace, settings: Settings) -> int:
         if args.admin_keys_command == "create":
             with services.db.session() as session:
                 record, plaintext = keys.create(args.name, args.scopes, session=session)
-                audit.add(session, key_id=None, action="admin_key.create", target=record.key_id,
-                          detail={"name": record.name, "scopes": record.scopes, "via": "cli"})
+                audit.add(
+                    session,
+                    key_id=None,
+                    action="admin_key.create",
+                    target=record.key_id,
+                    detail={"name": record.name, "scopes": record.scopes, "via": "cli"},
+                )
             if args.quiet:
                 print(plaintext)
             else:
@@ -64,8 +70,7 @@ def _run_keys(args: argparse.Namespace, settings: Settings) -> int:
         else:
             with services.db.session() as session:
                 record = keys.revoke(args.key_id, session=session)
-                audit.add(session, key_id=None, action="admin_key.revoke", target=record.key_id,
-                          detail={"via": "cli"})
+                audit.add(session, key_id=None, action="admin_key.revoke", target=record.key_id, detail={"via": "cli"})
             print(f"revoked {record.key_id}")
     finally:
         services.close()
@@ -99,8 +104,12 @@ def _run_clients(args: argparse.Namespace, settings: Settings) -> int:
             if getattr(args, name) is not None:
                 data[name] = getattr(args, name)
         client, secret = services.clients.create(data)
-        audit.record(key_id=None, action="client.create", target=client.client_id,
-                     detail={"event_id": client.event_id, "redirect_uris": client.redirect_uris, "via": "cli"})
+        audit.record(
+            key_id=None,
+            action="client.create",
+            target=client.client_id,
+            detail={"event_id": client.event_id, "redirect_uris": client.redirect_uris, "via": "cli"},
+        )
         print(json.dumps({**client.to_dict(), "client_secret": secret}, indent=2))
         print("The client_secret is shown this once; store it now.", file=sys.stderr)
     finally:
@@ -125,7 +134,9 @@ def demo_admin_key(settings: Settings, services: Any, event: Any, base: str) -> 
         ]
     record, plaintext = keys.create(DEMO_KEY_NAME, ["admin"])
     AuditLog(services.db, SystemClock()).record(
-        key_id=None, action="admin_key.create", target=record.key_id,
+        key_id=None,
+        action="admin_key.create",
+        target=record.key_id,
         detail={"name": DEMO_KEY_NAME, "scopes": ["admin"], "via": "demo"},
     )
     return [
@@ -134,7 +145,7 @@ def demo_admin_key(settings: Settings, services: Any, event: Any, base: str) -> 
         f"  {plaintext}",
         f"  Admit 10: curl -s -X POST {base}/admin/api/increment_serving_counter "
         f"-H 'Authorization: Bearer {plaintext}' -H 'Content-Type: application/json' "
-        f"-d '{{\"event_id\":\"{event.event_id}\",\"increment_by\":10}}'",
+        f'-d \'{{"event_id":"{event.event_id}","increment_by":10}}\'',
         f"  Stats:    curl -s {base}/admin/api/events/{event.event_id}/stats -H 'Authorization: Bearer {plaintext}'",
         f"  API:      {base}/admin/api/openapi.yaml",
     ]

@@ -192,7 +192,10 @@ def reset_initial_state() -> Response:
     with svc.db.session() as session:
         removed = _delete_tokens(session, event.event_id)
         svc.audit.add(
-            session, key_id=_actor(), action="reset_initial_state", target=event.event_id,
+            session,
+            key_id=_actor(),
+            action="reset_initial_state",
+            target=event.event_id,
             detail={"tokens_removed": removed},
         )
     _forget_sessions(svc)
@@ -262,8 +265,9 @@ def delete_event(event_id: str) -> Response:
     svc.engine.reset(event.event_id)
     with svc.db.session() as session:
         removed = _delete_tokens(session, event.event_id)
-        svc.audit.add(session, key_id=_actor(), action="event.delete", target=event.event_id,
-                      detail={"tokens_removed": removed})
+        svc.audit.add(
+            session, key_id=_actor(), action="event.delete", target=event.event_id, detail={"tokens_removed": removed}
+        )
     _forget_sessions(svc)
     return Response(status=204)
 
@@ -401,8 +405,13 @@ def create_admin_key() -> Response:
     svc = services()
     with svc.db.session() as session:
         record, plaintext = svc.admin_keys.create(required(data, "name"), required(data, "scopes"), session=session)
-        svc.audit.add(session, key_id=_actor(), action="admin_key.create", target=record.key_id,
-                      detail={"name": record.name, "scopes": record.scopes})
+        svc.audit.add(
+            session,
+            key_id=_actor(),
+            action="admin_key.create",
+            target=record.key_id,
+            detail={"name": record.name, "scopes": record.scopes},
+        )
     return json_response({**record.to_dict(), "key": plaintext}, 201)
 
 

@@ -91,9 +91,7 @@ def _int(value: object, name: str, low: int, high: int, *, nullable: bool = Fals
 def _unknown(data: dict[str, Any], allowed: set[str], where: str) -> None:
     unknown = set(data) - allowed
     if unknown:
-        raise ValidationError(
-            f"Unknown field(s) in {where}: {', '.join(sorted(unknown))}.", code="unknown_field"
-        )
+        raise ValidationError(f"Unknown field(s) in {where}: {', '.join(sorted(unknown))}.", code="unknown_field")
 
 
 def clean_update(current: InletConfig, data: object) -> InletConfig:

@@ -35,9 +35,7 @@ def _event_lock_key(event_id: str) -> int:
     return zlib.crc32(event_id.encode("utf-8")) - 2**31
 
 
-def record(
-    session: Session, event_id: str, kind: str, payload: dict[str, Any], *, now: float | None = None
-) -> int:
+def record(session: Session, event_id: str, kind: str, payload: dict[str, Any], *, now: float | None = None) -> int:
     """Add a notification of ``kind`` for ``event_id`` inside the caller's transaction; return its id."""
     if not KIND_RE.match(kind):
         raise ValueError(f"bad notification kind {kind!r}")

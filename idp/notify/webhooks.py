@@ -74,9 +74,9 @@ class SecretCipher:
     """Encrypt subscriber secrets at rest; the subscription id is bound in as associated data."""
 
     def __init__(self, secret_key: str) -> None:
-        derived = HKDF(
-            algorithm=hashes.SHA256(), length=32, salt=None, info=b"idp webhook subscriber secrets"
-        ).derive(secret_key.encode("utf-8"))
+        derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"idp webhook subscriber secrets").derive(
+            secret_key.encode("utf-8")
+        )
         self._aead = AESGCM(derived)
 
     def encrypt(self, plaintext: str, subscription_id: str) -> bytes:
@@ -136,8 +136,10 @@ class WebhookService:
             raise ValidationError("url must be an absolute http(s) URL.", code="invalid_field")
         kinds = data.get("kinds")
         kinds = [] if kinds is None else kinds
-        if not isinstance(kinds, list) or len(kinds) > 20 or not all(
-            isinstance(k, str) and KIND_RE.match(k) for k in kinds
+        if (
+            not isinstance(kinds, list)
+            or len(kinds) > 20
+            or not all(isinstance(k, str) and KIND_RE.match(k) for k in kinds)
         ):
             raise ValidationError("kinds must be a list of notification kinds.", code="invalid_field")
         active = data.get("active", True)
@@ -337,8 +339,14 @@ class WebhookDeliverer:
             if delivered is not None:
                 session.add(
                     WebhookDelivery(
-                        subscription_id=subscription_id, outbox_id=entry.id, kind=entry.kind,
-                        attempt=delivered[0], ok=True, status_code=delivered[1], error=None, at=int(now),
+                        subscription_id=subscription_id,
+                        outbox_id=entry.id,
+                        kind=entry.kind,
+                        attempt=delivered[0],
+                        ok=True,
+                        status_code=delivered[1],
+                        error=None,
+                        at=int(now),
                     )
                 )
         return int(entry.id)
@@ -356,8 +364,14 @@ class WebhookDeliverer:
             if entry is not None:
                 session.add(
                     WebhookDelivery(
-                        subscription_id=sub.id, outbox_id=entry.id, kind=entry.kind, attempt=row.attempts,
-                        ok=False, status_code=status, error=error[:500], at=int(now),
+                        subscription_id=sub.id,
+                        outbox_id=entry.id,
+                        kind=entry.kind,
+                        attempt=row.attempts,
+                        ok=False,
+                        status_code=status,
+                        error=error[:500],
+                        at=int(now),
                     )
                 )
         log.info("webhook delivery failed", extra={"webhook": sub.id, "status": status, "error": error})

@@ -17,8 +17,21 @@ from typing import Any
 VISITOR_ID_RE = re.compile(r"\A[A-Za-z0-9_-]{43}\Z")
 SYNTHETIC_EMAIL_DOMAIN = "visitors.invalid"
 CLAIMS_SUPPORTED = [
-    "sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "preferred_username", "email",
-    "email_verified", "queue_position", "event_id", "admitted_at", "sid",
+    "sub",
+    "iss",
+    "aud",
+    "exp",
+    "iat",
+    "auth_time",
+    "nonce",
+    "at_hash",
+    "preferred_username",
+    "email",
+    "email_verified",
+    "queue_position",
+    "event_id",
+    "admitted_at",
+    "sid",
 ]
 
 

@@ -16,14 +16,26 @@ def demo_client(settings: Settings, services: Any, event: Any, base: str) -> lis
     redirect_uri = f"{base}/demo/callback"
     existing = services.clients.find(DEMO_CLIENT_ID)
     if existing is None:
-        _, secret = services.clients.create({
-            "client_id": DEMO_CLIENT_ID, "event_id": event.event_id, "name": "Demo relying party",
-            "redirect_uris": [redirect_uri], "post_logout_redirect_uris": [f"{base}/demo/callback"],
-        })
+        _, secret = services.clients.create(
+            {
+                "client_id": DEMO_CLIENT_ID,
+                "event_id": event.event_id,
+                "name": "Demo relying party",
+                "redirect_uris": [redirect_uri],
+                "post_logout_redirect_uris": [f"{base}/demo/callback"],
+            }
+        )
     else:
         _, secret = services.clients.rotate_secret(DEMO_CLIENT_ID)
-    query = urlencode({"response_type": "code", "client_id": DEMO_CLIENT_ID, "redirect_uri": redirect_uri,
-                       "scope": "openid email", "state": "demo"})
+    query = urlencode(
+        {
+            "response_type": "code",
+            "client_id": DEMO_CLIENT_ID,
+            "redirect_uri": redirect_uri,
+            "scope": "openid email",
+            "state": "demo",
+        }
+    )
     return [
         "",
         f"Demo OpenID Connect client ready (it queues for event {event.event_id}):",

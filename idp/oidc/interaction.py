@@ -39,9 +39,23 @@ PURGE_ONE_IN = 500
 INTERACTION_ID_RE = re.compile(r"\A[A-Za-z0-9_-]{16,64}\Z")
 # Parameters of an authorization request worth keeping; everything else is ignored (RFC 6749 §3.1).
 KEPT_PARAMS = (
-    "response_type", "client_id", "redirect_uri", "scope", "state", "nonce", "code_challenge",
-    "code_challenge_method", "prompt", "max_age", "id_token_hint", "acr_values", "ui_locales",
-    "login_hint", "display", "claims_locales", "response_mode",
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+    "prompt",
+    "max_age",
+    "id_token_hint",
+    "acr_values",
+    "ui_locales",
+    "login_hint",
+    "display",
+    "claims_locales",
+    "response_mode",
 )
 
 
@@ -152,8 +166,9 @@ class Interactions:
         _, entry = self.services.room.join(event_id, idempotency_key=f"oidc:{visitor_id}:{generation}")
         return self.records.save_place(Place(visitor_id, event_id, entry.request_id, entry.position, generation))
 
-    def admission(self, visitor_id: str, event_id: str, cookie: dict[str, Any] | None, *,
-                  claim: bool = True) -> Admission | None:
+    def admission(
+        self, visitor_id: str, event_id: str, cookie: dict[str, Any] | None, *, claim: bool = True
+    ) -> Admission | None:
         """The browser's current admission to the event, from its admitted cookie or its place.
 
         A place admitted but not yet claimed (the visitor queued first on ``/wait/<event_id>``) is
@@ -188,16 +203,24 @@ class Interactions:
 
     # --- the state machine ------------------------------------------------------------------------
 
-    def park(self, client_id: str, event_id: str, visitor_id: str, params: dict[str, str], *,
-             fresh: bool = False) -> InteractionRecord:
+    def park(
+        self, client_id: str, event_id: str, visitor_id: str, params: dict[str, str], *, fresh: bool = False
+    ) -> InteractionRecord:
         """Store the request (parked), then join the queue or find the browser's place (waiting)."""
         now = self.now()
         kept = {k: v for k, v in params.items() if k in KEPT_PARAMS}
         place = self.ensure_place(visitor_id, event_id, fresh=fresh)
         record = InteractionRecord(
-            interaction_id=secrets.token_urlsafe(24), client_id=client_id, event_id=event_id,
-            visitor_id=visitor_id, request_id=place.request_id, queue_position=place.queue_position,
-            params=kept, state=State.PARKED.value, created_at=now, updated_at=now,
+            interaction_id=secrets.token_urlsafe(24),
+            client_id=client_id,
+            event_id=event_id,
+            visitor_id=visitor_id,
+            request_id=place.request_id,
+            queue_position=place.queue_position,
+            params=kept,
+            state=State.PARKED.value,
+            created_at=now,
+            updated_at=now,
         )
         self.records.create_interaction(record)
         self.move(record, State.WAITING)
@@ -249,8 +272,9 @@ class Interactions:
             raise InteractionError("The session of this place has finished.")
         if record.state == State.WAITING.value:
             self.move(record, State.ADMITTED)
-        admission = Admission(record.visitor_id, record.event_id, record.request_id, record.queue_position,
-                              progress.admitted_at)
+        admission = Admission(
+            record.visitor_id, record.event_id, record.request_id, record.queue_position, progress.admitted_at
+        )
         return admission, session.expires_at
 
     def parked_too_long(self, record: InteractionRecord, max_parked_seconds: int) -> bool:

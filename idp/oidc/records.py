@@ -125,23 +125,51 @@ def _place(row: OidcPlace) -> Place:
 
 def _interaction(row: OidcInteraction) -> InteractionRecord:
     return InteractionRecord(
-        row.interaction_id, row.client_id, row.event_id, row.visitor_id, row.request_id,
-        row.queue_position, dict(row.params or {}), row.state, row.created_at, row.updated_at,
+        row.interaction_id,
+        row.client_id,
+        row.event_id,
+        row.visitor_id,
+        row.request_id,
+        row.queue_position,
+        dict(row.params or {}),
+        row.state,
+        row.created_at,
+        row.updated_at,
     )
 
 
 def _code(row: OidcCode) -> CodeRecord:
     return CodeRecord(
-        row.code_hash, row.client_id, row.redirect_uri, row.scope, row.nonce, row.code_challenge,
-        row.code_challenge_method, row.visitor_id, row.event_id, row.request_id, row.queue_position,
-        row.auth_time, row.created_at, row.expires_at,
+        row.code_hash,
+        row.client_id,
+        row.redirect_uri,
+        row.scope,
+        row.nonce,
+        row.code_challenge,
+        row.code_challenge_method,
+        row.visitor_id,
+        row.event_id,
+        row.request_id,
+        row.queue_position,
+        row.auth_time,
+        row.created_at,
+        row.expires_at,
     )
 
 
 def _grant(row: OidcGrant) -> GrantRecord:
     return GrantRecord(
-        row.grant_id, row.client_id, row.visitor_id, row.event_id, row.request_id, row.queue_position,
-        row.scope, row.auth_time, row.created_at, row.expires_at, row.revoked_at,
+        row.grant_id,
+        row.client_id,
+        row.visitor_id,
+        row.event_id,
+        row.request_id,
+        row.queue_position,
+        row.scope,
+        row.auth_time,
+        row.created_at,
+        row.expires_at,
+        row.revoked_at,
     )
 
 
@@ -177,10 +205,16 @@ class OidcRecords:
             with self.db.session() as session:
                 row = session.get(OidcPlace, (place.visitor_id, place.event_id))
                 if row is None:
-                    session.add(OidcPlace(
-                        visitor_id=place.visitor_id, event_id=place.event_id, request_id=place.request_id,
-                        queue_position=place.queue_position, generation=place.generation, created_at=self.now(),
-                    ))
+                    session.add(
+                        OidcPlace(
+                            visitor_id=place.visitor_id,
+                            event_id=place.event_id,
+                            request_id=place.request_id,
+                            queue_position=place.queue_position,
+                            generation=place.generation,
+                            created_at=self.now(),
+                        )
+                    )
                 elif row.generation <= place.generation:
                     row.request_id = place.request_id
                     row.queue_position = place.queue_position
@@ -199,12 +233,20 @@ class OidcRecords:
 
     def create_interaction(self, record: InteractionRecord) -> None:
         with self.db.session() as session:
-            session.add(OidcInteraction(
-                interaction_id=record.interaction_id, client_id=record.client_id, event_id=record.event_id,
-                visitor_id=record.visitor_id, request_id=record.request_id,
-                queue_position=record.queue_position, params=record.params, state=record.state,
-                created_at=record.created_at, updated_at=record.updated_at,
-            ))
+            session.add(
+                OidcInteraction(
+                    interaction_id=record.interaction_id,
+                    client_id=record.client_id,
+                    event_id=record.event_id,
+                    visitor_id=record.visitor_id,
+                    request_id=record.request_id,
+                    queue_position=record.queue_position,
+                    params=record.params,
+                    state=record.state,
+                    created_at=record.created_at,
+                    updated_at=record.updated_at,
+                )
+            )
 
     def interaction(self, interaction_id: str) -> InteractionRecord | None:
         with self.db.session(readonly=True) as session:
@@ -263,10 +305,18 @@ class OidcRecords:
         now = self.now()
         with self.db.session() as session:
             row = OidcGrant(
-                grant_id=grant_id, client_id=code.client_id, visitor_id=code.visitor_id, event_id=code.event_id,
-                request_id=code.request_id, queue_position=code.queue_position, scope=code.scope,
-                auth_time=code.auth_time, refresh_hash=digest(refresh_token) if refresh_token else None,
-                created_at=now, expires_at=expires_at, revoked_at=None,
+                grant_id=grant_id,
+                client_id=code.client_id,
+                visitor_id=code.visitor_id,
+                event_id=code.event_id,
+                request_id=code.request_id,
+                queue_position=code.queue_position,
+                scope=code.scope,
+                auth_time=code.auth_time,
+                refresh_hash=digest(refresh_token) if refresh_token else None,
+                created_at=now,
+                expires_at=expires_at,
+                revoked_at=None,
             )
             session.add(row)
             session.flush()
@@ -288,7 +338,8 @@ class OidcRecords:
     def revoke_grant(self, grant_id: str) -> None:
         with self.db.session() as session:
             session.execute(
-                update(OidcGrant).where(OidcGrant.grant_id == grant_id, OidcGrant.revoked_at.is_(None))
+                update(OidcGrant)
+                .where(OidcGrant.grant_id == grant_id, OidcGrant.revoked_at.is_(None))
                 .values(revoked_at=self.now())
             )
 
@@ -296,8 +347,9 @@ class OidcRecords:
         with self.db.session() as session:
             session.execute(
                 update(OidcGrant)
-                .where(OidcGrant.event_id == event_id, OidcGrant.request_id == request_id,
-                       OidcGrant.revoked_at.is_(None))
+                .where(
+                    OidcGrant.event_id == event_id, OidcGrant.request_id == request_id, OidcGrant.revoked_at.is_(None)
+                )
                 .values(revoked_at=self.now())
             )
 

@@ -187,8 +187,12 @@ class IdToken(OpenIDCode):
 
     def get_compatible_claims(self, request: OAuth2Request) -> dict[str, Any]:
         now = self.server.now()
-        return {"iss": self.server.issuer, "aud": request.client.get_client_id(), "iat": now,
-                "exp": now + ID_TOKEN_LIFETIME}
+        return {
+            "iss": self.server.issuer,
+            "aud": request.client.get_client_id(),
+            "iat": now,
+            "exp": now + ID_TOKEN_LIFETIME,
+        }
 
     def exists_nonce(self, nonce: str, request: OAuth2Request) -> bool:
         # Replays are stopped by single-use codes; a nonce is echoed, never a reason to refuse.
@@ -332,8 +336,13 @@ class RefreshGrant(RefreshTokenGrant):
         return grant
 
     def authenticate_user(self, refresh_token: GrantRecord) -> Admission:
-        return Admission(refresh_token.visitor_id, refresh_token.event_id, refresh_token.request_id,
-                         refresh_token.queue_position, refresh_token.auth_time)
+        return Admission(
+            refresh_token.visitor_id,
+            refresh_token.event_id,
+            refresh_token.request_id,
+            refresh_token.queue_position,
+            refresh_token.auth_time,
+        )
 
     def revoke_old_credential(self, refresh_token: GrantRecord) -> None:
         """The refresh token stays valid for the session; it is not rotated."""
@@ -486,8 +495,13 @@ class OidcServer(AuthorizationServer):
 
     def user_claims(self, user: Admission, client_id: str, scope: str) -> dict[str, Any]:
         settings = self.services.settings
-        return user_claims(settings.secret_key, user, client_id, scope,
-                           email_domain=settings.synthetic_email_domain or "visitors.invalid")
+        return user_claims(
+            settings.secret_key,
+            user,
+            client_id,
+            scope,
+            email_domain=settings.synthetic_email_domain or "visitors.invalid",
+        )
 
     # --- tokens ---------------------------------------------------------------------------------
 

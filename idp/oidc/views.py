@@ -73,8 +73,15 @@ def _visitor() -> str | None:
 
 
 def _set_visitor(response: Response, visitor_id: str) -> None:
-    response.set_cookie(services().settings.visitor_cookie, visitor_id, max_age=VISITOR_COOKIE_SECONDS,
-                        httponly=True, samesite="Lax", secure=_secure(), path="/")
+    response.set_cookie(
+        services().settings.visitor_cookie,
+        visitor_id,
+        max_age=VISITOR_COOKIE_SECONDS,
+        httponly=True,
+        samesite="Lax",
+        secure=_secure(),
+        path="/",
+    )
 
 
 def _admission_cookie_name(event_id: str) -> str:
@@ -93,16 +100,27 @@ def _read_admission_cookie(event_id: str) -> dict[str, Any] | None:
 
 
 def _set_admission_cookie(response: Response, admission: Admission, expires_at: int) -> None:
-    payload = {"v": admission.visitor_id, "e": admission.event_id, "r": admission.request_id,
-               "q": admission.queue_position, "t": admission.admitted_at}
+    payload = {
+        "v": admission.visitor_id,
+        "e": admission.event_id,
+        "r": admission.request_id,
+        "q": admission.queue_position,
+        "t": admission.admitted_at,
+    }
     max_age = max(1, expires_at - int(services().clock.now()))
-    response.set_cookie(_admission_cookie_name(admission.event_id), _serializer("idp-admission").dumps(payload),
-                        max_age=max_age, httponly=True, samesite="Lax", secure=_secure(), path="/")
+    response.set_cookie(
+        _admission_cookie_name(admission.event_id),
+        _serializer("idp-admission").dumps(payload),
+        max_age=max_age,
+        httponly=True,
+        samesite="Lax",
+        secure=_secure(),
+        path="/",
+    )
 
 
 def _clear_admission_cookie(response: Response, event_id: str) -> None:
-    response.delete_cookie(_admission_cookie_name(event_id), path="/", httponly=True, samesite="Lax",
-                           secure=_secure())
+    response.delete_cookie(_admission_cookie_name(event_id), path="/", httponly=True, samesite="Lax", secure=_secure())
 
 
 def _redirect(location: str) -> Response:
@@ -112,10 +130,16 @@ def _redirect(location: str) -> Response:
     return response
 
 
-def error_page(title: str, message: str, status: int = 400, *, code: str | None = None,
-               link: str | None = None, link_text: str = "Return to the site") -> Response:
-    body = render_template("oidc/error.html", title=title, message=message, code=code, link=link,
-                           link_text=link_text)
+def error_page(
+    title: str,
+    message: str,
+    status: int = 400,
+    *,
+    code: str | None = None,
+    link: str | None = None,
+    link_text: str = "Return to the site",
+) -> Response:
+    body = render_template("oidc/error.html", title=title, message=message, code=code, link=link, link_text=link_text)
     response = Response(body, status=status, mimetype="text/html")
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -146,10 +170,17 @@ def _as_303(response: Response) -> Response:
 
 
 def _ticket(record: InteractionRecord, salt: str) -> str:
-    return _serializer(salt).dumps([
-        record.interaction_id, record.event_id, record.request_id, record.visitor_id, record.client_id,
-        record.queue_position, str(record.params.get("ui_locales", ""))[:100],
-    ])
+    return _serializer(salt).dumps(
+        [
+            record.interaction_id,
+            record.event_id,
+            record.request_id,
+            record.visitor_id,
+            record.client_id,
+            record.queue_position,
+            str(record.params.get("ui_locales", ""))[:100],
+        ]
+    )
 
 
 def _record_from_ticket(raw: str | None, salt: str) -> InteractionRecord | None:
@@ -160,8 +191,12 @@ def _record_from_ticket(raw: str | None, salt: str) -> InteractionRecord | None:
         value = _serializer(salt).loads(raw)
     except BadSignature:
         return None
-    if not (isinstance(value, list) and len(value) == 7 and type(value[5]) is int
-            and all(isinstance(v, str) for i, v in enumerate(value) if i != 5)):
+    if not (
+        isinstance(value, list)
+        and len(value) == 7
+        and type(value[5]) is int
+        and all(isinstance(v, str) for i, v in enumerate(value) if i != 5)
+    ):
         return None
     iid, event_id, request_id, owner, client_id, position, ui_locales = value
     params = {"ui_locales": ui_locales} if ui_locales else {}
@@ -297,32 +332,48 @@ def authorize() -> Response:
     client_ids, redirect_uris = params.getlist("client_id"), params.getlist("redirect_uri")
     client = svc.clients.find(client_ids[0]) if len(client_ids) == 1 else None
     if client is None:
-        return error_page("Unknown application", "The application that sent you here is not registered "
-                          "with this sign-in service.", 400, code="invalid_client")
+        return error_page(
+            "Unknown application",
+            "The application that sent you here is not registered with this sign-in service.",
+            400,
+            code="invalid_client",
+        )
     if len(redirect_uris) != 1 or redirect_uris[0] not in client.redirect_uris:
-        return error_page("Unregistered return address", "The application asked to send you back to an "
-                          "address it has not registered, so this sign-in stops here.", 400,
-                          code="invalid_redirect_uri")
+        return error_page(
+            "Unregistered return address",
+            "The application asked to send you back to an address it has not registered, so this sign-in stops here.",
+            400,
+            code="invalid_redirect_uri",
+        )
     redirect_uri = redirect_uris[0]
     state = params.get("state")
     if any("\x00" in value for value in params.values()):
         # No database stores NUL characters; no honest request carries them.
-        return _authorization_error(redirect_uri, "invalid_request", "Parameters must not contain NUL characters.",
-                                    None if state is None or "\x00" in state else state)
+        return _authorization_error(
+            redirect_uri,
+            "invalid_request",
+            "Parameters must not contain NUL characters.",
+            None if state is None or "\x00" in state else state,
+        )
     if "request" in params:
-        return _authorization_error(redirect_uri, "request_not_supported",
-                                    "Request objects are not supported.", state)
+        return _authorization_error(redirect_uri, "request_not_supported", "Request objects are not supported.", state)
     if "request_uri" in params:
-        return _authorization_error(redirect_uri, "request_uri_not_supported",
-                                    "The request_uri parameter is not supported.", state)
+        return _authorization_error(
+            redirect_uri, "request_uri_not_supported", "The request_uri parameter is not supported.", state
+        )
 
     visitor_id = _visitor()
     new_visitor = visitor_id is None
     if visitor_id is None:
         visitor_id = new_visitor_id()
     prompts = (params.get("prompt") or "").split()
-    admission = None if new_visitor else svc.oidc_interactions.admission(
-        visitor_id, client.event_id, _read_admission_cookie(client.event_id), claim="login" not in prompts)
+    admission = (
+        None
+        if new_visitor
+        else svc.oidc_interactions.admission(
+            visitor_id, client.event_id, _read_admission_cookie(client.event_id), claim="login" not in prompts
+        )
+    )
 
     fresh = "login" in prompts
     max_age_raw = params.get("max_age")
@@ -345,8 +396,7 @@ def authorize() -> Response:
                 admission = None  # another visitor than the hint names: not logged in as them
     user = None if fresh else admission
     if "none" in prompts and fresh and len(prompts) == 1:
-        return _authorization_error(redirect_uri, "login_required",
-                                    "The visitor must queue again to sign in.", state)
+        return _authorization_error(redirect_uri, "login_required", "The visitor must queue again to sign in.", state)
 
     server = _server()
     try:
@@ -362,8 +412,9 @@ def authorize() -> Response:
         if session is not None:
             _set_admission_cookie(response, user, session.expires_at)
     else:
-        record = svc.oidc_interactions.park(client.client_id, client.event_id, visitor_id,
-                                            params.to_dict(flat=True), fresh=fresh)
+        record = svc.oidc_interactions.park(
+            client.client_id, client.event_id, visitor_id, params.to_dict(flat=True), fresh=fresh
+        )
         response = _redirect(wait_url(record))
     if new_visitor:
         _set_visitor(response, visitor_id)
@@ -403,10 +454,15 @@ def wait(interaction_id: str) -> Response:
 
 
 def _expired_page(client: Any) -> Response:
-    return error_page("Your place has expired", "You were admitted but did not come back in time, so your "
-                      "place went to the next visitor. Start again from the site to queue again.", 410,
-                      code="place_expired", link=client.initiate_login_uri,
-                      link_text="Sign in again")
+    return error_page(
+        "Your place has expired",
+        "You were admitted but did not come back in time, so your "
+        "place went to the next visitor. Start again from the site to queue again.",
+        410,
+        code="place_expired",
+        link=client.initiate_login_uri,
+        link_text="Sign in again",
+    )
 
 
 def _finish(record: InteractionRecord, client: Any) -> Response:
@@ -418,8 +474,9 @@ def _finish(record: InteractionRecord, client: Any) -> Response:
     except InteractionError:
         raise
     except IdpError as exc:
-        return error_page("Your place cannot be used", exc.message, exc.status if exc.status < 500 else 400,
-                          code=exc.code)
+        return error_page(
+            "Your place cannot be used", exc.message, exc.status if exc.status < 500 else 400, code=exc.code
+        )
     if client.initiate_login_uri and interactions.parked_too_long(record, client.max_parked_seconds):
         # The relying party has likely forgotten this request; it starts a fresh one, answered at once.
         interactions.move(record, State.EXPIRED)
@@ -434,8 +491,7 @@ def _finish(record: InteractionRecord, client: Any) -> Response:
         except OAuth2Error as exc:
             response = _oauth_error(exc, state)
         else:
-            response = _as_303(server.create_authorization_response(request=stored, grant_user=admission,
-                                                                    grant=grant))
+            response = _as_303(server.create_authorization_response(request=stored, grant_user=admission, grant=grant))
     _set_admission_cookie(response, admission, session_end)
     return response
 
@@ -478,8 +534,10 @@ def introspect() -> Response:
 
 
 def _bearer_error(status: int, error: str | None, description: str = "") -> Response:
-    body: dict[str, Any] = {"error": error or "invalid_request",
-                            "message": description or "A bearer token is required."}
+    body: dict[str, Any] = {
+        "error": error or "invalid_request",
+        "message": description or "A bearer token is required.",
+    }
     response = json_response(body, status, cache="no-store")
     response.headers["WWW-Authenticate"] = f'Bearer error="{error}"' if error else 'Bearer realm="userinfo"'
     return response
@@ -524,9 +582,13 @@ def logout() -> Response:
     svc = services()
     server = _server()
     visitor_id = _visitor()
-    confirmed = (request.method == "POST" and request.form.get("confirm") == "yes"
-                 and hmac.compare_digest(request.form.get("csrf", "").encode("utf-8", "replace"),
-                                     _logout_csrf(visitor_id).encode("ascii")))
+    confirmed = (
+        request.method == "POST"
+        and request.form.get("confirm") == "yes"
+        and hmac.compare_digest(
+            request.form.get("csrf", "").encode("utf-8", "replace"), _logout_csrf(visitor_id).encode("ascii")
+        )
+    )
     g.logout_confirmed = confirmed
     try:
         end_request = server.validate_endpoint_request("end_session")
@@ -538,8 +600,13 @@ def logout() -> Response:
         fields = [(name, request.values[name]) for name in LOGOUT_FIELDS if request.values.get(name)]
         fields.append(("csrf", _logout_csrf(visitor_id)))
         client = end_request.client
-        body = render_template("oidc/logout.html", confirm=True, action="/logout", fields=fields,
-                               client_name=client.config.name if client is not None else "")
+        body = render_template(
+            "oidc/logout.html",
+            confirm=True,
+            action="/logout",
+            fields=fields,
+            client_name=client.config.name if client is not None else "",
+        )
         response = Response(body, status=200, mimetype="text/html")
         response.headers["Cache-Control"] = "no-store"
         target = request.values.get("post_logout_redirect_uri", "")
@@ -558,7 +625,9 @@ def logout() -> Response:
     if isinstance(claims.get("event_id"), str):
         events.add(claims["event_id"])
     prefix = svc.settings.admission_cookie_prefix
-    events.update(name[len(prefix):] for name in request.cookies if name.startswith(prefix) and len(name) > len(prefix))
+    events.update(
+        name[len(prefix) :] for name in request.cookies if name.startswith(prefix) and len(name) > len(prefix)
+    )
     ended: list[str] = []
     for event_id in sorted(events):
         admission = None
@@ -602,8 +671,6 @@ def html_error(code: str, message: str, status: int) -> Response | None:
     return error_page("This sign-in cannot continue", message, status, code=code)
 
 
-
-
 # --- the demo relying party's landing page (idp serve --demo) ---------------------------------------
 
 
@@ -614,8 +681,13 @@ demo_bp = Blueprint("oidc_demo", __name__, template_folder=TEMPLATES)
 def demo_callback() -> Response:
     """Show what the demo client received; served only under ``idp serve --demo`` (IDP_DEMO), never in production."""
     params = [(name, value[:500]) for name, value in request.args.items(multi=True)][:20]
-    body = render_template("oidc/demo_callback.html", params=params, code=request.args.get("code", "")[:200],
-                           issuer=_issuer(), redirect_uri=request.base_url)
+    body = render_template(
+        "oidc/demo_callback.html",
+        params=params,
+        code=request.args.get("code", "")[:200],
+        issuer=_issuer(),
+        redirect_uri=request.base_url,
+    )
     response = Response(body, status=200, mimetype="text/html")
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -143,7 +143,9 @@ class PageRenderer:
                 t=t,
                 number=t.number,
                 format_time=lambda ts: format_time(
-                    datetime.fromtimestamp(ts, UTC), format="medium", tzinfo=UTC,
+                    datetime.fromtimestamp(ts, UTC),
+                    format="medium",
+                    tzinfo=UTC,
                     locale=locale_of(language),
                 ),
                 **context,

@@ -111,9 +111,7 @@ class WaitStatusService:
             return Estimate(0, 0, 0.0)
         now = self.clock.now()
         key = (event_id, serving, int(now))
-        model = self._models.get(
-            key, lambda: admission_model(self.history.recent(event_id), now=now, serving=serving)
-        )
+        model = self._models.get(key, lambda: admission_model(self.history.recent(event_id), now=now, serving=serving))
         return None if model is None else model.estimate(position - serving)
 
     def poll_after_ms(self, ahead: int) -> int:
@@ -189,4 +187,3 @@ class WaitStatusService:
             data["state"] = EXPIRED
         data["continue_url"] = continue_url
         return data
-

@@ -162,8 +162,13 @@ def secure_page(response: Response) -> Response:
     response.headers["Content-Language"] = _language()
     if request.args.get("lang") and services().page_catalogs.supports(request.args.get("lang")):
         response.set_cookie(
-            LANGUAGE_COOKIE, _language(), max_age=LANGUAGE_COOKIE_MAX_AGE, path="/",
-            secure=services().settings.issuer.startswith("https://"), httponly=True, samesite="Lax",
+            LANGUAGE_COOKIE,
+            _language(),
+            max_age=LANGUAGE_COOKIE_MAX_AGE,
+            path="/",
+            secure=services().settings.issuer.startswith("https://"),
+            httponly=True,
+            samesite="Lax",
         )
     return response
 
@@ -291,13 +296,19 @@ class Places:
 
 def _set_visitor_cookie(response: Response, settings: Any, visitor_id: str) -> None:
     response.set_cookie(
-        settings.visitor_cookie, visitor_id, max_age=400 * 86400, path="/",
-        secure=settings.issuer.startswith("https://"), httponly=True, samesite="Lax",
+        settings.visitor_cookie,
+        visitor_id,
+        max_age=400 * 86400,
+        path="/",
+        secure=settings.issuer.startswith("https://"),
+        httponly=True,
+        samesite="Lax",
     )
 
 
-def _find_status(places: Places, event: EventConfig, visitor_id: str | None, next_url: str | None
-                 ) -> tuple[str | None, WaitStatus | None]:
+def _find_status(
+    places: Places, event: EventConfig, visitor_id: str | None, next_url: str | None
+) -> tuple[str | None, WaitStatus | None]:
     """The browser's place and its status: the cookie first (no database read while waiting)."""
     svc = places.svc
     request_id, position = read_place(svc.settings, event.event_id)
@@ -347,7 +358,10 @@ def wait_page(event_id: str) -> Response:
             expiry_minutes=_expiry_minutes(event),
         )
         template = {
-            WAITING: "wait.html", ADMITTED: "admitted.html", EXPIRED: "expired.html", FINISHED: "expired.html",
+            WAITING: "wait.html",
+            ADMITTED: "admitted.html",
+            EXPIRED: "expired.html",
+            FINISHED: "expired.html",
         }.get(status.state, "wait.html")
         response = render_page(template, **context)
     set_place_cookie(response, svc.settings, event.event_id, request_id, status.position)
@@ -413,9 +427,15 @@ def wait_status(event_id: str) -> Response:
     request_id, position = read_place(svc.settings, event.event_id)
     if request_id is None:
         status = WaitStatus(
-            state=UNKNOWN, event_id=event.event_id, position=None, ahead=None,
-            serving=svc.room.serving(event.event_id), waiting=svc.room.waiting(event.event_id),
-            estimate=None, poll_after_ms=None, updated_at=int(svc.clock.now()),
+            state=UNKNOWN,
+            event_id=event.event_id,
+            position=None,
+            ahead=None,
+            serving=svc.room.serving(event.event_id),
+            waiting=svc.room.waiting(event.event_id),
+            estimate=None,
+            poll_after_ms=None,
+            updated_at=int(svc.clock.now()),
         )
     else:
         status = svc.wait_status.for_place(event.event_id, request_id, next_url, position=position)
@@ -489,6 +509,7 @@ def static_file(filename: str) -> Response:
 
 _JSON_SUFFIXES = ("/status", "/summary", "/theme.css")
 
+
 def N_(message: str) -> str:  # noqa: N802 - the conventional name of a gettext marker
     """Mark a message for extraction; it is translated where it is shown."""
     return message
@@ -543,7 +564,12 @@ def error_page(code: str, status: int, retry_after: int | None = None) -> Respon
     if status == 503:
         refresh = retry_after or services().settings.retry_after_seconds
     context = page_context(
-        None, headline=t(headline), advice=t(advice), status_code=status, code=code, refresh_seconds=refresh,
+        None,
+        headline=t(headline),
+        advice=t(advice),
+        status_code=status,
+        code=code,
+        refresh_seconds=refresh,
         refresh_always=True,
         languages_links=language_links(request.path, {k: v for k, v in request.args.items() if k == "next"}),
     )
@@ -568,13 +594,20 @@ def init_app(app: Flask, svc: Any) -> None:
     svc.wait_status = WaitStatusService(svc.room, svc.page_history, svc.clock)
     svc.return_urls = ReturnUrls(svc.clients, ttl)
     app.register_blueprint(bp)
-    renderers: list[Callable[[str, str, int], Response | None]] = app.extensions.setdefault(
-        "idp_error_renderers", []
-    )
+    renderers: list[Callable[[str, str, int], Response | None]] = app.extensions.setdefault("idp_error_renderers", [])
     renderers.append(render_error)
 
 
 __all__ = [
-    "ReturnUrlError", "bp", "error_page", "init_app", "page_context", "place_cookie_name", "read_place",
-    "render_interaction_page", "render_page", "set_place_cookie", "status_context",
+    "ReturnUrlError",
+    "bp",
+    "error_page",
+    "init_app",
+    "page_context",
+    "place_cookie_name",
+    "read_place",
+    "render_interaction_page",
+    "render_page",
+    "set_place_cookie",
+    "status_context",
 ]

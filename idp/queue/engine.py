@@ -155,9 +155,7 @@ def is_expired(now: int, admitted: int, period: int) -> bool:
     return now - admitted > period
 
 
-def last_expired_position(
-    low: int, high: int, expired: Callable[[int], bool]
-) -> int:
+def last_expired_position(low: int, high: int, expired: Callable[[int], bool]) -> int:
     """Return the largest p in [low, high] with expired(p), given that expiry is a prefix; low-1 if none."""
     if low > high or not expired(low):
         return low - 1

@@ -65,9 +65,7 @@ class RedisQueueStore:
 
     @classmethod
     def from_url(cls, url: str, retry_after: int = 5) -> RedisQueueStore:
-        client = redis.Redis.from_url(
-            url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30
-        )
+        client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30)
         return cls(client, retry_after=retry_after)
 
     def _run(self, name: str, event_id: str, *args: Any) -> Any:

@@ -54,9 +54,7 @@ class SqlQueueStore:
 
     @staticmethod
     def _entry_time(session: Session, event_id: str, position: int) -> int:
-        stmt = select(QueueEntry.entry_time).where(
-            QueueEntry.event_id == event_id, QueueEntry.position == position
-        )
+        stmt = select(QueueEntry.entry_time).where(QueueEntry.event_id == event_id, QueueEntry.position == position)
         return session.execute(stmt).scalar_one_or_none() or 0
 
     def _admitted_at(self, session: Session, event_id: str, position: int, entry_time: int | None = None) -> int:
@@ -218,9 +216,7 @@ class SqlQueueStore:
         column = QueueState.completed_counter if outcome == 1 else QueueState.abandoned_counter
         with self.db.session() as session:
             self._lock_state(session, event_id)
-            session.execute(
-                update(QueueState).where(QueueState.event_id == event_id).values({column: column + 1})
-            )
+            session.execute(update(QueueState).where(QueueState.event_id == event_id).values({column: column + 1}))
 
     def reset(self, event_id: str) -> None:
         with self.db.session() as session:

@@ -102,8 +102,15 @@ def _is_disconnect(exc: DBAPIError) -> bool:
     if exc.connection_invalidated:
         return True
     message = str(exc.orig).lower() if exc.orig is not None else ""
-    markers = ("could not connect", "connection refused", "server closed", "terminating connection",
-               "connection timed out", "unable to open database", "no connection")
+    markers = (
+        "could not connect",
+        "connection refused",
+        "server closed",
+        "terminating connection",
+        "connection timed out",
+        "unable to open database",
+        "no connection",
+    )
     return any(marker in message for marker in markers)
 
 

@@ -127,7 +127,10 @@ def attach(services: Any) -> None:
     """Give a service container (``idp.app.Services``) its ``keys`` and ``tokens``."""
     settings = services.settings
     services.keys = KeyManager(
-        services.db, settings.secret_key, services.clock, settings.key_rotation_grace_seconds,
+        services.db,
+        settings.secret_key,
+        services.clock,
+        settings.key_rotation_grace_seconds,
         refresh_seconds=settings.key_refresh_seconds,
     )
     services.tokens = TokenService(services.db, services.room, services.keys, services.clock, settings)
@@ -137,8 +140,14 @@ class TokenService:
     """Issue token sets, finish sessions, count and list tokens, verify access tokens."""
 
     def __init__(
-        self, db: Database, room: WaitingRoom, keys: KeyManager, clock: Clock, settings: Settings,
-        *, alg: str = DEFAULT_ALG,
+        self,
+        db: Database,
+        room: WaitingRoom,
+        keys: KeyManager,
+        clock: Clock,
+        settings: Settings,
+        *,
+        alg: str = DEFAULT_ALG,
     ) -> None:
         self.db = db
         self.room = room
@@ -271,8 +280,11 @@ class TokenService:
                     raise TokenNotIssuedError()
                 raise SessionStatusSetError()
             outbox.record(
-                session, event.event_id, "session_updated",
-                {"event_id": event.event_id, "request_id": rid, "status": label}, now=now,
+                session,
+                event.event_id,
+                "session_updated",
+                {"event_id": event.event_id, "request_id": rid, "status": label},
+                now=now,
             )
         self._sessions.invalidate(rid)
         self.room.record_session(event.event_id, outcome)

@@ -298,9 +298,11 @@ class KeyManager:
         with self.db.session() as session:
             self._serialise(session)
             self._retire_expired(session, now)
-            previous = session.execute(
-                select(SigningKey).where(SigningKey.alg == alg, SigningKey.status == "active")
-            ).scalars().all()
+            previous = (
+                session.execute(select(SigningKey).where(SigningKey.alg == alg, SigningKey.status == "active"))
+                .scalars()
+                .all()
+            )
             for old in previous:
                 old.status = "retiring"
                 old.retiring_at = now
@@ -317,9 +319,7 @@ class KeyManager:
         """Every key's metadata, newest first; never a private part."""
         now = self._now()
         with self.db.session(readonly=True) as session:
-            rows = session.execute(
-                select(SigningKey).order_by(SigningKey.created_at.desc(), SigningKey.kid)
-            ).scalars()
+            rows = session.execute(select(SigningKey).order_by(SigningKey.created_at.desc(), SigningKey.kid)).scalars()
             result = []
             for row in rows:
                 status = row.status

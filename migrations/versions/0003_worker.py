@@ -3,6 +3,7 @@
 Revision ID: 0003_worker
 Revises: 0002_oidc
 """
+
 from __future__ import annotations
 
 import sqlalchemy as sa
@@ -43,9 +44,7 @@ def upgrade() -> None:
         sa.Column("last_delivered_at", sa.BigInteger(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_subscriptions")),
     )
-    op.create_index(
-        op.f("ix_webhook_subscriptions_event_id"), "webhook_subscriptions", ["event_id"], unique=False
-    )
+    op.create_index(op.f("ix_webhook_subscriptions_event_id"), "webhook_subscriptions", ["event_id"], unique=False)
     op.create_table(
         "webhook_deliveries",
         sa.Column("id", _ID, nullable=False),

@@ -105,8 +105,7 @@ def start_gunicorn(
         if time.monotonic() > deadline:
             stop_process(process)
             raise ServerStartError(
-                f"gunicorn did not answer {health_path} within {timeout:.0f}s; "
-                f"log {log_path}:\n{log_tail(log_path)}"
+                f"gunicorn did not answer {health_path} within {timeout:.0f}s; log {log_path}:\n{log_tail(log_path)}"
             )
         time.sleep(0.1)
 

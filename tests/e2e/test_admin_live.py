@@ -39,8 +39,9 @@ def test_the_readme_example_runs_against_a_live_server(live_server: Any, backend
     server = live_server(backend)
     setup = _readme_blocks()[0]
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("IDP_")}, **server.env, "BASE": server.url}
-    result = subprocess.run(["bash", "-c", "set -eu\n" + setup], cwd=REPO, env=env, capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        ["bash", "-c", "set -eu\n" + setup], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     sections: dict[str, list[str]] = {}
     current = ""
@@ -65,8 +66,13 @@ def test_the_readme_example_runs_against_a_live_server(live_server: Any, backend
 
     entries, _ = AuditLog(services.db, services.clock).list()
     assert [e.action for e in reversed(entries)] == [
-        "admin_key.create", "event.create", "client.create", "increment_serving_counter", "generate_token",
-        "update_session", "reset_initial_state",
+        "admin_key.create",
+        "event.create",
+        "client.create",
+        "increment_serving_counter",
+        "generate_token",
+        "update_session",
+        "reset_initial_state",
     ]
 
 
@@ -80,35 +86,74 @@ def test_a_whole_event_against_gunicorn(live_server: Any) -> None:
     api = ValidatingSession(server.url)
     try:
         assert api.post("/admin/api/events", headers=admin, json={"event_id": "live"}).status_code == 201
-        assert api.post("/admin/api/clients", headers=admin, json={
-            "event_id": "live", "redirect_uris": ["https://rp.example/cb"]}).status_code == 201
+        assert (
+            api.post(
+                "/admin/api/clients",
+                headers=admin,
+                json={"event_id": "live", "redirect_uris": ["https://rp.example/cb"]},
+            ).status_code
+            == 201
+        )
         joined = [api.post("/api/assign_queue_num", json={"event_id": "live"}).json() for _ in range(100)]
         assert sorted(j["queue_number"] for j in joined) == list(range(1, 101))
         by_position = {j["queue_number"]: j["api_request_id"] for j in joined}
-        assert api.post("/admin/api/increment_serving_counter", headers=admin,
-                        json={"event_id": "live", "increment_by": 25}).json() == {"serving_num": 25}
+        assert api.post(
+            "/admin/api/increment_serving_counter", headers=admin, json={"event_id": "live", "increment_by": 25}
+        ).json() == {"serving_num": 25}
         tokens = {}
         for position in range(1, 26):
-            response = api.post("/admin/api/generate_token", headers=admin,
-                                json={"event_id": "live", "request_id": by_position[position]})
+            response = api.post(
+                "/admin/api/generate_token",
+                headers=admin,
+                json={"event_id": "live", "request_id": by_position[position]},
+            )
             assert response.status_code == 200
             tokens[position] = response.json()
             assert claims(response.json()["access_token"])["queue_position"] == position
-        assert api.post("/api/generate_token", json={"event_id": "live", "request_id": by_position[26]}
-                        ).status_code == 202
+        assert (
+            api.post("/api/generate_token", json={"event_id": "live", "request_id": by_position[26]}).status_code == 202
+        )
         for position in range(1, 6):
-            assert api.post("/admin/api/update_session", headers=admin, json={
-                "event_id": "live", "request_id": by_position[position], "status": 1}).status_code == 200
+            assert (
+                api.post(
+                    "/admin/api/update_session",
+                    headers=admin,
+                    json={"event_id": "live", "request_id": by_position[position], "status": 1},
+                ).status_code
+                == 200
+            )
         for position in range(6, 9):
-            assert api.post("/admin/api/update_session", headers=admin, json={
-                "event_id": "live", "request_id": by_position[position], "status": -1}).status_code == 200
-        assert api.post("/admin/api/update_session", headers=admin, json={
-            "event_id": "live", "request_id": by_position[1], "status": -1}).status_code == 409
+            assert (
+                api.post(
+                    "/admin/api/update_session",
+                    headers=admin,
+                    json={"event_id": "live", "request_id": by_position[position], "status": -1},
+                ).status_code
+                == 200
+            )
+        assert (
+            api.post(
+                "/admin/api/update_session",
+                headers=admin,
+                json={"event_id": "live", "request_id": by_position[1], "status": -1},
+            ).status_code
+            == 409
+        )
         assert api.get("/verify", headers=bearer(tokens[1]["access_token"])).status_code == 401
         assert api.get("/verify", headers=bearer(tokens[9]["access_token"])).status_code == 200
         stats = api.get("/admin/api/events/live/stats", headers=admin).json()
-        assert stats == {"event_id": "live", "queue": 100, "serving": 25, "waiting": 75, "tokens": 25,
-                         "expired": 0, "completed": 5, "abandoned": 3, "max_expired": 0, "active_tokens": 17}
+        assert stats == {
+            "event_id": "live",
+            "queue": 100,
+            "serving": 25,
+            "waiting": 75,
+            "tokens": 25,
+            "expired": 0,
+            "completed": 5,
+            "abandoned": 3,
+            "max_expired": 0,
+            "active_tokens": 17,
+        }
 
         assert api.post("/admin/api/reset_initial_state", headers=admin, json={"event_id": "live"}).status_code == 200
         assert api.get("/admin/api/events/live/stats", headers=admin).json()["queue"] == 0

@@ -19,29 +19,35 @@ def test_every_bad_request_gets_a_json_4xx_through_gunicorn(live_server):
     with requests.Session() as session:
         for case in batch:
             response = session.request(
-                case.method, server.url + case.url(), headers=case.headers, data=case.body, timeout=30,
+                case.method,
+                server.url + case.url(),
+                headers=case.headers,
+                data=case.body,
+                timeout=30,
                 allow_redirects=False,
             )
-            problem = check_answer(case, response.status_code, response.headers.get("Content-Type", ""),
-                                   response.content)
+            problem = check_answer(
+                case, response.status_code, response.headers.get("Content-Type", ""), response.content
+            )
             if problem:
                 failures.append(f"{case.id}: {problem}")
-    assert not failures, f"{len(failures)} of {len(batch)} requests were not refused properly:\n" + "\n".join(
-        failures
-    )
+    assert not failures, f"{len(failures)} of {len(batch)} requests were not refused properly:\n" + "\n".join(failures)
     assert server.running, server.log()
 
 
 @pytest.mark.parametrize("down", ["redis", "postgres"])
 def test_a_backing_service_down_gives_503_through_gunicorn(live_server, down):
     if down == "redis":
-        server = live_server("sqlite", IDP_REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0",
-                             IDP_RETRY_AFTER_SECONDS=3)
+        server = live_server("sqlite", IDP_REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0", IDP_RETRY_AFTER_SECONDS=3)
         server.services(redis_url=None).events.create({"event_id": "sale", "name": "Sale"})
         what = "queue store"
     else:
-        server = live_server("sqlite", migrate=False, IDP_RETRY_AFTER_SECONDS=3,
-                             IDP_DATABASE_URL=f"postgresql+psycopg2://postgres@127.0.0.1:{closed_port()}/idp")
+        server = live_server(
+            "sqlite",
+            migrate=False,
+            IDP_RETRY_AFTER_SECONDS=3,
+            IDP_DATABASE_URL=f"postgresql+psycopg2://postgres@127.0.0.1:{closed_port()}/idp",
+        )
         what = "database"
     joined = requests.post(server.url + "/api/assign_queue_num", json={"event_id": "sale"}, timeout=30)
     assert joined.status_code == 503

@@ -41,9 +41,7 @@ def test_two_thousand_concurrent_joins_get_contiguous_unique_positions(live_serv
     per_thread: list[list[Any]] = [[] for _ in range(THREADS)]
     errors: list[str] = []
     threads = [
-        threading.Thread(
-            target=_join_many, args=(server.url + "/api/assign_queue_num", barrier, per_thread[i], errors)
-        )
+        threading.Thread(target=_join_many, args=(server.url + "/api/assign_queue_num", barrier, per_thread[i], errors))
         for i in range(THREADS)
     ]
     for thread in threads:

@@ -47,10 +47,21 @@ def test_openid_client_signs_in_after_a_real_wait(live_server: Any, backend: str
     services.room.join("sale")  # somebody is ahead of the relying party's visitor
     _, secret = services.clients.create({"client_id": "node-rp", "event_id": "sale", "redirect_uris": [REDIRECT]})
     _, admin_key = AdminKeyService(services.db, services.clock).create("oidc-e2e", ["events:write"])
-    env = {**os.environ, "ISSUER": server.url, "CLIENT_ID": "node-rp", "CLIENT_SECRET": secret,
-           "REDIRECT_URI": REDIRECT}
-    process = subprocess.Popen([node, str(JS_DIR / "oidc_rp.mjs")], cwd=str(JS_DIR), env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = {
+        **os.environ,
+        "ISSUER": server.url,
+        "CLIENT_ID": "node-rp",
+        "CLIENT_SECRET": secret,
+        "REDIRECT_URI": REDIRECT,
+    }
+    process = subprocess.Popen(
+        [node, str(JS_DIR / "oidc_rp.mjs")],
+        cwd=str(JS_DIR),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert process.stdout is not None
         first = process.stdout.readline()
@@ -60,7 +71,8 @@ def test_openid_client_signs_in_after_a_real_wait(live_server: Any, backend: str
         assert services.room.counters("sale", fresh=True).serving == 0
         # An operator admits two people through the admin API.
         request = urllib.request.Request(
-            server.url + "/admin/api/increment_serving_counter", method="POST",
+            server.url + "/admin/api/increment_serving_counter",
+            method="POST",
             data=json.dumps({"event_id": "sale", "increment_by": 2}).encode(),
             headers={"Authorization": f"Bearer {admin_key}", "Content-Type": "application/json"},
         )
@@ -73,7 +85,7 @@ def test_openid_client_signs_in_after_a_real_wait(live_server: Any, backend: str
             process.wait()
     assert process.returncode == 0, err + server.log()
     result_line = next(line for line in out.splitlines() if line.startswith("RESULT "))
-    result = json.loads(result_line[len("RESULT "):])
+    result = json.loads(result_line[len("RESULT ") :])
     basic, post = result["basic"], result["post"]
     assert basic["waited"] is True
     assert post["waited"] is False  # the admitted browser is answered at once

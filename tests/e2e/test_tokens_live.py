@@ -32,9 +32,7 @@ def admitted_token_set(server: Any, services: Any) -> tuple[str, dict[str, Any]]
     joined = requests.post(server.url + "/api/assign_queue_num", json={"event_id": "sale"}, timeout=10).json()
     rid = joined["api_request_id"]
     services.room.increment_serving("sale", 1)
-    answer = requests.post(
-        server.url + "/api/generate_token", json={"event_id": "sale", "request_id": rid}, timeout=10
-    )
+    answer = requests.post(server.url + "/api/generate_token", json={"event_id": "sale", "request_id": rid}, timeout=10)
     assert answer.status_code == 200, answer.text
     return rid, answer.json()
 

@@ -71,26 +71,39 @@ class Room:
         self.login = f"{rp.url}/login"
         self.callback = f"{rp.url}/callback"
         created = requests.post(
-            f"{self.url}/admin/api/events", headers=bearer(self.key), timeout=10,
+            f"{self.url}/admin/api/events",
+            headers=bearer(self.key),
+            timeout=10,
             json={"event_id": "sale", "name": "Spring concert", "allowed_return_urls": [self.shop]},
         )
         assert created.status_code == 201, created.text
         client = requests.post(
-            f"{self.url}/admin/api/clients", headers=bearer(self.key), timeout=10,
-            json={"client_id": "shop", "event_id": "sale", "redirect_uris": [self.callback],
-                  "initiate_login_uri": self.login},
+            f"{self.url}/admin/api/clients",
+            headers=bearer(self.key),
+            timeout=10,
+            json={
+                "client_id": "shop",
+                "event_id": "sale",
+                "redirect_uris": [self.callback],
+                "initiate_login_uri": self.login,
+            },
         )
         assert client.status_code == 201, client.text
         self.client_secret = client.json()["client_secret"]
 
     def brand(self, **branding: str) -> None:
-        response = requests.patch(f"{self.url}/admin/api/events/sale", headers=bearer(self.key), timeout=10,
-                                  json={"branding": branding})
+        response = requests.patch(
+            f"{self.url}/admin/api/events/sale", headers=bearer(self.key), timeout=10, json={"branding": branding}
+        )
         assert response.status_code == 200, response.text
 
     def admit(self, by: int) -> int:
-        response = requests.post(f"{self.url}/admin/api/increment_serving_counter", headers=bearer(self.key),
-                                 json={"event_id": "sale", "increment_by": by}, timeout=10)
+        response = requests.post(
+            f"{self.url}/admin/api/increment_serving_counter",
+            headers=bearer(self.key),
+            json={"event_id": "sale", "increment_by": by},
+            timeout=10,
+        )
         assert response.status_code == 200, response.text
         return int(response.json()["serving_num"])
 
@@ -99,8 +112,16 @@ class Room:
             self.services.room.join("sale")
 
     def authorize_url(self, state: str) -> str:
-        query = urlencode({"response_type": "code", "client_id": "shop", "redirect_uri": self.callback,
-                           "scope": "openid", "state": state, "nonce": "n-" + state})
+        query = urlencode(
+            {
+                "response_type": "code",
+                "client_id": "shop",
+                "redirect_uri": self.callback,
+                "scope": "openid",
+                "state": state,
+                "nonce": "n-" + state,
+            }
+        )
         return f"{self.url}/authorize?{query}"
 
 
@@ -174,9 +195,16 @@ def test_arriving_through_authorize_waits_then_lands_on_the_relying_party_with_a
         assert query["state"] == ["st-" + str(javascript)]
         assert query["iss"] == [room.url] and len(query["code"][0]) >= 40
         # Exchanging the code proves it is a real one.
-        token = requests.post(f"{room.url}/token", timeout=10, auth=("shop", room.client_secret), data={
-            "grant_type": "authorization_code", "code": query["code"][0], "redirect_uri": room.callback,
-        })
+        token = requests.post(
+            f"{room.url}/token",
+            timeout=10,
+            auth=("shop", room.client_secret),
+            data={
+                "grant_type": "authorization_code",
+                "code": query["code"][0],
+                "redirect_uri": room.callback,
+            },
+        )
         assert token.status_code == 200, token.text
         assert token.json()["id_token"] and token.json()["token_type"] == "Bearer"
     finally:
@@ -247,8 +275,9 @@ def test_japanese_page_when_the_browser_asks_for_japanese(browser: Any, room: Ro
 
 
 def test_the_page_makes_no_third_party_requests_and_has_no_csp_violations(browser: Any, room: Room) -> None:
-    room.brand(title="Spring concert", message="Doors open at ten.", primary_color="#ffcc00",
-               background_color="#10243f")
+    room.brand(
+        title="Spring concert", message="Doors open at ten.", primary_color="#ffcc00", background_color="#10243f"
+    )
     context = browser.new_context()
     try:
         page = context.new_page()
@@ -285,8 +314,12 @@ def busy_room(live_server: Any, rp: Any) -> Room:
     from idp.clock import FrozenClock
 
     room = Room(live_server("redis"), rp)
-    room.brand(title="Spring concert tickets", message="Tickets go on sale at 10:00. Thank you for your patience.",
-               primary_color="#7c3aed", background_color="#f5f3ff")
+    room.brand(
+        title="Spring concert tickets",
+        message="Tickets go on sale at 10:00. Thank you for your patience.",
+        primary_color="#7c3aed",
+        background_color="#f5f3ff",
+    )
     past = FrozenClock(time.time() - 300)
     history = room.server.services(clock=past)
     history.room.join("sale")
@@ -358,8 +391,12 @@ def test_error_and_expired_pages_are_accessible(browser: Any, room: Room) -> Non
 
 def test_screenshot_files_are_images(browser: Any) -> None:
     """The README's screenshots exist once the screenshot test has run (it runs first in this file)."""
-    names = [f"{state}-{lang}-{width}.png" for state in ("waiting", "admitted") for lang in ("en", "ja")
-             for width in (375, 1280)]
+    names = [
+        f"{state}-{lang}-{width}.png"
+        for state in ("waiting", "admitted")
+        for lang in ("en", "ja")
+        for width in (375, 1280)
+    ]
     for name in names:
         path = Path(SCREENSHOTS / name)
         assert path.exists(), name
@@ -377,13 +414,21 @@ def test_the_script_pauses_while_hidden_backs_off_on_503_and_resumes(browser: An
         def answer(route: Any) -> None:
             times.append(time.monotonic())
             if mode["value"] == "busy":
-                route.fulfill(status=503, headers={"Retry-After": "3", "Content-Type": "application/json"},
-                              body='{"error": "service_unavailable", "message": "busy"}')
+                route.fulfill(
+                    status=503,
+                    headers={"Retry-After": "3", "Content-Type": "application/json"},
+                    body='{"error": "service_unavailable", "message": "busy"}',
+                )
                 return
-            route.fulfill(status=200, content_type="application/json", body=(
-                '{"state": "waiting", "position": 7, "ahead": 6, "serving": 0, "waiting": 7, '
-                '"estimate": {"low_seconds": 120, "high_seconds": 300}, "poll_after_ms": 300, '
-                '"updated_at": 1800000000, "progress": 0}'))
+            route.fulfill(
+                status=200,
+                content_type="application/json",
+                body=(
+                    '{"state": "waiting", "position": 7, "ahead": 6, "serving": 0, "waiting": 7, '
+                    '"estimate": {"low_seconds": 120, "high_seconds": 300}, "poll_after_ms": 300, '
+                    '"updated_at": 1800000000, "progress": 0}'
+                ),
+            )
 
         page.route("**/wait/sale/status*", answer)
         page.goto(f"{room.url}/wait/sale")

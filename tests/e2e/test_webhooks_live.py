@@ -54,11 +54,14 @@ def test_notifications_survive_a_killed_worker(live_server, backend, tmp_path):
             ]
             requests.post(
                 server.url + "/admin/api/increment_serving_counter",
-                json={"event_id": "sale", "increment_by": 12}, headers=admin, timeout=10,
+                json={"event_id": "sale", "increment_by": 12},
+                headers=admin,
+                timeout=10,
             ).raise_for_status()
             for number, request_id in enumerate(ids):
                 token = requests.post(
-                    server.url + "/api/generate_token", json={"event_id": "sale", "request_id": request_id},
+                    server.url + "/api/generate_token",
+                    json={"event_id": "sale", "request_id": request_id},
                     timeout=10,
                 )
                 assert token.status_code == 200
@@ -70,7 +73,9 @@ def test_notifications_survive_a_killed_worker(live_server, backend, tmp_path):
             for request_id in ids[:4]:
                 requests.post(
                     server.url + "/admin/api/update_session",
-                    json={"event_id": "sale", "request_id": request_id, "status": -1}, headers=admin, timeout=10,
+                    json={"event_id": "sale", "request_id": request_id, "status": -1},
+                    headers=admin,
+                    timeout=10,
                 ).raise_for_status()
 
             with services.db.session(readonly=True) as session:
@@ -95,6 +100,7 @@ def test_notifications_survive_a_killed_worker(live_server, backend, tmp_path):
             assert verify(secret, item.headers["X-Idp-Timestamp"], item.body, item.headers["X-Idp-Signature"])
         log = requests.get(
             server.url + f"/admin/api/events/sale/webhooks/{created.json()['id']}/deliveries?limit=1000",
-            headers=admin, timeout=10,
+            headers=admin,
+            timeout=10,
         ).json()["deliveries"]
         assert [d["ok"] for d in reversed(log)][:3] == [False, False, True]

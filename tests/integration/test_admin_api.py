@@ -32,15 +32,23 @@ def _join(api: ValidatingClient, event_id: str) -> dict[str, Any]:
 
 
 @all_backends
-def test_a_whole_event_through_the_admin_api(api: ValidatingClient, admin: dict[str, str], clock: Any,
-                                             services: Any) -> None:
+def test_a_whole_event_through_the_admin_api(
+    api: ValidatingClient, admin: dict[str, str], clock: Any, services: Any
+) -> None:
     # Create the event and register a relying party for it.
-    created = api.post("/admin/api/events", headers=admin,
-                       json={"event_id": "tour", "name": "Tour", "token_validity_period": 600})
+    created = api.post(
+        "/admin/api/events", headers=admin, json={"event_id": "tour", "name": "Tour", "token_validity_period": 600}
+    )
     assert created.status_code == 201 and created.headers["Location"] == "/admin/api/events/tour"
-    client = api.post("/admin/api/clients", headers=admin, json={
-        "event_id": "tour", "redirect_uris": ["https://shop.example/cb"], "name": "Shop",
-    })
+    client = api.post(
+        "/admin/api/clients",
+        headers=admin,
+        json={
+            "event_id": "tour",
+            "redirect_uris": ["https://shop.example/cb"],
+            "name": "Shop",
+        },
+    )
     assert client.status_code == 201 and len(client.get_json()["client_secret"]) >= 32
 
     # 100 visitors join, in order.
@@ -49,13 +57,19 @@ def test_a_whole_event_through_the_admin_api(api: ValidatingClient, admin: dict[
     ids = [j["api_request_id"] for j in joined]
 
     # Nobody is served yet: a token request is "not yet".
-    assert api.post("/admin/api/generate_token", headers=admin,
-                    json={"event_id": "tour", "request_id": ids[0]}).status_code == 202
-    served = api.post("/admin/api/increment_serving_counter", headers=admin,
-                      json={"event_id": "tour", "increment_by": 20})
+    assert (
+        api.post(
+            "/admin/api/generate_token", headers=admin, json={"event_id": "tour", "request_id": ids[0]}
+        ).status_code
+        == 202
+    )
+    served = api.post(
+        "/admin/api/increment_serving_counter", headers=admin, json={"event_id": "tour", "increment_by": 20}
+    )
     assert served.get_json() == {"serving_num": 20}
-    assert api.post("/admin/api/increment_serving_counter", headers=admin,
-                    json={"event_id": "tour", "increment_by": 10}).get_json() == {"serving_num": 30}
+    assert api.post(
+        "/admin/api/increment_serving_counter", headers=admin, json={"event_id": "tour", "increment_by": 10}
+    ).get_json() == {"serving_num": 30}
 
     # The first 30 fetch tokens (half through the admin API, half through the public one).
     tokens: dict[str, dict[str, Any]] = {}
@@ -65,22 +79,36 @@ def test_a_whole_event_through_the_admin_api(api: ValidatingClient, admin: dict[
         assert response.status_code == 200, response.get_json()
         tokens[rid] = response.get_json()
         assert claims(tokens[rid]["access_token"])["queue_position"] == i + 1
-    assert api.post("/admin/api/generate_token", headers=admin,
-                    json={"event_id": "tour", "request_id": ids[30]}).status_code == 202
+    assert (
+        api.post(
+            "/admin/api/generate_token", headers=admin, json={"event_id": "tour", "request_id": ids[30]}
+        ).status_code
+        == 202
+    )
 
     # 10 complete, 5 abandon; a second update of the same session is a conflict.
     for rid in ids[:10]:
-        done = api.post("/admin/api/update_session", headers=admin,
-                        json={"event_id": "tour", "request_id": rid, "status": 1})
+        done = api.post(
+            "/admin/api/update_session", headers=admin, json={"event_id": "tour", "request_id": rid, "status": 1}
+        )
         assert done.status_code == 200 and done.get_json()["status"] == 1
     for rid in ids[10:15]:
-        assert api.post("/admin/api/update_session", headers=admin,
-                        json={"event_id": "tour", "request_id": rid, "status": -1}).status_code == 200
-    again = api.post("/admin/api/update_session", headers=admin,
-                     json={"event_id": "tour", "request_id": ids[0], "status": -1})
+        assert (
+            api.post(
+                "/admin/api/update_session", headers=admin, json={"event_id": "tour", "request_id": rid, "status": -1}
+            ).status_code
+            == 200
+        )
+    again = api.post(
+        "/admin/api/update_session", headers=admin, json={"event_id": "tour", "request_id": ids[0], "status": -1}
+    )
     assert again.status_code == 409
-    assert api.post("/admin/api/update_session", headers=admin,
-                    json={"event_id": "tour", "request_id": ids[50], "status": 1}).status_code == 404
+    assert (
+        api.post(
+            "/admin/api/update_session", headers=admin, json={"event_id": "tour", "request_id": ids[50], "status": 1}
+        ).status_code
+        == 404
+    )
     # A finished session's token can no longer be fetched, and no longer passes forward auth.
     assert api.post("/api/generate_token", json={"event_id": "tour", "request_id": ids[0]}).status_code == 410
     assert api.get("/verify", headers=bearer(tokens[ids[0]]["access_token"])).status_code == 401
@@ -88,8 +116,16 @@ def test_a_whole_event_through_the_admin_api(api: ValidatingClient, admin: dict[
 
     stats = api.get("/admin/api/events/tour/stats", headers=admin).get_json()
     assert stats == {
-        "event_id": "tour", "queue": 100, "serving": 30, "waiting": 70, "tokens": 30, "expired": 0,
-        "completed": 10, "abandoned": 5, "max_expired": 0, "active_tokens": 15,
+        "event_id": "tour",
+        "queue": 100,
+        "serving": 30,
+        "waiting": 70,
+        "tokens": 30,
+        "expired": 0,
+        "completed": 10,
+        "abandoned": 5,
+        "max_expired": 0,
+        "active_tokens": 15,
     }
     assert api.get("/admin/api/num_active_tokens?event_id=tour", headers=admin).get_json() == {"active_tokens": 15}
     assert api.get("/admin/api/expired_tokens?event_id=tour", headers=admin).get_json() == []
@@ -107,13 +143,22 @@ def test_a_whole_event_through_the_admin_api(api: ValidatingClient, admin: dict[
     assert reset.status_code == 200 and reset.get_json()["event_id"] == "tour"
     stats = api.get("/admin/api/events/tour/stats", headers=admin).get_json()
     assert {k: v for k, v in stats.items() if k != "event_id"} == dict.fromkeys(
-        ("queue", "serving", "waiting", "tokens", "expired", "completed", "abandoned", "max_expired",
-         "active_tokens"), 0)
+        ("queue", "serving", "waiting", "tokens", "expired", "completed", "abandoned", "max_expired", "active_tokens"),
+        0,
+    )
     assert api.get(f"/api/queue_num?event_id=tour&request_id={ids[20]}").status_code == 404
-    assert api.post("/admin/api/generate_token", headers=admin,
-                    json={"event_id": "tour", "request_id": ids[20]}).status_code == 404
-    assert api.post("/admin/api/update_session", headers=admin,
-                    json={"event_id": "tour", "request_id": ids[20], "status": 1}).status_code == 404
+    assert (
+        api.post(
+            "/admin/api/generate_token", headers=admin, json={"event_id": "tour", "request_id": ids[20]}
+        ).status_code
+        == 404
+    )
+    assert (
+        api.post(
+            "/admin/api/update_session", headers=admin, json={"event_id": "tour", "request_id": ids[20], "status": 1}
+        ).status_code
+        == 404
+    )
     assert api.get("/verify", headers=bearer(tokens[ids[20]]["access_token"])).status_code == 401
     assert api.get("/admin/api/expired_tokens?event_id=tour", headers=admin).get_json() == []
     again_joined = [_join(api, "tour") for _ in range(3)]
@@ -125,17 +170,20 @@ def test_a_whole_event_through_the_admin_api(api: ValidatingClient, admin: dict[
 
 
 @pytest.mark.parametrize("value", [0, -1, -(2**63), 1.5, 1.0, "1", "", True, False, None, [], {}, 2**63, 2**64, 1e308])
-def test_increment_by_must_be_a_positive_json_integer(api: ValidatingClient, admin: dict[str, str], event: Any,
-                                                      value: Any) -> None:
-    response = api.post("/admin/api/increment_serving_counter", headers=admin,
-                        json={"event_id": "sale", "increment_by": value})
+def test_increment_by_must_be_a_positive_json_integer(
+    api: ValidatingClient, admin: dict[str, str], event: Any, value: Any
+) -> None:
+    response = api.post(
+        "/admin/api/increment_serving_counter", headers=admin, json={"event_id": "sale", "increment_by": value}
+    )
     assert response.status_code == 400
     assert api.get("/api/serving_num?event_id=sale").get_json() == {"serving_counter": 0}
 
 
 def test_increment_refuses_a_total_beyond_int64(api: ValidatingClient, admin: dict[str, str], event: Any) -> None:
-    first = api.post("/admin/api/increment_serving_counter", headers=admin,
-                     json={"event_id": "sale", "increment_by": 2**63 - 2})
+    first = api.post(
+        "/admin/api/increment_serving_counter", headers=admin, json={"event_id": "sale", "increment_by": 2**63 - 2}
+    )
     assert first.get_json() == {"serving_num": 2**63 - 2}
     over = api.post("/admin/api/increment_serving_counter", headers=admin, json={"event_id": "sale", "increment_by": 2})
     assert over.status_code == 400
@@ -144,34 +192,54 @@ def test_increment_refuses_a_total_beyond_int64(api: ValidatingClient, admin: di
 
 
 def test_increment_of_an_unknown_event_is_404(api: ValidatingClient, admin: dict[str, str]) -> None:
-    response = api.post("/admin/api/increment_serving_counter", headers=admin,
-                        json={"event_id": "nope", "increment_by": 1})
+    response = api.post(
+        "/admin/api/increment_serving_counter", headers=admin, json={"event_id": "nope", "increment_by": 1}
+    )
     assert response.status_code == 404 and response.get_json()["error"] == "event_not_found"
 
 
 @pytest.mark.parametrize("status", [0, 2, -2, 1.0, "1", True, None, [1]])
-def test_update_session_accepts_only_1_or_minus_1(api: ValidatingClient, admin: dict[str, str], services: Any,
-                                                  event: Any, status: Any) -> None:
+def test_update_session_accepts_only_1_or_minus_1(
+    api: ValidatingClient, admin: dict[str, str], services: Any, event: Any, status: Any
+) -> None:
     _event, entry = services.room.join("sale")
     services.room.increment_serving("sale", 1)
-    assert api.post("/admin/api/generate_token", headers=admin,
-                    json={"event_id": "sale", "request_id": entry.request_id}).status_code == 200
-    response = api.post("/admin/api/update_session", headers=admin,
-                        json={"event_id": "sale", "request_id": entry.request_id, "status": status})
+    assert (
+        api.post(
+            "/admin/api/generate_token", headers=admin, json={"event_id": "sale", "request_id": entry.request_id}
+        ).status_code
+        == 200
+    )
+    response = api.post(
+        "/admin/api/update_session",
+        headers=admin,
+        json={"event_id": "sale", "request_id": entry.request_id, "status": status},
+    )
     assert response.status_code == 400
-    ok = api.post("/admin/api/update_session", headers=admin,
-                  json={"event_id": "sale", "request_id": entry.request_id, "status": -1})
+    ok = api.post(
+        "/admin/api/update_session",
+        headers=admin,
+        json={"event_id": "sale", "request_id": entry.request_id, "status": -1},
+    )
     assert ok.status_code == 200
 
 
-def test_generate_token_overrides_apply_to_that_call_only(api: ValidatingClient, admin: dict[str, str],
-                                                          services: Any, event: Any) -> None:
+def test_generate_token_overrides_apply_to_that_call_only(
+    api: ValidatingClient, admin: dict[str, str], services: Any, event: Any
+) -> None:
     first = services.room.join("sale")[1].request_id
     second = services.room.join("sale")[1].request_id
     services.room.increment_serving("sale", 2)
-    override = api.post("/admin/api/generate_token", headers=admin, json={
-        "event_id": "sale", "request_id": first, "issuer": "https://other.example/rooms", "validity_period": 60,
-    })
+    override = api.post(
+        "/admin/api/generate_token",
+        headers=admin,
+        json={
+            "event_id": "sale",
+            "request_id": first,
+            "issuer": "https://other.example/rooms",
+            "validity_period": 60,
+        },
+    )
     assert override.status_code == 200
     got = claims(override.get_json()["id_token"])
     assert got["iss"] == "https://other.example/rooms" and got["exp"] - got["iat"] == 60
@@ -183,17 +251,29 @@ def test_generate_token_overrides_apply_to_that_call_only(api: ValidatingClient,
     assert repeat.get_json()["access_token"] == override.get_json()["access_token"]
 
 
-@pytest.mark.parametrize("body", [
-    {"issuer": "not a url"}, {"issuer": "ftp://x.example"}, {"issuer": 5}, {"issuer": "https://" + "a" * 400},
-    {"validity_period": 0}, {"validity_period": -5}, {"validity_period": 1.5}, {"validity_period": "60"},
-    {"validity_period": True}, {"validity_period": 2**64},
-])
-def test_generate_token_refuses_bad_overrides(api: ValidatingClient, admin: dict[str, str], services: Any,
-                                              event: Any, body: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"issuer": "not a url"},
+        {"issuer": "ftp://x.example"},
+        {"issuer": 5},
+        {"issuer": "https://" + "a" * 400},
+        {"validity_period": 0},
+        {"validity_period": -5},
+        {"validity_period": 1.5},
+        {"validity_period": "60"},
+        {"validity_period": True},
+        {"validity_period": 2**64},
+    ],
+)
+def test_generate_token_refuses_bad_overrides(
+    api: ValidatingClient, admin: dict[str, str], services: Any, event: Any, body: dict[str, Any]
+) -> None:
     rid = services.room.join("sale")[1].request_id
     services.room.increment_serving("sale", 1)
-    response = api.post("/admin/api/generate_token", headers=admin,
-                        json={"event_id": "sale", "request_id": rid, **body})
+    response = api.post(
+        "/admin/api/generate_token", headers=admin, json={"event_id": "sale", "request_id": rid, **body}
+    )
     assert response.status_code == 400
     assert services.room.counters("sale", fresh=True).tokens == 0
 
@@ -207,9 +287,15 @@ def test_events_resource(api: ValidatingClient, admin: dict[str, str]) -> None:
     rest = api.get(f"/admin/api/events?limit=2&cursor={first['next_cursor']}", headers=admin).get_json()
     assert [e["event_id"] for e in rest["events"]] == ["c-event"] and rest["next_cursor"] is None
 
-    patched = api.patch("/admin/api/events/a-event", headers=admin, json={
-        "name": "A", "queue_position_expiry_period": 120, "branding": {"title": "Hello", "primary_color": "#112233"},
-    })
+    patched = api.patch(
+        "/admin/api/events/a-event",
+        headers=admin,
+        json={
+            "name": "A",
+            "queue_position_expiry_period": 120,
+            "branding": {"title": "Hello", "primary_color": "#112233"},
+        },
+    )
     assert patched.status_code == 200
     got = api.get("/admin/api/events/a-event", headers=admin).get_json()
     assert got["name"] == "A" and got["queue_position_expiry_period"] == 120 and got["branding"]["title"] == "Hello"
@@ -219,9 +305,14 @@ def test_events_resource(api: ValidatingClient, admin: dict[str, str]) -> None:
     assert api.get("/admin/api/events/bad%20id", headers=admin).status_code == 400
 
     # An event with clients cannot be deleted; without them it goes, with its queue.
-    client_id = api.post("/admin/api/clients", headers=admin, json={
-        "event_id": "a-event", "redirect_uris": ["https://rp.example/cb"],
-    }).get_json()["client_id"]
+    client_id = api.post(
+        "/admin/api/clients",
+        headers=admin,
+        json={
+            "event_id": "a-event",
+            "redirect_uris": ["https://rp.example/cb"],
+        },
+    ).get_json()["client_id"]
     _join(api, "a-event")
     refused = api.delete("/admin/api/events/a-event", headers=admin)
     assert refused.status_code == 409 and refused.get_json()["error"] == "event_has_clients"
@@ -234,13 +325,23 @@ def test_events_resource(api: ValidatingClient, admin: dict[str, str]) -> None:
     assert _join(api, "a-event")["queue_number"] == 1
 
 
-def test_clients_resource_shows_the_secret_only_at_creation_and_rotation(api: ValidatingClient, admin: dict[str, str],
-                                                                         services: Any, event: Any) -> None:
-    created = api.post("/admin/api/clients", headers=admin, json={
-        "client_id": "shop", "event_id": "sale", "redirect_uris": ["https://shop.example/cb"],
-        "initiate_login_uri": "https://shop.example/login", "post_logout_redirect_uris": ["https://shop.example/"],
-        "token_endpoint_auth_methods": ["client_secret_post"], "max_parked_seconds": 120, "name": "Shop",
-    })
+def test_clients_resource_shows_the_secret_only_at_creation_and_rotation(
+    api: ValidatingClient, admin: dict[str, str], services: Any, event: Any
+) -> None:
+    created = api.post(
+        "/admin/api/clients",
+        headers=admin,
+        json={
+            "client_id": "shop",
+            "event_id": "sale",
+            "redirect_uris": ["https://shop.example/cb"],
+            "initiate_login_uri": "https://shop.example/login",
+            "post_logout_redirect_uris": ["https://shop.example/"],
+            "token_endpoint_auth_methods": ["client_secret_post"],
+            "max_parked_seconds": 120,
+            "name": "Shop",
+        },
+    )
     assert created.status_code == 201
     secret = created.get_json()["client_secret"]
     assert services.clients.get("shop").check_secret(secret)
@@ -248,10 +349,20 @@ def test_clients_resource_shows_the_secret_only_at_creation_and_rotation(api: Va
     assert "client_secret" not in shown and shown["initiate_login_uri"] == "https://shop.example/login"
     listed = api.get("/admin/api/clients", headers=admin).get_json()
     assert [c["client_id"] for c in listed["clients"]] == ["shop"] and secret not in str(listed)
-    assert api.post("/admin/api/clients", headers=admin, json={
-        "client_id": "shop", "event_id": "sale", "redirect_uris": ["https://shop.example/cb"]}).status_code == 409
-    assert api.post("/admin/api/clients", headers=admin, json={
-        "event_id": "nope", "redirect_uris": ["https://shop.example/cb"]}).status_code == 404
+    assert (
+        api.post(
+            "/admin/api/clients",
+            headers=admin,
+            json={"client_id": "shop", "event_id": "sale", "redirect_uris": ["https://shop.example/cb"]},
+        ).status_code
+        == 409
+    )
+    assert (
+        api.post(
+            "/admin/api/clients", headers=admin, json={"event_id": "nope", "redirect_uris": ["https://shop.example/cb"]}
+        ).status_code
+        == 404
+    )
 
     patched = api.patch("/admin/api/clients/shop", headers=admin, json={"max_parked_seconds": 60})
     assert patched.status_code == 200 and patched.get_json()["max_parked_seconds"] == 60
@@ -316,9 +427,16 @@ def test_admin_keys_resource(api: ValidatingClient, admin: dict[str, str], clock
     api.get("/admin/api/events", headers=bearer(key))
     assert services.admin_keys.get(key_id).last_used_at == first_use + 61
 
-    for bad in ({"name": "x", "scopes": ["root"]}, {"name": "x", "scopes": []}, {"name": "", "scopes": ["admin"]},
-                {"name": "x"}, {"scopes": ["admin"]}, {"name": "x", "scopes": "admin", "extra": 1},
-                {"name": "a\nb", "scopes": ["admin"]}, {"name": 5, "scopes": ["admin"]}):
+    for bad in (
+        {"name": "x", "scopes": ["root"]},
+        {"name": "x", "scopes": []},
+        {"name": "", "scopes": ["admin"]},
+        {"name": "x"},
+        {"scopes": ["admin"]},
+        {"name": "x", "scopes": "admin", "extra": 1},
+        {"name": "a\nb", "scopes": ["admin"]},
+        {"name": 5, "scopes": ["admin"]},
+    ):
         assert api.post("/admin/api/admin_keys", headers=admin, json=bad).status_code == 400, bad
 
     revoked = api.delete(f"/admin/api/admin_keys/{key_id}", headers=admin)
@@ -334,8 +452,11 @@ def test_every_admin_write_is_audited_without_secrets(api: ValidatingClient, ser
     key_id = _record.key_id
     admin = bearer(plaintext)
     api.post("/admin/api/events", headers=admin, json={"event_id": "gig", "name": "Gig"})
-    client = api.post("/admin/api/clients", headers=admin, json={
-        "client_id": "rp", "event_id": "gig", "redirect_uris": ["https://rp.example/cb"]}).get_json()
+    client = api.post(
+        "/admin/api/clients",
+        headers=admin,
+        json={"client_id": "rp", "event_id": "gig", "redirect_uris": ["https://rp.example/cb"]},
+    ).get_json()
     rotated = api.post("/admin/api/clients/rp/rotate_secret", headers=admin).get_json()
     made = api.post("/admin/api/admin_keys", headers=admin, json={"name": "ci", "scopes": ["events:write"]}).get_json()
     api.delete(f"/admin/api/admin_keys/{made['key_id']}", headers=admin)
@@ -355,9 +476,19 @@ def test_every_admin_write_is_audited_without_secrets(api: ValidatingClient, ser
     page = api.get("/admin/api/audit?limit=100", headers=admin).get_json()
     actions = [e["action"] for e in reversed(page["entries"])]
     assert actions == [
-        "event.create", "client.create", "client.rotate_secret", "admin_key.create", "admin_key.revoke",
-        "increment_serving_counter", "generate_token", "update_session", "event.update", "keys.rotate",
-        "reset_initial_state", "client.delete", "event.delete",
+        "event.create",
+        "client.create",
+        "client.rotate_secret",
+        "admin_key.create",
+        "admin_key.revoke",
+        "increment_serving_counter",
+        "generate_token",
+        "update_session",
+        "event.update",
+        "keys.rotate",
+        "reset_initial_state",
+        "client.delete",
+        "event.delete",
     ]
     assert {e["key_id"] for e in page["entries"]} == {key_id}
     assert all(isinstance(e["at"], int) for e in page["entries"])
@@ -402,16 +533,42 @@ def test_every_route_of_the_app_is_in_the_openapi_document(app: Any) -> None:
 def test_the_spec_check_can_fail() -> None:
     """The validating client would notice an answer that strays from the document."""
     with pytest.raises(SpecMismatch):
-        check_exchange("GET", "/admin/api/events/x/stats", request_headers={}, request_body=None, status=200,
-                       response_headers={"Content-Type": "application/json"}, response_body=b'{"queue": -1}')
+        check_exchange(
+            "GET",
+            "/admin/api/events/x/stats",
+            request_headers={},
+            request_body=None,
+            status=200,
+            response_headers={"Content-Type": "application/json"},
+            response_body=b'{"queue": -1}',
+        )
     with pytest.raises(SpecMismatch):
-        check_exchange("GET", "/admin/api/events", request_headers={}, request_body=None, status=418,
-                       response_headers={"Content-Type": "application/json"},
-                       response_body=b'{"error": "x", "message": "y"}')
+        check_exchange(
+            "GET",
+            "/admin/api/events",
+            request_headers={},
+            request_body=None,
+            status=418,
+            response_headers={"Content-Type": "application/json"},
+            response_body=b'{"error": "x", "message": "y"}',
+        )
     with pytest.raises(SpecMismatch):
-        check_exchange("GET", "/admin/api/events", request_headers={}, request_body=None, status=401,
-                       response_headers={"Content-Type": "application/json"},
-                       response_body=b'{"error": "x", "message": "y"}')  # no WWW-Authenticate
+        check_exchange(
+            "GET",
+            "/admin/api/events",
+            request_headers={},
+            request_body=None,
+            status=401,
+            response_headers={"Content-Type": "application/json"},
+            response_body=b'{"error": "x", "message": "y"}',
+        )  # no WWW-Authenticate
     with pytest.raises(SpecMismatch):
-        check_exchange("GET", "/not/described", request_headers={}, request_body=None, status=200,
-                       response_headers={"Content-Type": "application/json"}, response_body=b"{}")
+        check_exchange(
+            "GET",
+            "/not/described",
+            request_headers={},
+            request_body=None,
+            status=200,
+            response_headers={"Content-Type": "application/json"},
+            response_body=b"{}",
+        )

@@ -23,8 +23,13 @@ pytestmark = pytest.mark.integration
 def database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     url = f"sqlite:///{tmp_path / 'cli.sqlite3'}"
     upgrade_database(url)
-    for name, value in {"IDP_DATABASE_URL": url, "IDP_SECRET_KEY": TEST_SECRET, "IDP_ENV": "test",
-                        "IDP_INSTANCE_PATH": str(tmp_path), "IDP_LOG_LEVEL": "WARNING"}.items():
+    for name, value in {
+        "IDP_DATABASE_URL": url,
+        "IDP_SECRET_KEY": TEST_SECRET,
+        "IDP_ENV": "test",
+        "IDP_INSTANCE_PATH": str(tmp_path),
+        "IDP_LOG_LEVEL": "WARNING",
+    }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("IDP_REDIS_URL", raising=False)
     db = Database(url)
@@ -73,9 +78,21 @@ def test_admin_keys_create_list_revoke(database: Any, capsys: pytest.CaptureFixt
 
 def test_clients_create_prints_the_secret_once(database: Any, capsys: pytest.CaptureFixture[str]) -> None:
     assert _run(capsys, "events", "create", "sale")[0] == 0
-    code, out, err = _run(capsys, "clients", "create", "--event", "sale", "--redirect-uri", "https://rp.example/cb",
-                          "--redirect-uri", "https://rp.example/cb2", "--initiate-login-uri",
-                          "https://rp.example/login", "--name", "Shop")
+    code, out, err = _run(
+        capsys,
+        "clients",
+        "create",
+        "--event",
+        "sale",
+        "--redirect-uri",
+        "https://rp.example/cb",
+        "--redirect-uri",
+        "https://rp.example/cb2",
+        "--initiate-login-uri",
+        "https://rp.example/login",
+        "--name",
+        "Shop",
+    )
     assert code == 0 and "shown this once" in err
     created = json.loads(out)
     assert created["redirect_uris"] == ["https://rp.example/cb", "https://rp.example/cb2"]

@@ -33,9 +33,7 @@ def test_endpoint_refuses_bad_input_with_a_json_4xx(client, services, endpoint):
     batch = list(cases(endpoint, ctx))
     assert batch, "the table generated no request for this endpoint"
     failures = _failures(client, batch)
-    assert not failures, f"{len(failures)} of {len(batch)} requests were not refused properly:\n" + "\n".join(
-        failures
-    )
+    assert not failures, f"{len(failures)} of {len(batch)} requests were not refused properly:\n" + "\n".join(failures)
 
 
 @BAD_INPUT_BACKENDS
@@ -59,10 +57,24 @@ def test_the_table_covers_every_public_route(app):
 def test_the_generated_cases_include_each_kind_of_bad_input(services):
     ctx = make_context(services)
     ids = [case.id for case in all_cases(ctx)]
-    for fragment in ("missing event_id", "event_id=1.5", f"event_id={2**64}", "event_id=-1", "event_id=[]",
-                     "event_id={}", "unknown event_id", "unknown request_id", "request_id='not-a-uuid'",
-                     "malformed JSON", "non-object array", "2 MB body", "wrong method PUT", "wrong method DELETE",
-                     "wrong method PATCH", "unknown path /api/nope"):
+    for fragment in (
+        "missing event_id",
+        "event_id=1.5",
+        f"event_id={2**64}",
+        "event_id=-1",
+        "event_id=[]",
+        "event_id={}",
+        "unknown event_id",
+        "unknown request_id",
+        "request_id='not-a-uuid'",
+        "malformed JSON",
+        "non-object array",
+        "2 MB body",
+        "wrong method PUT",
+        "wrong method DELETE",
+        "wrong method PATCH",
+        "unknown path /api/nope",
+    ):
         assert any(fragment in case_id for case_id in ids), fragment
 
 

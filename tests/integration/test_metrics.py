@@ -48,8 +48,16 @@ def test_requests_are_counted_by_route_not_by_raw_path(client, services, event):
     client.get("/no/such/path/12345")
     samples = scrape(client)
     assert value(samples, "idp_http_requests_total", endpoint="/api/queue_num", method="GET", status="404") == 2
-    assert value(samples, "idp_http_requests_total", endpoint="/admin/api/events/<event_id>/inlet",
-                 method="GET", status="401") == 2
+    assert (
+        value(
+            samples,
+            "idp_http_requests_total",
+            endpoint="/admin/api/events/<event_id>/inlet",
+            method="GET",
+            status="401",
+        )
+        == 2
+    )
     assert value(samples, "idp_http_requests_total", endpoint="unmatched", method="GET", status="404") == 1
     assert value(samples, "idp_http_request_duration_seconds_count", endpoint="/api/queue_num") == 2
     assert not any("12345" in str(labels) or "other-event" in str(labels) for _name, labels in samples)

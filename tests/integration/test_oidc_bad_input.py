@@ -9,14 +9,43 @@ import pytest
 
 from tests.oidc_flow import REDIRECT, auth_params, basic, make_client
 
-pytestmark = [pytest.mark.integration,
-              # PostgreSQL refuses what SQLite stores (NUL characters), so it is the stricter backend here.
-              pytest.mark.parametrize("backend_settings", ["postgres"], indirect=True)]
+pytestmark = [
+    pytest.mark.integration,
+    # PostgreSQL refuses what SQLite stores (NUL characters), so it is the stricter backend here.
+    pytest.mark.parametrize("backend_settings", ["postgres"], indirect=True),
+]
 
-WEIRD = ["", " ", "\x00", "a\x00b", "%", "%ff", "é" * 3000, "a" * 20000, "[]", "{}", "null", "-1", "1e999",
-         "a.b.c", "eyJhbGciOiJub25lIn0.e30.", "../../etc", "<script>", '"\\']
-PATHS = ["/authorize", "/token", "/userinfo", "/revoke", "/introspect", "/logout",
-         "/.well-known/openid-configuration", "/authorize/wait/x", "/authorize/status/x"]
+WEIRD = [
+    "",
+    " ",
+    "\x00",
+    "a\x00b",
+    "%",
+    "%ff",
+    "é" * 3000,
+    "a" * 20000,
+    "[]",
+    "{}",
+    "null",
+    "-1",
+    "1e999",
+    "a.b.c",
+    "eyJhbGciOiJub25lIn0.e30.",
+    "../../etc",
+    "<script>",
+    '"\\',
+]
+PATHS = [
+    "/authorize",
+    "/token",
+    "/userinfo",
+    "/revoke",
+    "/introspect",
+    "/logout",
+    "/.well-known/openid-configuration",
+    "/authorize/wait/x",
+    "/authorize/status/x",
+]
 
 
 def _ok(response: Any) -> None:
@@ -39,9 +68,27 @@ def test_every_method_on_every_path(client: Any, rp: Any) -> None:
 
 
 def test_authorize_with_weird_values(client: Any, rp: Any) -> None:
-    names = ["client_id", "redirect_uri", "response_type", "scope", "state", "nonce", "prompt", "max_age",
-             "id_token_hint", "code_challenge", "code_challenge_method", "request", "request_uri", "display",
-             "ui_locales", "acr_values", "login_hint", "claims", "response_mode"]
+    names = [
+        "client_id",
+        "redirect_uri",
+        "response_type",
+        "scope",
+        "state",
+        "nonce",
+        "prompt",
+        "max_age",
+        "id_token_hint",
+        "code_challenge",
+        "code_challenge_method",
+        "request",
+        "request_uri",
+        "display",
+        "ui_locales",
+        "acr_values",
+        "login_hint",
+        "claims",
+        "response_mode",
+    ]
     for name in names:
         for value in WEIRD:
             params = auth_params(**{name: value})
@@ -59,13 +106,28 @@ def test_authorize_with_weird_values(client: Any, rp: Any) -> None:
 def test_token_endpoints_with_weird_values(client: Any, rp: Any) -> None:
     good_basic = basic(*rp)
     headers_list = [
-        {}, good_basic, {"Authorization": "Basic"}, {"Authorization": "Basic !!!"},
+        {},
+        good_basic,
+        {"Authorization": "Basic"},
+        {"Authorization": "Basic !!!"},
         {"Authorization": "Basic " + base64.b64encode(b"\xff\xfe:\xff").decode()},
         {"Authorization": "Basic " + base64.b64encode(b"rp").decode()},
-        {"Authorization": "Bearer x"}, {"Authorization": "Basic " + base64.b64encode(b"%zz:%zz").decode()},
+        {"Authorization": "Bearer x"},
+        {"Authorization": "Basic " + base64.b64encode(b"%zz:%zz").decode()},
     ]
-    fields = ["grant_type", "code", "redirect_uri", "refresh_token", "code_verifier", "client_id", "client_secret",
-              "token", "token_type_hint", "scope", "access_token"]
+    fields = [
+        "grant_type",
+        "code",
+        "redirect_uri",
+        "refresh_token",
+        "code_verifier",
+        "client_id",
+        "client_secret",
+        "token",
+        "token_type_hint",
+        "scope",
+        "access_token",
+    ]
     for path in ("/token", "/revoke", "/introspect", "/userinfo"):
         for headers in headers_list:
             for name in fields:

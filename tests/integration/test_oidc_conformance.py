@@ -151,10 +151,19 @@ def test_id_token_hint_honoured(app: Any, client: Any, services: Any, rp: Any) -
 
 
 def test_optional_parameters_accepted(client: Any, services: Any, rp: Any) -> None:
-    callback = login(client, services, auth_params(
-        acr_values="urn:mace:incommon:iap:silver", ui_locales="fr-CA fr en", login_hint="someone@example.com",
-        display="popup", claims_locales="de", extra="foobar", claims='{"id_token":{"name":{"essential":true}}}',
-    ))
+    callback = login(
+        client,
+        services,
+        auth_params(
+            acr_values="urn:mace:incommon:iap:silver",
+            ui_locales="fr-CA fr en",
+            login_hint="someone@example.com",
+            display="popup",
+            claims_locales="de",
+            extra="foobar",
+            claims='{"id_token":{"name":{"essential":true}}}',
+        ),
+    )
     assert "code" in callback
 
 
@@ -203,8 +212,9 @@ def test_verifier_without_challenge_refused(client: Any, services: Any, rp: Any)
 def test_plain_and_methodless_challenges_refused(client: Any, services: Any, rp: Any) -> None:
     _, challenge = pkce_pair()
     for method in ("plain", None):
-        response = client.get("/authorize", query_string=auth_params(code_challenge=challenge,
-                                                                      code_challenge_method=method))
+        response = client.get(
+            "/authorize", query_string=auth_params(code_challenge=challenge, code_challenge_method=method)
+        )
         assert query_of(response.headers["Location"])["error"] == "invalid_request"
 
 
@@ -221,8 +231,9 @@ def test_client_requiring_pkce(client: Any, services: Any, event: Any) -> None:
 # --- codes and client authentication ----------------------------------------------------------------
 
 
-def test_code_reuse_after_30_seconds_is_invalid_grant_and_revokes(client: Any, services: Any, clock: Any,
-                                                                   rp: Any) -> None:
+def test_code_reuse_after_30_seconds_is_invalid_grant_and_revokes(
+    client: Any, services: Any, clock: Any, rp: Any
+) -> None:
     code = login(client, services, auth_params())["code"]
     first = exchange(client, code, *rp).get_json()
     clock.advance(30)
@@ -231,8 +242,9 @@ def test_code_reuse_after_30_seconds_is_invalid_grant_and_revokes(client: Any, s
     bearer = {"Authorization": "Bearer " + first["access_token"]}
     assert client.get("/userinfo", headers=bearer).status_code == 401
     assert client.get("/verify", headers=bearer).status_code == 401
-    refresh = client.post("/token", data={"grant_type": "refresh_token", "refresh_token": first["refresh_token"]},
-                          headers=basic(*rp))
+    refresh = client.post(
+        "/token", data={"grant_type": "refresh_token", "refresh_token": first["refresh_token"]}, headers=basic(*rp)
+    )
     assert refresh.get_json()["error"] == "invalid_grant"
 
 
@@ -256,8 +268,9 @@ def test_client_authentication(client: Any, services: Any, rp: Any) -> None:
     code = login(client, services, auth_params())["code"]
     bad = exchange(client, code, client_id, secret + "x")
     assert bad.status_code == 401 and bad.get_json()["error"] == "invalid_client"
-    narrowed, narrowed_secret = make_client(services, client_id="postonly",
-                                            token_endpoint_auth_methods=["client_secret_post"])
+    narrowed, narrowed_secret = make_client(
+        services, client_id="postonly", token_endpoint_auth_methods=["client_secret_post"]
+    )
     code = login(client, services, auth_params("postonly"))["code"]
     assert exchange(client, code, "postonly", narrowed_secret, method="basic").status_code == 401
     code = login(client, services, auth_params("postonly"))["code"]
@@ -280,8 +293,9 @@ def test_es256_client(client: Any, services: Any, event: Any) -> None:
 # --- refresh, revocation, introspection, logout -----------------------------------------------------
 
 
-def test_refresh_keeps_auth_time_and_stops_when_session_finishes(client: Any, services: Any, clock: Any,
-                                                                  rp: Any) -> None:
+def test_refresh_keeps_auth_time_and_stops_when_session_finishes(
+    client: Any, services: Any, clock: Any, rp: Any
+) -> None:
     tokens = _tokens(client, services, rp)
     original = decode_id_token(client, tokens["id_token"])[1]
     clock.advance(120)
@@ -328,8 +342,9 @@ def test_introspection_and_revocation(client: Any, services: Any, rp: Any) -> No
     assert client.post("/revoke", data={"token": "unknown-token"}, headers=basic(*rp)).status_code == 200
     bad_hint = client.post("/revoke", data={"token": "x", "token_type_hint": "id_token"}, headers=basic(*rp))
     assert bad_hint.get_json()["error"] == "unsupported_token_type"
-    revoked = client.post("/revoke", data={"token": tokens["refresh_token"], "token_type_hint": "refresh_token"},
-                          headers=basic(*rp))
+    revoked = client.post(
+        "/revoke", data={"token": tokens["refresh_token"], "token_type_hint": "refresh_token"}, headers=basic(*rp)
+    )
     assert revoked.status_code == 200
     for kind in ("access_token", "refresh_token"):
         body = client.post("/introspect", data={"token": tokens[kind]}, headers=basic(*rp)).get_json()
@@ -342,9 +357,14 @@ def test_introspection_and_revocation(client: Any, services: Any, rp: Any) -> No
 def test_logout_completes_session_and_redirects_with_state(client: Any, services: Any, rp: Any) -> None:
     tokens = _tokens(client, services, rp)
     before = services.room.counters("sale", fresh=True).completed
-    response = client.get("/logout", query_string={
-        "id_token_hint": tokens["id_token"], "post_logout_redirect_uri": "https://rp.example/bye?x=1",
-        "state": "bye state"})
+    response = client.get(
+        "/logout",
+        query_string={
+            "id_token_hint": tokens["id_token"],
+            "post_logout_redirect_uri": "https://rp.example/bye?x=1",
+            "state": "bye state",
+        },
+    )
     assert response.status_code == 303
     location = response.headers["Location"]
     assert location.startswith("https://rp.example/bye?") and query_of(location) == {"x": "1", "state": "bye state"}
@@ -359,28 +379,38 @@ def test_logout_completes_session_and_redirects_with_state(client: Any, services
 
 def test_logout_unregistered_post_logout_uri_does_not_redirect(client: Any, services: Any, rp: Any) -> None:
     tokens = _tokens(client, services, rp)
-    response = client.get("/logout", query_string={
-        "id_token_hint": tokens["id_token"], "post_logout_redirect_uri": "https://evil.example/"})
+    response = client.get(
+        "/logout",
+        query_string={"id_token_hint": tokens["id_token"], "post_logout_redirect_uri": "https://evil.example/"},
+    )
     assert response.status_code == 200 and "Location" not in response.headers
 
 
 def test_logout_without_hint_asks_for_confirmation(client: Any, services: Any, rp: Any) -> None:
     _tokens(client, services, rp)
-    page = client.get("/logout", query_string={"client_id": "rp", "post_logout_redirect_uri": "https://rp.example/bye?x=1"})
+    page = client.get(
+        "/logout", query_string={"client_id": "rp", "post_logout_redirect_uri": "https://rp.example/bye?x=1"}
+    )
     assert page.status_code == 200 and b'name="csrf"' in page.data
     assert "form-action 'self' https://rp.example;" in page.headers["Content-Security-Policy"]
     forged = client.post("/logout", data={"client_id": "rp", "confirm": "yes", "csrf": "0" * 64})
     assert forged.status_code == 200 and b"Sign out?" in forged.data
     html = page.data.decode()
     csrf = html.split('name="csrf" value="')[1].split('"')[0]
-    done = client.post("/logout", data={"client_id": "rp", "post_logout_redirect_uri": "https://rp.example/bye?x=1",
-                                        "confirm": "yes", "csrf": csrf})
+    done = client.post(
+        "/logout",
+        data={
+            "client_id": "rp",
+            "post_logout_redirect_uri": "https://rp.example/bye?x=1",
+            "confirm": "yes",
+            "csrf": csrf,
+        },
+    )
     assert done.status_code == 303 and done.headers["Location"].startswith("https://rp.example/bye")
     assert services.room.counters("sale", fresh=True).completed == 1
 
 
-def test_logout_with_hint_from_another_browser_ends_the_session(app: Any, client: Any, services: Any,
-                                                                  rp: Any) -> None:
+def test_logout_with_hint_from_another_browser_ends_the_session(app: Any, client: Any, services: Any, rp: Any) -> None:
     tokens = _tokens(client, services, rp)
     assert decode_id_token(client, tokens["id_token"])[1]["sid"]
     other = app.test_client()

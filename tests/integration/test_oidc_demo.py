@@ -26,15 +26,18 @@ def test_demo_client_signs_in(client: Any, services: Any, event: Any) -> None:
     secret = next(line for line in again if "client_secret" in line).split()[-1]
     assert any("/.well-known/openid-configuration" in line for line in lines)
     sign_in = next(line for line in lines if "Sign in" in line).split()[-1]
-    wait = client.get(sign_in[len(base):])
+    wait = client.get(sign_in[len(base) :])
     admit_everyone(services, event.event_id)
     landing = client.get(wait.headers["Location"]).headers["Location"]
     assert landing.startswith(base + "/demo/callback?")
-    page = client.get(landing[len(base):])
+    page = client.get(landing[len(base) :])
     assert page.status_code == 200 and b"code" in page.data
     code = landing.split("code=")[1].split("&")[0]
-    token = client.post("/token", data={"grant_type": "authorization_code", "code": code,
-                                        "redirect_uri": base + "/demo/callback"}, headers=basic(DEMO_CLIENT_ID, secret))
+    token = client.post(
+        "/token",
+        data={"grant_type": "authorization_code", "code": code, "redirect_uri": base + "/demo/callback"},
+        headers=basic(DEMO_CLIENT_ID, secret),
+    )
     assert token.status_code == 200 and token.get_json()["id_token"]
 
 

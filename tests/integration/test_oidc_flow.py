@@ -25,8 +25,9 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def rp(services: Any, event: Any) -> tuple[str, str]:
-    config, secret = make_client(services, post_logout_redirect_uris=["https://rp.example/bye"],
-                                 initiate_login_uri="https://rp.example/login")
+    config, secret = make_client(
+        services, post_logout_redirect_uris=["https://rp.example/bye"], initiate_login_uri="https://rp.example/login"
+    )
     return config.client_id, secret
 
 
@@ -63,7 +64,7 @@ def test_status_json_for_the_waiting_page(client: Any, services: Any, rp: Any) -
     page = client.get(wait_url)
     marker = b"/authorize/status/"
     start = page.data.index(marker)
-    status_url = page.data[start:page.data.index(b'"', start)].decode()
+    status_url = page.data[start : page.data.index(b'"', start)].decode()
     status = client.get(status_url)
     assert status.status_code == 200
     body = status.get_json()
@@ -160,8 +161,12 @@ def test_waiting_page_of_another_browser_is_refused(app: Any, services: Any, rp:
 
 
 def test_unknown_client_and_unregistered_redirect_uri_render_a_page(client: Any, services: Any, rp: Any) -> None:
-    for params in (auth_params(client_id="nobody"), auth_params(redirect_uri="https://evil.example/cb"),
-                   auth_params(redirect_uri=REDIRECT + "/extra"), {"client_id": "rp"}):
+    for params in (
+        auth_params(client_id="nobody"),
+        auth_params(redirect_uri="https://evil.example/cb"),
+        auth_params(redirect_uri=REDIRECT + "/extra"),
+        {"client_id": "rp"},
+    ):
         response = client.get("/authorize", query_string=params)
         assert response.status_code == 400
         assert "Location" not in response.headers

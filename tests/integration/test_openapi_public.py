@@ -22,11 +22,11 @@ def api(client: Any) -> ValidatingClient:
 def test_queue_endpoints(api: ValidatingClient, services: Any, clock: Any, event: Any) -> None:
     services.events.update("sale", {"queue_position_expiry_period": 60})
     first = api.post("/api/assign_queue_num", json={"event_id": "sale"}).get_json()["api_request_id"]
-    second = api.post("/api/assign_queue_num", json={"event_id": "sale"},
-                      headers={"Idempotency-Key": "k-1"}).get_json()["api_request_id"]
+    second = api.post(
+        "/api/assign_queue_num", json={"event_id": "sale"}, headers={"Idempotency-Key": "k-1"}
+    ).get_json()["api_request_id"]
     assert api.post("/api/assign_queue_num", json={"event_id": "nope"}).status_code == 404
-    assert api.post("/api/assign_queue_num", data=b"{", headers={"Content-Type": "application/json"}
-                    ).status_code == 400
+    assert api.post("/api/assign_queue_num", data=b"{", headers={"Content-Type": "application/json"}).status_code == 400
     assert api.get(f"/api/queue_num?event_id=sale&request_id={first}").status_code == 200
     assert api.get(f"/api/queue_num?event_id=sale&request_id={UNKNOWN}").status_code == 404
     assert api.get("/api/queue_num?event_id=sale&request_id=nope").status_code == 400
@@ -68,18 +68,31 @@ def test_operational_endpoints(api: ValidatingClient) -> None:
 def test_openid_connect_endpoints(api: ValidatingClient, services: Any, event: Any) -> None:
     discovery = api.get("/.well-known/openid-configuration")
     assert discovery.status_code == 200
-    _client, secret = services.clients.create({"client_id": "shop", "event_id": "sale",
-                                               "redirect_uris": ["https://shop.example/cb"]})
-    bad_grant = api.post("/token", data={"grant_type": "authorization_code", "code": "nope",
-                                         "redirect_uri": "https://shop.example/cb", "client_id": "shop",
-                                         "client_secret": secret},
-                         headers={"Content-Type": "application/x-www-form-urlencoded"})
+    _client, secret = services.clients.create(
+        {"client_id": "shop", "event_id": "sale", "redirect_uris": ["https://shop.example/cb"]}
+    )
+    bad_grant = api.post(
+        "/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": "nope",
+            "redirect_uri": "https://shop.example/cb",
+            "client_id": "shop",
+            "client_secret": secret,
+        },
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert bad_grant.status_code == 400 and bad_grant.get_json()["error"] == "invalid_grant"
-    bad_client = api.post("/token", data={"grant_type": "authorization_code", "code": "nope", "client_id": "shop",
-                                          "client_secret": "wrong"},
-                          headers={"Content-Type": "application/x-www-form-urlencoded"})
+    bad_client = api.post(
+        "/token",
+        data={"grant_type": "authorization_code", "code": "nope", "client_id": "shop", "client_secret": "wrong"},
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert bad_client.status_code in (400, 401)
-    inactive = api.post("/introspect", data={"token": "nope", "client_id": "shop", "client_secret": secret},
-                        headers={"Content-Type": "application/x-www-form-urlencoded"})
+    inactive = api.post(
+        "/introspect",
+        data={"token": "nope", "client_id": "shop", "client_secret": secret},
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert inactive.status_code == 200 and inactive.get_json() == {"active": False}
     assert api.get("/userinfo").status_code == 401

@@ -93,8 +93,14 @@ def test_inlet_settings_round_trip_and_pause_resume(client, event, admin):
     assert response.status_code == 200
     assert response.get_json()["periodic"]["enabled"] is False
     body = {
-        "periodic": {"enabled": True, "increment_by": 25, "start_time": 1_800_000_000, "end_time": None,
-                     "health_url": "http://127.0.0.1:9/health", "health_timeout": 1.5},
+        "periodic": {
+            "enabled": True,
+            "increment_by": 25,
+            "start_time": 1_800_000_000,
+            "end_time": None,
+            "health_url": "http://127.0.0.1:9/health",
+            "health_timeout": 1.5,
+        },
         "metrics_notifications": True,
     }
     saved = client.put("/admin/api/events/sale/inlet", json=body, headers=admin).get_json()
@@ -153,7 +159,8 @@ def test_unknown_and_malformed_events_are_404_and_400(client, admin):
 
 def test_webhook_subscriptions_create_list_read_delete(client, event, admin):
     created = client.post(
-        "/admin/api/events/sale/webhooks", json={"url": "https://hooks.example/waiting", "kinds": ["session_updated"]},
+        "/admin/api/events/sale/webhooks",
+        json={"url": "https://hooks.example/waiting", "kinds": ["session_updated"]},
         headers=admin,
     )
     assert created.status_code == 201
@@ -173,9 +180,16 @@ def test_webhook_subscriptions_create_list_read_delete(client, event, admin):
 
 @pytest.mark.parametrize(
     "body",
-    [{}, {"url": "not a url"}, {"url": "javascript:alert(1)"}, {"url": 5}, {"url": "https://a.test", "kinds": "x"},
-     {"url": "https://a.test", "kinds": ["Bad Kind"]}, {"url": "https://a.test", "active": "yes"},
-     {"url": "https://a.test", "secret": "mine"}],
+    [
+        {},
+        {"url": "not a url"},
+        {"url": "javascript:alert(1)"},
+        {"url": 5},
+        {"url": "https://a.test", "kinds": "x"},
+        {"url": "https://a.test", "kinds": ["Bad Kind"]},
+        {"url": "https://a.test", "active": "yes"},
+        {"url": "https://a.test", "secret": "mine"},
+    ],
 )
 def test_bad_webhook_bodies_are_400(client, event, admin, body):
     response = client.post("/admin/api/events/sale/webhooks", json=body, headers=admin)

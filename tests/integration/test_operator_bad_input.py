@@ -24,28 +24,63 @@ def _hook(ctx):
 
 E = "/admin/api/events/sale"
 OPERATOR_ENDPOINTS = [
-    Endpoint("PUT", f"{E}/inlet", "json", (
-        Field("periodic", {"enabled": True, "increment_by": 5}, kind="object", required=False,
-              malformed=({"increment_by": 0}, {"start_time": -1}, {"health_url": "x"}, {"health_timeout": "1"},
-                         {"paused": None}, {"end_time": 2**64})),
-        Field("max_size", 10, kind="int", required=False),
-        Field("metrics_notifications", False, kind="bool", required=False),
-    ), methods=frozenset({"GET", "PUT"}), headers=_admin),
+    Endpoint(
+        "PUT",
+        f"{E}/inlet",
+        "json",
+        (
+            Field(
+                "periodic",
+                {"enabled": True, "increment_by": 5},
+                kind="object",
+                required=False,
+                malformed=(
+                    {"increment_by": 0},
+                    {"start_time": -1},
+                    {"health_url": "x"},
+                    {"health_timeout": "1"},
+                    {"paused": None},
+                    {"end_time": 2**64},
+                ),
+            ),
+            Field("max_size", 10, kind="int", required=False),
+            Field("metrics_notifications", False, kind="bool", required=False),
+        ),
+        methods=frozenset({"GET", "PUT"}),
+        headers=_admin,
+    ),
     Endpoint("POST", f"{E}/inlet/pause", methods=frozenset({"POST"}), headers=_admin),
     Endpoint("POST", f"{E}/inlet/resume", methods=frozenset({"POST"}), headers=_admin),
-    Endpoint("POST", f"{E}/inlet/max_size", "json", (
-        Field("exited", 1, kind="int", required=False),
-        Field("completed", [], kind="list", required=False),
-        Field("abandoned", [], kind="list", required=False),
-    ), headers=_admin),
-    Endpoint("POST", f"{E}/webhooks", "json", (
-        Field("url", "https://hooks.example/x", kind="url"),
-        Field("kinds", ["session_updated"], kind="list", required=False, malformed=(["Not A Kind"], ["x"] * 21)),
-        Field("active", True, kind="bool", required=False),
-    ), methods=frozenset({"GET", "POST"}), headers=_admin),
-    Endpoint("GET", f"{E}/dashboard", "query", (
-        Field("minutes", "60", kind="int", required=False, malformed=("0", "1441", "99999999999")),
-    ), headers=_admin),
+    Endpoint(
+        "POST",
+        f"{E}/inlet/max_size",
+        "json",
+        (
+            Field("exited", 1, kind="int", required=False),
+            Field("completed", [], kind="list", required=False),
+            Field("abandoned", [], kind="list", required=False),
+        ),
+        headers=_admin,
+    ),
+    Endpoint(
+        "POST",
+        f"{E}/webhooks",
+        "json",
+        (
+            Field("url", "https://hooks.example/x", kind="url"),
+            Field("kinds", ["session_updated"], kind="list", required=False, malformed=(["Not A Kind"], ["x"] * 21)),
+            Field("active", True, kind="bool", required=False),
+        ),
+        methods=frozenset({"GET", "POST"}),
+        headers=_admin,
+    ),
+    Endpoint(
+        "GET",
+        f"{E}/dashboard",
+        "query",
+        (Field("minutes", "60", kind="int", required=False, malformed=("0", "1441", "99999999999")),),
+        headers=_admin,
+    ),
 ]
 
 
@@ -53,10 +88,16 @@ def _hook_endpoints(ctx):
     hook = f"{E}/webhooks/{_hook(ctx)}"
     return [
         Endpoint("GET", hook, methods=frozenset({"GET", "DELETE"}), headers=_admin),
-        Endpoint("GET", f"{hook}/deliveries", "query", (
-            Field("limit", "10", kind="int", required=False, malformed=("1001",)),
-            Field("before", "5", kind="int", required=False),
-        ), headers=_admin),
+        Endpoint(
+            "GET",
+            f"{hook}/deliveries",
+            "query",
+            (
+                Field("limit", "10", kind="int", required=False, malformed=("1001",)),
+                Field("before", "5", kind="int", required=False),
+            ),
+            headers=_admin,
+        ),
     ]
 
 
@@ -83,8 +124,9 @@ def test_operator_endpoints_refuse_bad_input_with_a_json_4xx(client, services, c
                 continue
             response = client.open(case.url(), method=case.method, headers=case.headers, data=case.body)
             sent += 1
-            problem = check_answer(case, response.status_code, response.headers.get("Content-Type", ""),
-                                   response.get_data())
+            problem = check_answer(
+                case, response.status_code, response.headers.get("Content-Type", ""), response.get_data()
+            )
             if problem:
                 failures.append(f"{case.id}: {problem}")
     assert sent > 200
@@ -98,9 +140,13 @@ def test_operator_endpoints_refuse_bad_input_with_a_json_4xx(client, services, c
 def test_malformed_path_ids_are_4xx(client, services, ctx):
     headers = _admin(ctx)
     for path in (
-        "/admin/api/events/%00/inlet", "/admin/api/events/" + "x" * 100 + "/inlet",
-        f"{E}/webhooks/" + "x" * 300, f"{E}/webhooks/%00/deliveries", f"{E}/webhooks/..%2f..%2fetc",
-        "/admin/dashboard/" + "y" * 100, "/admin/dashboard/no-such-event",
+        "/admin/api/events/%00/inlet",
+        "/admin/api/events/" + "x" * 100 + "/inlet",
+        f"{E}/webhooks/" + "x" * 300,
+        f"{E}/webhooks/%00/deliveries",
+        f"{E}/webhooks/..%2f..%2fetc",
+        "/admin/dashboard/" + "y" * 100,
+        "/admin/dashboard/no-such-event",
     ):
         for method in ("GET", "DELETE"):
             response = client.open(path, method=method, headers=headers)

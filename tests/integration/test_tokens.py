@@ -49,9 +49,7 @@ def pyjwt_verify(client: Any, token: str, audience: str = "sale") -> dict[str, A
     jwks = pyjwt.PyJWKSet.from_dict(client.get("/jwks.json").get_json())
     kid = header(token)["kid"]
     key = next(k for k in jwks.keys if k.key_id == kid)
-    return pyjwt.decode(
-        token, key, algorithms=["RS256", "ES256"], audience=audience, issuer=ISSUER, options=NO_TIME
-    )
+    return pyjwt.decode(token, key, algorithms=["RS256", "ES256"], audience=audience, issuer=ISSUER, options=NO_TIME)
 
 
 def jwcrypto_verify(client: Any, token: str) -> dict[str, Any]:
@@ -305,9 +303,9 @@ def test_finished_sessions_end_their_tokens_once(client, services, event, status
     counters = services.room.counters("sale", fresh=True)
     assert counters.completed + counters.abandoned == 1
     with services.db.session(readonly=True) as session:
-        notes = session.execute(
-            select(OutboxEntry.payload).where(OutboxEntry.kind == "session_updated")
-        ).scalars().all()
+        notes = (
+            session.execute(select(OutboxEntry.payload).where(OutboxEntry.kind == "session_updated")).scalars().all()
+        )
     assert notes == [{"event_id": "sale", "request_id": rid, "status": label}]
 
 
@@ -455,7 +453,7 @@ def test_the_database_holds_no_private_key_in_plain_text(services, backend_setti
     for kid, blob, public in rows:
         raw = bytes(blob)
         public_text = public if isinstance(public, str) else json.dumps(public)
-        for needle in (b"PRIVATE KEY", b"-----BEGIN", b"\"d\""):
+        for needle in (b"PRIVATE KEY", b"-----BEGIN", b'"d"'):
             assert needle not in raw
         private = privates[kid]
         secret_numbers = [private[name] for name in ("d", "p", "q", "dp", "dq", "qi") if name in private]

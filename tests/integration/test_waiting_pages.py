@@ -19,10 +19,14 @@ LOGIN = "https://rp.example/login"
 
 @pytest.fixture
 def sale(services: Any) -> Any:
-    event = services.events.create({
-        "event_id": "sale", "name": "Big sale", "allowed_return_urls": [SHOP],
-        "branding": {"title": "Concert tickets", "message": "Doors open at ten.", "primary_color": "#ffdd00"},
-    })
+    event = services.events.create(
+        {
+            "event_id": "sale",
+            "name": "Big sale",
+            "allowed_return_urls": [SHOP],
+            "branding": {"title": "Concert tickets", "message": "Doors open at ten.", "primary_color": "#ffdd00"},
+        }
+    )
     make_client(services, initiate_login_uri=LOGIN)
     return event
 
@@ -39,8 +43,9 @@ def position_on(page: Any) -> int:
 
 
 @all_backends
-def test_first_visit_joins_and_reload_and_second_tab_keep_the_place(client: Any, app: Any, services: Any,
-                                                                    sale: Any) -> None:
+def test_first_visit_joins_and_reload_and_second_tab_keep_the_place(
+    client: Any, app: Any, services: Any, sale: Any
+) -> None:
     services.room.join("sale")  # someone already waiting
     first = client.get("/wait/sale", query_string={"next": SHOP})
     assert first.status_code == 200
@@ -60,9 +65,9 @@ def test_first_visit_joins_and_reload_and_second_tab_keep_the_place(client: Any,
     assert services.room.counters("sale", fresh=True).queue == 3
 
 
-def test_the_page_shows_branding_place_ahead_progress_estimate_and_what_happens_next(client: Any,
-                                                                                      services: Any,
-                                                                                      sale: Any) -> None:
+def test_the_page_shows_branding_place_ahead_progress_estimate_and_what_happens_next(
+    client: Any, services: Any, sale: Any
+) -> None:
     for _ in range(4):
         services.room.join("sale")
     page = client.get("/wait/sale", query_string={"next": SHOP}).get_data(as_text=True)
@@ -91,12 +96,12 @@ def test_estimate_follows_the_recent_admission_rate(client: Any, services: Any, 
     assert re.search(r'id="wr-estimate">\d+ to \d+ minutes<', page)
 
 
-def test_status_json_has_the_documented_fields_and_a_growing_interval(app: Any, client: Any, services: Any,
-                                                                     sale: Any) -> None:
+def test_status_json_has_the_documented_fields_and_a_growing_interval(
+    app: Any, client: Any, services: Any, sale: Any
+) -> None:
     client.get("/wait/sale")
     front = client.get("/wait/sale/status").get_json()
-    assert set(front) >= {"state", "position", "ahead", "serving", "waiting", "estimate", "poll_after_ms",
-                          "updated_at"}
+    assert set(front) >= {"state", "position", "ahead", "serving", "waiting", "estimate", "poll_after_ms", "updated_at"}
     assert front["state"] == "waiting" and front["position"] == 1 and front["ahead"] == 0
     assert front["estimate"] is None  # nobody let in yet: no guess
     far = app.test_client()
@@ -122,8 +127,7 @@ def test_status_without_a_place_is_unknown_and_summary_is_cacheable(client: Any,
     "target",
     ["https://evil.example/", SHOP + "?x=1", "javascript:alert(1)", "//evil.example/", "/wait/sale", "x" * 3000],
 )
-def test_next_must_be_an_allowed_return_url_or_a_login_uri(client: Any, services: Any, sale: Any,
-                                                          target: str) -> None:
+def test_next_must_be_an_allowed_return_url_or_a_login_uri(client: Any, services: Any, sale: Any, target: str) -> None:
     response = client.get("/wait/sale", query_string={"next": target})
     assert response.status_code == 400
     assert response.mimetype == "text/html"
@@ -132,8 +136,7 @@ def test_next_must_be_an_allowed_return_url_or_a_login_uri(client: Any, services
     assert services.room.counters("sale", fresh=True).queue == 0  # no place taken for a bad link
 
 
-def test_admitted_visitors_go_on_to_next_or_see_the_admitted_page(client: Any, services: Any,
-                                                                  sale: Any) -> None:
+def test_admitted_visitors_go_on_to_next_or_see_the_admitted_page(client: Any, services: Any, sale: Any) -> None:
     client.get("/wait/sale", query_string={"next": LOGIN})
     services.room.increment_serving("sale", 1)
     body = client.get("/wait/sale/status", query_string={"next": LOGIN}).get_json()
@@ -144,8 +147,9 @@ def test_admitted_visitors_go_on_to_next_or_see_the_admitted_page(client: Any, s
     assert staying.status_code == 200 and "It is your turn" in staying.get_data(as_text=True)
 
 
-def test_an_expired_place_gets_a_clear_page_and_can_join_again(client: Any, services: Any, sale: Any,
-                                                               clock: Any) -> None:
+def test_an_expired_place_gets_a_clear_page_and_can_join_again(
+    client: Any, services: Any, sale: Any, clock: Any
+) -> None:
     client.get("/wait/sale", query_string={"next": SHOP})
     services.room.join("sale")  # someone behind
     services.room.increment_serving("sale", 1)
@@ -177,8 +181,9 @@ def test_queue_first_then_sign_in_keeps_one_place(client: Any, services: Any, sa
     assert query_of(done.headers["Location"])["code"]
 
 
-def test_the_sign_in_waiting_page_is_this_page_with_the_same_status_fields(client: Any, services: Any,
-                                                                         sale: Any) -> None:
+def test_the_sign_in_waiting_page_is_this_page_with_the_same_status_fields(
+    client: Any, services: Any, sale: Any
+) -> None:
     wait_url = client.get("/authorize", query_string=auth_params(ui_locales="ja")).headers["Location"]
     page = client.get(wait_url)
     text = page.get_data(as_text=True)
@@ -200,19 +205,23 @@ def test_japanese_from_accept_language_and_a_visible_switch(client: Any, app: An
     # The switch is remembered.
     english = client.get("/wait/sale?lang=en").get_data(as_text=True)
     assert "You are in the queue" in english
-    assert "You are in the queue" in client.get("/wait/sale", headers={"Accept-Language": "ja"}).get_data(
-        as_text=True)
+    assert "You are in the queue" in client.get("/wait/sale", headers={"Accept-Language": "ja"}).get_data(as_text=True)
     other = app.test_client()
-    assert "You are in the queue" in other.get("/wait/sale", headers={"Accept-Language": "fr"}).get_data(
-        as_text=True)
+    assert "You are in the queue" in other.get("/wait/sale", headers={"Accept-Language": "fr"}).get_data(as_text=True)
 
 
 def test_security_headers_and_no_inline_code_without_the_nonce(client: Any, sale: Any) -> None:
     page = client.get("/wait/sale")
     csp = page.headers["Content-Security-Policy"]
     nonce = re.search(r"'nonce-([^']+)'", csp).group(1)  # type: ignore[union-attr]
-    for directive in ("default-src 'none'", "frame-ancestors 'none'", "base-uri 'none'", "form-action 'self'",
-                      f"script-src 'self' 'nonce-{nonce}'", f"style-src 'self' 'nonce-{nonce}'"):
+    for directive in (
+        "default-src 'none'",
+        "frame-ancestors 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        f"script-src 'self' 'nonce-{nonce}'",
+        f"style-src 'self' 'nonce-{nonce}'",
+    ):
         assert directive in csp
     assert page.headers["X-Frame-Options"] == "DENY"
     assert page.headers["Referrer-Policy"] == "no-referrer"
@@ -221,7 +230,7 @@ def test_security_headers_and_no_inline_code_without_the_nonce(client: Any, sale
     scripts = re.findall(r"<script[^>]*>", text)
     assert scripts and all(f'nonce="{nonce}"' in tag and "src=" in tag for tag in scripts)
     assert " style=" not in text and "<style" not in text and "onclick" not in text
-    assert "http://" not in text.replace('http-equiv', '')  # no third-party requests
+    assert "http://" not in text.replace("http-equiv", "")  # no third-party requests
     assert client.get("/wait/sale").headers["Content-Security-Policy"] != csp  # a fresh nonce each time
 
 
@@ -305,8 +314,7 @@ def test_a_waiting_visitors_status_reads_no_database(backend_settings: Any, cloc
         svc.close()
 
 
-def test_queue_store_down_gives_a_retrying_page_and_a_503_with_retry_after(backend_settings: Any,
-                                                                          clock: Any) -> None:
+def test_queue_store_down_gives_a_retrying_page_and_a_503_with_retry_after(backend_settings: Any, clock: Any) -> None:
     from idp.app import create_app
     from tests.e2e.server import closed_port
 
@@ -336,8 +344,9 @@ def test_link_checkers_and_prefetches_take_no_place(client: Any, services: Any, 
     assert position_on(client.get("/wait/sale")) == 1
 
 
-def test_a_waiting_visitors_poll_is_answered_from_the_cached_counters(client: Any, services: Any, sale: Any,
-                                                                      monkeypatch: Any) -> None:
+def test_a_waiting_visitors_poll_is_answered_from_the_cached_counters(
+    client: Any, services: Any, sale: Any, monkeypatch: Any
+) -> None:
     services.room.join("sale")
     client.get("/wait/sale")  # place 2; the cookie carries the signed position
     request_id, position, signature = client.get_cookie("idp_place_sale").value.split(".")

@@ -56,7 +56,9 @@ def test_every_notification_arrives_signed_and_in_order(services, sale, clock):
         assert messages[0]["detail"] == {"event_id": "sale", "request_id": ids[0]}
         assert messages[2]["detail"] == {"event_id": "sale", "request_id": ids[0], "status": "completed"}
         assert messages[3]["detail"] == {
-            "event_id": "sale", "previous_serving_counter_position": 4, "increment_by": 2,
+            "event_id": "sale",
+            "previous_serving_counter_position": 4,
+            "increment_by": 2,
             "current_serving_counter_position": 6,
         }
         assert all(m["event_id"] == "sale" and isinstance(m["created_at"], int) for m in messages)
@@ -98,7 +100,10 @@ def test_a_receiver_failing_three_times_still_gets_everything_in_order(services,
         ).get_json()["deliveries"]
         oldest_first = list(reversed(log))
         assert [(d["ok"], d["attempt"], d["status_code"]) for d in oldest_first[:4]] == [
-            (False, 1, 500), (False, 2, 500), (False, 3, 500), (True, 4, 204),
+            (False, 1, 500),
+            (False, 2, 500),
+            (False, 3, 500),
+            (True, 4, 204),
         ]
         assert all(d["ok"] for d in oldest_first[4:]) and len(oldest_first) == 3 + 4
         assert services.webhooks.get("sale", hook_id)["attempts"] == 0
@@ -186,8 +191,13 @@ def test_metrics_notifications_arrive_once_a_minute_when_enabled(services, sale,
         details = [r.message["detail"] for r in receiver.received]
         assert len(details) == 2
         assert details[0] == {
-            "event_id": "sale", "num_active_tokens": 3, "total_num_tokens": 3, "queue_counter": 4,
-            "serving_number": 3, "completed_sessions": 0, "abandoned_sessions": 0,
+            "event_id": "sale",
+            "num_active_tokens": 3,
+            "total_num_tokens": 3,
+            "queue_counter": 4,
+            "serving_number": 3,
+            "completed_sessions": 0,
+            "abandoned_sessions": 0,
         }
 
 

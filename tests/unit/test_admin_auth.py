@@ -14,16 +14,19 @@ KEY_ID = "0123456789abcdef"
 SECRET = "A" * 43
 
 
-@pytest.mark.parametrize(("held", "needed", "granted"), [
-    (["admin"], "events:read", True),
-    (["admin"], "keys:write", True),
-    (["events:write"], "events:read", True),
-    (["events:read"], "events:write", False),
-    (["clients:write"], "events:read", False),
-    (["keys:write"], "clients:write", False),
-    (["events:read", "events:write", "clients:write", "keys:write"], "admin", False),
-    ([], "events:read", False),
-])
+@pytest.mark.parametrize(
+    ("held", "needed", "granted"),
+    [
+        (["admin"], "events:read", True),
+        (["admin"], "keys:write", True),
+        (["events:write"], "events:read", True),
+        (["events:read"], "events:write", False),
+        (["clients:write"], "events:read", False),
+        (["keys:write"], "clients:write", False),
+        (["events:read", "events:write", "clients:write", "keys:write"], "admin", False),
+        ([], "events:read", False),
+    ],
+)
 def test_scope_granted(held: list[str], needed: str, granted: bool) -> None:
     assert scope_granted(held, needed) is granted
 
@@ -31,17 +34,37 @@ def test_scope_granted(held: list[str], needed: str, granted: bool) -> None:
 def test_parse_key_accepts_only_the_exact_shape() -> None:
     assert parse_key(f"idpk_{KEY_ID}_{SECRET}") == (KEY_ID, SECRET)
     assert parse_key(f"idpk_{KEY_ID}_with_under_scores-and-dashes") == (KEY_ID, "with_under_scores-and-dashes")
-    for bad in ("", "idpk", f"idpk_{KEY_ID}", f"idpk_{KEY_ID}_", f"IDPK_{KEY_ID}_{SECRET}",
-                f"idpk_{KEY_ID.upper()}_{SECRET}", f"idpk_{KEY_ID}0_{SECRET}", f"idpk_{KEY_ID}_{SECRET}\n",
-                f" idpk_{KEY_ID}_{SECRET}", f"idpk_{KEY_ID}_short", f"idpk_{KEY_ID}_{SECRET}=",
-                f"idpk_{KEY_ID}_{'a' * 101}"):
+    for bad in (
+        "",
+        "idpk",
+        f"idpk_{KEY_ID}",
+        f"idpk_{KEY_ID}_",
+        f"IDPK_{KEY_ID}_{SECRET}",
+        f"idpk_{KEY_ID.upper()}_{SECRET}",
+        f"idpk_{KEY_ID}0_{SECRET}",
+        f"idpk_{KEY_ID}_{SECRET}\n",
+        f" idpk_{KEY_ID}_{SECRET}",
+        f"idpk_{KEY_ID}_short",
+        f"idpk_{KEY_ID}_{SECRET}=",
+        f"idpk_{KEY_ID}_{'a' * 101}",
+    ):
         assert parse_key(bad) is None, bad
 
 
-@pytest.mark.parametrize(("header", "token"), [
-    (None, None), ("", None), ("Bearer", None), ("Bearer ", None), ("Basic abc", None), ("abc", None),
-    ("Bearer abc", "abc"), ("bearer abc", "abc"), ("BEARER  abc ", "abc"),
-])
+@pytest.mark.parametrize(
+    ("header", "token"),
+    [
+        (None, None),
+        ("", None),
+        ("Bearer", None),
+        ("Bearer ", None),
+        ("Basic abc", None),
+        ("abc", None),
+        ("Bearer abc", "abc"),
+        ("bearer abc", "abc"),
+        ("BEARER  abc ", "abc"),
+    ],
+)
 def test_bearer_token(header: str | None, token: str | None) -> None:
     assert bearer_token(header) == token
 
@@ -69,5 +92,6 @@ def test_require_scope_refuses_unknown_scopes() -> None:
 
 def test_audit_details_drop_secret_fields() -> None:
     assert scrub({"name": "x", "client_secret": "s", "key": "k", "token": "t", "scopes": ["admin"]}) == {
-        "name": "x", "scopes": ["admin"],
+        "name": "x",
+        "scopes": ["admin"],
     }

@@ -95,9 +95,20 @@ def test_the_instance_path_moves_the_default_database(tmp_path):
     assert explicit.database_url == "sqlite:///x.db"
 
 
-@pytest.mark.parametrize(("text", "value"), [("1", True), ("TRUE", True), (" yes ", True), ("on", True),
-                                              ("0", False), ("false", False), ("No", False), ("off", False),
-                                              ("", False)])
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("1", True),
+        ("TRUE", True),
+        (" yes ", True),
+        ("on", True),
+        ("0", False),
+        ("false", False),
+        ("No", False),
+        ("off", False),
+        ("", False),
+    ],
+)
 def test_boolean_variables_accept_the_usual_spellings(text, value):
     assert _bool(text) is value
 
@@ -122,8 +133,9 @@ def test_an_issuer_with_a_trailing_slash_is_refused():
 
 @pytest.mark.parametrize("secret", ["", "short", "s" * 31, DEV_SECRET_PREFIX + "x" * 40])
 def test_production_needs_a_real_secret_of_32_characters(secret, tmp_path):
-    settings = Settings(env="production", secret_key=secret, issuer="https://q.example.com",
-                        instance_path=str(tmp_path))
+    settings = Settings(
+        env="production", secret_key=secret, issuer="https://q.example.com", instance_path=str(tmp_path)
+    )
     with pytest.raises(ConfigError, match="IDP_SECRET_KEY"):
         settings.validate()
     assert not (tmp_path / "dev_secret_key").exists()

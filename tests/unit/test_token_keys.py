@@ -85,8 +85,13 @@ def _signed(fake_keys, claims: object, header: dict | None = None) -> str:
 
 
 GOOD = {
-    "aud": "sale", "sub": "00000000-0000-4000-8000-000000000000", "token_use": "access",
-    "iat": 1_800_000_000, "nbf": 1_800_000_000, "exp": 1_800_003_600, "iss": "http://127.0.0.1:8000",
+    "aud": "sale",
+    "sub": "00000000-0000-4000-8000-000000000000",
+    "token_use": "access",
+    "iat": 1_800_000_000,
+    "nbf": 1_800_000_000,
+    "exp": 1_800_003_600,
+    "iss": "http://127.0.0.1:8000",
 }
 
 

@@ -13,8 +13,9 @@ pytestmark = pytest.mark.unit
 T0 = 1_800_000_000
 
 
-def steady_history(step: int, every: int, count: int, start: int = T0, jitter: float = 0.0,
-                   rng: random.Random | None = None) -> list[tuple[int, int]]:
+def steady_history(
+    step: int, every: int, count: int, start: int = T0, jitter: float = 0.0, rng: random.Random | None = None
+) -> list[tuple[int, int]]:
     """Increments of about ``step`` every about ``every`` seconds, as the queue store records them."""
     rng = rng or random.Random(0)
     samples, serving, t = [], 0, start

@@ -65,8 +65,14 @@ def test_inlet_updates_are_partial_and_validated():
     assert paused.periodic == PeriodicConfig(enabled=True, increment_by=5, health_url="http://h/ok", paused=True)
     cleared = clean_update(paused, {"periodic": {"health_url": None}, "max_size": 50})
     assert cleared.periodic.health_url is None and cleared.max_size == 50 and cleared.periodic.paused
-    for bad in ({"periodic": {"increment_by": 0}}, {"periodic": {"start_time": 5, "end_time": 5}},
-                {"max_size": -3}, {"metrics_notifications": "yes"}, {"other": 1}, []):
+    for bad in (
+        {"periodic": {"increment_by": 0}},
+        {"periodic": {"start_time": 5, "end_time": 5}},
+        {"max_size": -3},
+        {"metrics_notifications": "yes"},
+        {"other": 1},
+        [],
+    ):
         with pytest.raises(ValidationError):
             clean_update(current, bad)
 
@@ -131,8 +137,17 @@ def test_max_size_is_never_negative_and_keeps_nothing_between_calls():
 
 @pytest.mark.parametrize(
     "body",
-    [{"exited": -1}, {"exited": 1.5}, {"exited": True}, {"exited": "2"}, {"completed": "rid"},
-     {"completed": [1]}, {"abandoned": {}}, {"abandoned": ["x"] * 1001}, {"other": 1}],
+    [
+        {"exited": -1},
+        {"exited": 1.5},
+        {"exited": True},
+        {"exited": "2"},
+        {"completed": "rid"},
+        {"completed": [1]},
+        {"abandoned": {}},
+        {"abandoned": ["x"] * 1001},
+        {"other": 1},
+    ],
 )
 def test_max_size_requests_are_validated(body):
     with pytest.raises(ValidationError):
