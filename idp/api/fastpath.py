@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import unquote_plus
 
+from idp.cors import response_headers as cors_response_headers
 from idp.errors import IdpError
 from idp.events import EVENT_ID_RE, EventNotFoundError
 from idp.logging import access_log
@@ -82,11 +83,11 @@ class FastPath:
         except EventNotFoundError:
             raise _Delegate from None
         except IdpError as exc:
-            return self._error(environ, start_response, path, exc, started)
+            return self._error(environ, start_response, path, exc, started, event_id)
         field = _COUNTER_ROUTES[path]
         value = counters.serving if field == "serving_counter" else counters.waiting
         body = f'{{"{field}":{value}}}'.encode()
-        return self._respond(environ, start_response, path, 200, body, "public, max-age=1", started)
+        return self._respond(environ, start_response, path, 200, body, "public, max-age=1", started, event_id=event_id)
 
     def _join(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("HTTP_IDEMPOTENCY_KEY") is not None or environ.get("HTTP_TRANSFER_ENCODING"):
@@ -114,7 +115,7 @@ class FastPath:
         except EventNotFoundError:
             raise _Delegate from None
         except IdpError as exc:
-            return self._error(environ, start_response, _JOIN_ROUTE, exc, started)
+            return self._error(environ, start_response, _JOIN_ROUTE, exc, started, event_id)
         body = json.dumps(
             {
                 "api_request_id": entry.request_id,
@@ -124,14 +125,22 @@ class FastPath:
             },
             separators=(",", ":"),
         ).encode()
-        return self._respond(environ, start_response, _JOIN_ROUTE, 200, body, "private, no-store", started)
+        return self._respond(
+            environ, start_response, _JOIN_ROUTE, 200, body, "private, no-store", started, event_id=event.event_id
+        )
 
     def _error(
-        self, environ: dict[str, Any], start_response: StartResponse, route: str, exc: IdpError, started: float
+        self,
+        environ: dict[str, Any],
+        start_response: StartResponse,
+        route: str,
+        exc: IdpError,
+        started: float,
+        event_id: str,
     ) -> Iterable[bytes]:
         body = json.dumps(exc.to_dict(), separators=(",", ":")).encode()
         return self._respond(
-            environ, start_response, route, exc.status, body, "private, no-store", started, exc.headers()
+            environ, start_response, route, exc.status, body, "private, no-store", started, exc.headers(), event_id
         )
 
     def _respond(
@@ -144,6 +153,7 @@ class FastPath:
         cache: str,
         started: float,
         extra: dict[str, str] | None = None,
+        event_id: str | None = None,
     ) -> Iterable[bytes]:
         incoming = environ.get("HTTP_X_REQUEST_ID", "")
         request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else secrets.token_hex(16)
@@ -157,6 +167,8 @@ class FastPath:
         ]
         if extra:
             headers.extend(extra.items())
+        # The same CORS headers as the Flask views (idp.cors): every answer, errors included.
+        headers.extend(cors_response_headers(self.services.cors.queue_api_for(event_id), environ.get("HTTP_ORIGIN")))
         start_response(_STATUS_LINES.get(status) or f"{status} {_reason(status)}", headers)
         elapsed = time.perf_counter() - started
         if self.observe is not None:
