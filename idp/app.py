@@ -8,9 +8,6 @@ import secrets
 from typing import Any
 
 from flask import Flask, Response, g, request
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -18,12 +15,13 @@ from idp.api.fastpath import FastPath
 from idp.clients import ClientService
 from idp.clock import Clock, SystemClock
 from idp.config import Settings
-from idp.errors import IdpError, UnavailableError
+from idp.errors import IdpError
 from idp.events import EventService
 from idp.http import CachedSessionInterface
 from idp.logging import access_log, configure_logging, monotonic_ms
 from idp.queue.engine import QueueEngine, QueueStore
 from idp.storage.db import Database
+from idp.storage.outage import unavailable_error
 from idp.waiting_room import WaitingRoom
 
 log = logging.getLogger("idp.http")
@@ -195,22 +193,12 @@ def _register_error_handlers(app: Flask) -> None:
             response.headers["Allow"] = exc.get_response().headers["Allow"]
         return response
 
-    @app.errorhandler(RedisConnectionError)
-    @app.errorhandler(RedisTimeoutError)
-    def _redis_down(exc: Exception) -> Response:
-        log.warning("queue store unavailable", extra={"error": type(exc).__name__})
-        retry_after = app.extensions["idp"].settings.retry_after_seconds
-        err = UnavailableError("The queue store is unavailable.", retry_after=retry_after)
-        return render(err.code, err.message, err.status, err.headers())
-
-    @app.errorhandler(OperationalError)
-    def _db_down(exc: OperationalError) -> Response:
-        log.warning("database unavailable", extra={"error": type(exc.orig).__name__ if exc.orig else "unknown"})
-        retry_after = app.extensions["idp"].settings.retry_after_seconds
-        err = UnavailableError("The database is unavailable.", retry_after=retry_after)
-        return render(err.code, err.message, err.status, err.headers())
-
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
+        # Every way Redis or the database can be unavailable is a 503 with Retry-After, never a 500.
+        unavailable = unavailable_error(exc, app.extensions["idp"].settings.retry_after_seconds)
+        if unavailable is not None:
+            log.warning("backing service unavailable: %s", unavailable.message, extra={"error": type(exc).__name__})
+            return render(unavailable.code, unavailable.message, unavailable.status, unavailable.headers())
         log.error("unhandled error", exc_info=exc, extra={"request_id": g.get("request_id")})
         return render("server_error", "The request could not be completed.", 500)

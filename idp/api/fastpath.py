@@ -22,6 +22,7 @@ from urllib.parse import unquote_plus
 from idp.errors import IdpError
 from idp.events import EVENT_ID_RE, EventNotFoundError
 from idp.logging import access_log
+from idp.storage.outage import OUTAGE_CANDIDATES, unavailable_error
 
 log = logging.getLogger("idp.http")
 
@@ -83,6 +84,8 @@ class FastPath:
             raise _Delegate from None
         except IdpError as exc:
             return self._error(environ, start_response, path, exc, started)
+        except OUTAGE_CANDIDATES as exc:
+            return self._error(environ, start_response, path, self._unavailable(exc), started)
         field = _COUNTER_ROUTES[path]
         value = counters.serving if field == "serving_counter" else counters.waiting
         body = f'{{"{field}":{value}}}'.encode()
@@ -115,6 +118,8 @@ class FastPath:
             raise _Delegate from None
         except IdpError as exc:
             return self._error(environ, start_response, _JOIN_ROUTE, exc, started)
+        except OUTAGE_CANDIDATES as exc:
+            return self._error(environ, start_response, _JOIN_ROUTE, self._unavailable(exc), started)
         body = json.dumps(
             {
                 "api_request_id": entry.request_id,
@@ -125,6 +130,14 @@ class FastPath:
             separators=(",", ":"),
         ).encode()
         return self._respond(environ, start_response, _JOIN_ROUTE, 200, body, "private, no-store", started)
+
+    def _unavailable(self, exc: Exception) -> IdpError:
+        """The 503 for a Redis or database outage; anything else is re-raised as the bug it is."""
+        unavailable = unavailable_error(exc, self.services.settings.retry_after_seconds)
+        if unavailable is None:
+            raise exc
+        log.warning("backing service unavailable: %s", unavailable.message, extra={"error": type(exc).__name__})
+        return unavailable
 
     def _error(
         self, environ: dict[str, Any], start_response: StartResponse, route: str, exc: IdpError, started: float
