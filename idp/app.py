@@ -107,6 +107,7 @@ EXTENSIONS: list[str] = [
     "idp.pages.web",
     "idp.oidc.web",
     "idp.operator",
+    "idp.landing",
 ]
 
 
