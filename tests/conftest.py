@@ -7,6 +7,7 @@ each test) and ``redis`` (database 9, flushed before and after each test; the SQ
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,22 @@ PG_ADMIN_URL = os.environ.get("IDP_TEST_PG_ADMIN_URL", "postgresql+psycopg2://po
 REDIS_TEST_URL = os.environ.get("IDP_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
 BACKENDS = ("sqlite", "postgres", "redis")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Under CI, refuse to test anything but the checkout itself, run by the checkout's own ``.venv``."""
+    if not IN_CI:
+        return
+    import idp
+
+    repo = Path(__file__).resolve().parents[1]
+    problems = []
+    if Path(sys.prefix).resolve() != (repo / ".venv").resolve():
+        problems.append(f"the interpreter is {sys.executable}, not the checkout's .venv")
+    if Path(idp.__file__).resolve().parent != repo / "idp":
+        problems.append(f"idp was imported from {idp.__file__}, not from {repo / 'idp'}")
+    if problems:
+        pytest.exit("; ".join(problems) + " (run `make test`)", returncode=3)
 
 
 def service_missing(what: str, exc: BaseException) -> None:
