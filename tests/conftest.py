@@ -21,6 +21,18 @@ from idp.config import Settings
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 PG_ADMIN_URL = os.environ.get("IDP_TEST_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 REDIS_TEST_URL = os.environ.get("IDP_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+
+
+def _per_worker_redis_url(url: str) -> str:
+    """Give each pytest-xdist worker a Redis database of its own: the base database plus the worker's number."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        return url
+    base, _, db = url.rpartition("/")
+    return f"{base}/{(int(db or 0) + int(worker[2:])) % 16}"
+
+
+REDIS_TEST_URL = _per_worker_redis_url(REDIS_TEST_URL)
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
 BACKENDS = ("sqlite", "postgres", "redis")
 
