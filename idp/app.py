@@ -108,6 +108,7 @@ EXTENSIONS: list[str] = [
     "idp.pages.web",
     "idp.oidc.web",
     "idp.operator",
+    "idp.landing",
 ]
 
 
