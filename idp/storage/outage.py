@@ -85,8 +85,10 @@ def _database_unavailable(exc: BaseException) -> bool:
             return True
         if isinstance(exc, sa_errors.OperationalError):
             # Every driver reports lost connections, "the database system is starting up/shutting down",
-            # locked SQLite files and timeouts as OperationalError.
-            return True
+            # locked SQLite files and timeouts as OperationalError; a missing table or column is a
+            # deployment defect (an unmigrated database), not an outage.
+            detail = str(exc.orig).lower() if exc.orig is not None else ""
+            return "no such table" not in detail and "no such column" not in detail
         if isinstance(exc, sa_errors.InterfaceError) and not _is_sqlite(exc.orig):
             return True  # "connection already closed"
         return _dbapi_unavailable(exc.orig)
@@ -114,6 +116,12 @@ def unavailable_error(exc: BaseException, retry_after: int = 5) -> UnavailableEr
         # A socket error that no client library wrapped.
         return UnavailableError(retry_after=retry_after)
     return None
+
+
+def unavailable_message(exc: BaseException) -> str | None:
+    """The sentence a visitor is told for an outage, or None when ``exc`` is not one."""
+    unavailable = unavailable_error(exc)
+    return None if unavailable is None else unavailable.message
 
 
 def is_unavailable(exc: BaseException) -> bool:

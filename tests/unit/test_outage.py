@@ -101,3 +101,8 @@ def test_bugs_stay_bugs(exc: BaseException) -> None:
 def test_an_unavailable_error_is_passed_through() -> None:
     err = UnavailableError("The queue store is unavailable.", retry_after=3)
     assert unavailable_error(err, retry_after=8) is err
+
+
+def test_an_unmigrated_database_is_a_defect_not_an_outage() -> None:
+    missing = _wrapped(sa_errors.OperationalError, sqlite3.OperationalError("no such table: events"))
+    assert unavailable_error(missing) is None
