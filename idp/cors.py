@@ -15,6 +15,7 @@ views both take their headers from here, so an answer is the same whichever of t
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from idp.errors import IdpError
 if TYPE_CHECKING:
     from idp.clients import ClientService
     from idp.events import EventConfig, EventService
+
+log = logging.getLogger("idp.http")
 
 WILDCARD = "*"
 # Browsers cap the preflight cache (Chromium at two hours); ten minutes keeps changes quick to apply.
@@ -184,12 +187,20 @@ class CorsPolicy:
             try:
                 return self.queue_api(self.events.get(event_id))
             except IdpError:
-                pass
-        return self.queue_api(None)
+                pass  # unknown or malformed (the answer says so), or the database is down
+        try:
+            return self.queue_api(None)
+        except Exception:  # noqa: BLE001 - an answer (often a 503) must still go out
+            log.warning("could not read the events' CORS origins; using IDP_CORS_ORIGINS")
+            return self.default
 
     def oidc(self) -> Origins:
         """The OpenID Connect endpoints browsers call: the registered clients' origins."""
-        return self._lists.get("clients", self._client_origins)
+        try:
+            return self._lists.get("clients", self._client_origins)
+        except Exception:  # noqa: BLE001 - an answer (often a 503) must still go out
+            log.warning("could not read the clients' CORS origins; allowing none")
+            return NONE
 
     def _event_origins(self) -> Origins:
         return Origins.of(origin for origins in self.events.cors_origin_lists() for origin in origins)
