@@ -70,9 +70,12 @@ def test_rs256_and_es256_tokens_verify_with_pyjwt_and_jwcrypto(live_server, back
     assert pyjwt.get_unverified_header(es_token)["alg"] == "ES256"
     assert pyjwt_verify(server, es_token)["sub"] == joined["api_request_id"]
     assert jwcrypto_verify(server, es_token)["token_use"] == "access"
-    gate = requests.get(server.url + "/verify", headers={"Authorization": f"Bearer {es_token}"}, timeout=10)
+    gate = requests.get(
+        server.url + "/verify?event_id=sale", headers={"Authorization": f"Bearer {es_token}"}, timeout=10
+    )
     assert gate.status_code == 200
-    assert gate.headers["X-Queue-Request-Id"] == joined["api_request_id"]
+    assert gate.headers["X-Queue-Place"] == services.tokens.place_reference("sale", joined["api_request_id"])
+    assert joined["api_request_id"] not in str(gate.headers) + gate.text
     assert gate.headers["X-Queue-Position"] == "2"
 
 
