@@ -69,6 +69,8 @@ class Settings:
     demo: bool = False
     # A folder of Jinja templates that override the default waiting pages (same file names).
     template_dir: str | None = None
+    # What ``/`` shows: full, minimal or off (404); empty: full, or minimal in production.
+    landing_page: str = ""
 
     @property
     def is_production(self) -> bool:
@@ -77,6 +79,10 @@ class Settings:
     @property
     def queue_backend(self) -> str:
         return "redis" if self.redis_url else "sql"
+
+    @property
+    def landing_mode(self) -> str:
+        return self.landing_page or ("minimal" if self.is_production else "full")
 
     @property
     def secret_is_generated(self) -> bool:
@@ -88,6 +94,8 @@ class Settings:
             raise ConfigError("IDP_ENV must be development, production or test")
         if self.issuer.endswith("/"):
             raise ConfigError("IDP_ISSUER must not end with a slash (Cognito and OIDC discovery require it)")
+        if self.landing_page not in {"", "full", "minimal", "off"}:
+            raise ConfigError("IDP_LANDING_PAGE must be full, minimal or off")
         if self.is_production:
             if not self.secret_key or self.secret_is_generated or len(self.secret_key) < 32:
                 raise ConfigError("production needs IDP_SECRET_KEY of at least 32 characters")
@@ -163,4 +171,5 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "synthetic_email_domain": ("IDP_SYNTHETIC_EMAIL_DOMAIN", str.strip),
     "demo": ("IDP_DEMO", _bool),
     "template_dir": ("IDP_TEMPLATE_DIR", _optional),
+    "landing_page": ("IDP_LANDING_PAGE", lambda v: v.strip().lower()),
 }
