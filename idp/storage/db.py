@@ -25,7 +25,8 @@ def make_engine(url: str, *, readonly: bool = False) -> Engine:
     On SQLite a writer begins ``IMMEDIATE`` (two writers never deadlock on a lock upgrade) while a
     reader begins ``DEFERRED`` so reads run beside the writer under WAL.
     """
-    kwargs: dict[str, Any] = {"future": True}
+    # Errors never carry the values bound to a statement (codes, hashes, ids): they reach the logs.
+    kwargs: dict[str, Any] = {"future": True, "hide_parameters": True}
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1] if "///" in url else ""
         if path and path != ":memory:":
