@@ -56,6 +56,8 @@ class Settings:
     visitor_cookie: str = "idp_visitor"
     admission_cookie_prefix: str = "idp_admit_"
     verify_cookie: str = "idp_access"
+    # Events /verify accepts when the guard names none (?event_id=E); empty: the guard must name one.
+    verify_events: tuple[str, ...] = ()
     session_cache_seconds: float = 2.0
     key_rotation_grace_seconds: int = 86400
     # How often a process re-reads signing-key metadata to see a rotation made by another process.
@@ -161,6 +163,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "visitor_cookie": ("IDP_VISITOR_COOKIE", str.strip),
     "admission_cookie_prefix": ("IDP_ADMISSION_COOKIE_PREFIX", str.strip),
     "verify_cookie": ("IDP_VERIFY_COOKIE", str.strip),
+    "verify_events": ("IDP_VERIFY_EVENTS", lambda v: tuple(e.strip() for e in v.split(",") if e.strip())),
     "session_cache_seconds": ("IDP_SESSION_CACHE_SECONDS", float),
     "key_rotation_grace_seconds": ("IDP_KEY_ROTATION_GRACE_SECONDS", int),
     "key_refresh_seconds": ("IDP_KEY_REFRESH_SECONDS", float),
