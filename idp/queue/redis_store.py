@@ -23,12 +23,13 @@ from importlib import resources
 from typing import Any, TypeVar
 
 import redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
+<<<<<<< HEAD
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import SQLAlchemyError
+=======
+>>>>>>> main
 
-from idp.errors import UnavailableError
 from idp.queue import keys
 from idp.queue.engine import (
     CounterOverflowError,
@@ -41,9 +42,13 @@ from idp.queue.engine import (
     StoreLostError,
     SweepResult,
 )
+<<<<<<< HEAD
 from idp.queue.ledger import LOST, OK, Ledger, LedgerRow, new_epoch
 
 log = logging.getLogger("idp.queue")
+=======
+from idp.storage.outage import OUTAGE_CANDIDATES, unavailable_error
+>>>>>>> main
 
 # Marks of automatic increments are remembered this long (a restarted worker retries within minutes).
 MARK_RETENTION_SECONDS = 7 * 86400
@@ -72,8 +77,11 @@ def _unavailable(func: Callable[..., T]) -> Callable[..., T]:
     def wrapper(self: RedisQueueStore, *args: Any, **kwargs: Any) -> T:
         try:
             return func(self, *args, **kwargs)
-        except (RedisConnectionError, RedisTimeoutError) as exc:
-            raise UnavailableError("The queue store is unavailable.", retry_after=self.retry_after) from exc
+        except OUTAGE_CANDIDATES as exc:
+            unavailable = unavailable_error(exc, self.retry_after)
+            if unavailable is None:
+                raise
+            raise unavailable from exc
 
     return wrapper
 
