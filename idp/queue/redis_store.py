@@ -24,12 +24,9 @@ from typing import Any, TypeVar
 
 import redis
 from redis.exceptions import NoScriptError, ResponseError
-<<<<<<< HEAD
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import SQLAlchemyError
-=======
->>>>>>> main
 
+from idp.errors import UnavailableError
 from idp.queue import keys
 from idp.queue.engine import (
     CounterOverflowError,
@@ -42,13 +39,10 @@ from idp.queue.engine import (
     StoreLostError,
     SweepResult,
 )
-<<<<<<< HEAD
 from idp.queue.ledger import LOST, OK, Ledger, LedgerRow, new_epoch
+from idp.storage.outage import OUTAGE_CANDIDATES, unavailable_error
 
 log = logging.getLogger("idp.queue")
-=======
-from idp.storage.outage import OUTAGE_CANDIDATES, unavailable_error
->>>>>>> main
 
 # Marks of automatic increments are remembered this long (a restarted worker retries within minutes).
 MARK_RETENTION_SECONDS = 7 * 86400
