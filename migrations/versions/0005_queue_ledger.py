@@ -1,7 +1,7 @@
 """The durable record of each event's Redis queue state (loss detection and recovery)
 
-Revision ID: 0004_queue_ledger
-Revises: 0003_worker
+Revision ID: 0005_queue_ledger
+Revises: 0004_cors_public_clients
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004_queue_ledger"
-down_revision = "0003_worker"
+revision = "0005_queue_ledger"
+down_revision = "0004_cors_public_clients"
 branch_labels = None
 depends_on = None
 
