@@ -9,12 +9,20 @@ from __future__ import annotations
 from idp.cache import TTLCache
 from idp.errors import IdpError, NotFoundError
 from idp.events import EventConfig, EventService
-from idp.queue.engine import Counters, Entry, PlaceState, PlaceStatus, QueueEngine, SweepResult
+from idp.queue.engine import Counters, Entry, PlaceLostError, PlaceState, PlaceStatus, QueueEngine, SweepResult
 
 
 class RequestNotFoundError(NotFoundError):
     code = "request_not_found"
     message = "No such request id in this event."
+
+
+class RequestLostError(RequestNotFoundError):
+    """410: the place existed but was lost with the queue store (callers that rejoin treat it as gone)."""
+
+    code = PlaceLostError.code
+    status = PlaceLostError.status
+    message = PlaceLostError.message
 
 
 class NotServedError(IdpError):
@@ -43,7 +51,10 @@ class WaitingRoom:
 
     def place(self, event_id: object, request_id: object) -> Entry:
         event = self.events.get(event_id)
-        entry = self.engine.entry(event.event_id, request_id)  # type: ignore[arg-type]
+        try:
+            entry = self.engine.entry(event.event_id, request_id)  # type: ignore[arg-type]
+        except PlaceLostError:
+            raise RequestLostError() from None
         if entry is None:
             raise RequestNotFoundError()
         return entry
@@ -63,7 +74,10 @@ class WaitingRoom:
     def status(self, event_id: object, request_id: object) -> tuple[EventConfig, PlaceStatus]:
         """A place's state; unknown request ids raise RequestNotFoundError."""
         event = self.events.get(event_id)
-        status = self.engine.status(event.event_id, request_id, event.policy)  # type: ignore[arg-type]
+        try:
+            status = self.engine.status(event.event_id, request_id, event.policy)  # type: ignore[arg-type]
+        except PlaceLostError:
+            raise RequestLostError() from None
         if status.state is PlaceState.UNKNOWN:
             raise RequestNotFoundError()
         return event, status
@@ -71,7 +85,10 @@ class WaitingRoom:
     def claim(self, event_id: object, request_id: object) -> tuple[EventConfig, PlaceStatus]:
         """Claim an admitted place (token issuance); idempotent."""
         event = self.events.get(event_id)
-        status = self.engine.claim(event.event_id, request_id, event.policy)  # type: ignore[arg-type]
+        try:
+            status = self.engine.claim(event.event_id, request_id, event.policy)  # type: ignore[arg-type]
+        except PlaceLostError:
+            raise RequestLostError() from None
         if status.state is PlaceState.UNKNOWN:
             raise RequestNotFoundError()
         return event, status
