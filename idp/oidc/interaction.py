@@ -149,7 +149,7 @@ class Interactions:
             _, status = self.services.room.status(event_id, place.request_id)
         except RequestNotFoundError:
             return None  # the event was reset
-        if status.state in (PlaceState.WAITING, PlaceState.ADMITTED):
+        if status.state in (PlaceState.WAITING, PlaceState.ADMITTED, PlaceState.PENDING):
             return status.state
         if status.state is PlaceState.CLAIMED:
             session = self.records.session_state(place.request_id)
@@ -255,7 +255,7 @@ class Interactions:
         except RequestNotFoundError:
             return Progress("expired", 0, 0)
         position = status.entry.position if status.entry else 0
-        if status.state is PlaceState.WAITING:
+        if status.state in (PlaceState.WAITING, PlaceState.PENDING):
             return Progress("waiting", position, status.serving)
         if status.state in (PlaceState.ADMITTED, PlaceState.CLAIMED):
             return Progress("admitted", position, status.serving, status.admitted_at)

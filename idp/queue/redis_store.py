@@ -21,8 +21,11 @@ from idp.queue import keys
 from idp.queue.engine import (
     CounterOverflowError,
     Counters,
+    DrawOutcome,
+    DrawState,
     Entry,
     ExpiryPolicy,
+    Pending,
     PlaceState,
     PlaceStatus,
     SweepResult,
@@ -60,7 +63,17 @@ class RedisQueueStore:
         self.retry_after = retry_after
         self._scripts = {
             name: client.register_script(_script_source(name))
-            for name in ("enqueue", "entry", "increment", "increment_once", "status", "sweep")
+            for name in (
+                "enqueue",
+                "entry",
+                "increment",
+                "increment_once",
+                "status",
+                "sweep",
+                "enqueue_pending",
+                "draw",
+                "admit_up_to",
+            )
         }
 
     @classmethod
@@ -68,11 +81,13 @@ class RedisQueueStore:
         client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30)
         return cls(client, retry_after=retry_after)
 
-    def _run(self, name: str, event_id: str, *args: Any) -> Any:
+    def _run(self, name: str, event_id: str, *args: Any, extra_key: str | None = None) -> Any:
         # EVALSHA straight through execute_command: the Script wrapper costs a join noticeable
         # CPU. NOSCRIPT means the script did not run, so loading it and calling again is safe.
         script = self._scripts[name]
         event_keys = keys.event_keys(event_id)
+        if extra_key is not None:
+            event_keys = [*event_keys, extra_key]
         try:
             return self.client.execute_command(  # type: ignore[no-untyped-call]
                 "EVALSHA", script.sha, len(event_keys), *event_keys, *args
@@ -156,7 +171,65 @@ class RedisQueueStore:
     @_unavailable
     def reset(self, event_id: str) -> None:
         # UNLINK frees the (possibly huge) structures in the background; the event starts over at once.
-        self.client.unlink(*keys.event_keys(event_id))
+        self.client.unlink(*keys.event_keys(event_id), keys.pending(event_id))
+
+    # -- the pre-queue and automatic admission ---------------------------------------------------
+
+    @staticmethod
+    def _pending(request_id: str, value: bytes | str) -> Pending:
+        text = value.decode() if isinstance(value, bytes) else value
+        entry_id, _, joined_at = text.partition(":")
+        return Pending(request_id, entry_id, int(joined_at or 0))
+
+    @_unavailable
+    def enqueue_pending(
+        self, event_id: str, request_id: str, entry_id: str, now: int, idempotency_key: str | None
+    ) -> Pending | None:
+        result = self._run(
+            "enqueue_pending",
+            event_id,
+            _rid_bytes(request_id),
+            entry_id,
+            now,
+            idempotency_key or "",
+            extra_key=keys.pending(event_id),
+        )
+        if int(result[0]) == 0:
+            return None
+        return self._pending(str(uuid.UUID(bytes=bytes(result[1]))), result[2])
+
+    @_unavailable
+    def pending(self, event_id: str, request_id: str) -> Pending | None:
+        value = self.client.hget(keys.pending(event_id), _rid_bytes(request_id))
+        return None if value is None else self._pending(request_id, value)
+
+    @_unavailable
+    def pending_entries(self, event_id: str) -> list[Pending]:
+        found: list[Pending] = []
+        for rid, value in self.client.hscan_iter(keys.pending(event_id), count=1000):
+            found.append(self._pending(str(uuid.UUID(bytes=bytes(rid))), value))
+        return found
+
+    @_unavailable
+    def draw_state(self, event_id: str) -> DrawState:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hlen(keys.pending(event_id))
+        pipe.hmget(keys.counters(event_id), ["drawn_at", "draw_first"])
+        entrants, (drawn_at, first) = pipe.execute()
+        return DrawState(int(entrants), None if drawn_at is None else int(drawn_at), int(first or 0))
+
+    @_unavailable
+    def draw(self, event_id: str, ordered_request_ids: list[str], now: int) -> DrawOutcome:
+        rids = [_rid_bytes(r) for r in ordered_request_ids]
+        result = self._run("draw", event_id, now, len(rids), *rids, extra_key=keys.pending(event_id))
+        return DrawOutcome(int(result[0]))
+
+    @_unavailable
+    def admit_up_to(self, event_id: str, cap: int, by: int, now: int, mark: str) -> tuple[int, int]:
+        serving, admitted = self._run(
+            "admit_up_to", event_id, cap, by, now, mark, MARK_RETENTION_SECONDS, extra_key=keys.serving_marks(event_id)
+        )
+        return int(serving), int(admitted)
 
     @_unavailable
     def ping(self) -> None:
