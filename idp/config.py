@@ -56,6 +56,8 @@ class Settings:
     visitor_cookie: str = "idp_visitor"
     admission_cookie_prefix: str = "idp_admit_"
     verify_cookie: str = "idp_access"
+    # Events /verify accepts when the guard names none (?event_id=E); empty: the guard must name one.
+    verify_events: tuple[str, ...] = ()
     session_cache_seconds: float = 2.0
     key_rotation_grace_seconds: int = 86400
     # How often a process re-reads signing-key metadata to see a rotation made by another process.
@@ -67,6 +69,8 @@ class Settings:
     demo: bool = False
     # A folder of Jinja templates that override the default waiting pages (same file names).
     template_dir: str | None = None
+    # What ``/`` shows: full, minimal or off (404); empty: full, or minimal in production.
+    landing_page: str = ""
 
     @property
     def is_production(self) -> bool:
@@ -75,6 +79,10 @@ class Settings:
     @property
     def queue_backend(self) -> str:
         return "redis" if self.redis_url else "sql"
+
+    @property
+    def landing_mode(self) -> str:
+        return self.landing_page or ("minimal" if self.is_production else "full")
 
     @property
     def secret_is_generated(self) -> bool:
@@ -86,6 +94,8 @@ class Settings:
             raise ConfigError("IDP_ENV must be development, production or test")
         if self.issuer.endswith("/"):
             raise ConfigError("IDP_ISSUER must not end with a slash (Cognito and OIDC discovery require it)")
+        if self.landing_page not in {"", "full", "minimal", "off"}:
+            raise ConfigError("IDP_LANDING_PAGE must be full, minimal or off")
         if self.is_production:
             if not self.secret_key or self.secret_is_generated or len(self.secret_key) < 32:
                 raise ConfigError("production needs IDP_SECRET_KEY of at least 32 characters")
@@ -153,6 +163,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "visitor_cookie": ("IDP_VISITOR_COOKIE", str.strip),
     "admission_cookie_prefix": ("IDP_ADMISSION_COOKIE_PREFIX", str.strip),
     "verify_cookie": ("IDP_VERIFY_COOKIE", str.strip),
+    "verify_events": ("IDP_VERIFY_EVENTS", lambda v: tuple(e.strip() for e in v.split(",") if e.strip())),
     "session_cache_seconds": ("IDP_SESSION_CACHE_SECONDS", float),
     "key_rotation_grace_seconds": ("IDP_KEY_ROTATION_GRACE_SECONDS", int),
     "key_refresh_seconds": ("IDP_KEY_REFRESH_SECONDS", float),
@@ -160,4 +171,5 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "synthetic_email_domain": ("IDP_SYNTHETIC_EMAIL_DOMAIN", str.strip),
     "demo": ("IDP_DEMO", _bool),
     "template_dir": ("IDP_TEMPLATE_DIR", _optional),
+    "landing_page": ("IDP_LANDING_PAGE", lambda v: v.strip().lower()),
 }

@@ -17,10 +17,15 @@ def services() -> Any:
     return current_app.extensions["idp"]
 
 
-def json_body() -> dict[str, Any]:
-    """Parse the body as a JSON object; anything else is a 400 with a clear code."""
+def json_body(*, optional: bool = False) -> dict[str, Any]:
+    """Parse the body as a JSON object; anything else is a 400 with a clear code.
+
+    ``optional``: the action's fields are all optional, so no body at all means ``{}``.
+    """
     raw = request.get_data(cache=True)
     if not raw:
+        if optional:
+            return {}
         raise ValidationError("A JSON object body is required.", code="missing_body")
     try:
         data = json.loads(raw)

@@ -247,7 +247,7 @@ def get_event(event_id: str) -> Response:
 @bp.patch("/events/<event_id>")
 @require_scope("events:write")
 def update_event(event_id: str) -> Response:
-    data = json_body()
+    data = json_body(optional=True)
     event = services().events.update(event_id, data)
     _audit("event.update", event.event_id, data)
     return json_response(event.to_dict())
@@ -330,7 +330,7 @@ def get_client(client_id: str) -> Response:
 @bp.patch("/clients/<client_id>")
 @require_scope("clients:write")
 def update_client(client_id: str) -> Response:
-    data = json_body()
+    data = json_body(optional=True)
     services().clients.get(client_id)
     client = services().clients.update(client_id, data)
     _audit("client.update", client.client_id, data)
@@ -372,7 +372,7 @@ def list_signing_keys() -> Response:
 @require_scope("keys:write")
 def rotate_signing_key() -> Response:
     """Make a new active key; the previous one keeps verifying until its tokens have expired."""
-    data = json_body()
+    data = json_body(optional=True)
     unknown = set(data) - {"alg"}
     if unknown:
         raise ValidationError(f"Unknown field(s): {', '.join(sorted(unknown))}.", code="unknown_field")
