@@ -28,7 +28,7 @@ from typing import Any
 from idp.errors import IdpError
 from idp.oidc.claims import VISITOR_ID_RE, Admission
 from idp.oidc.records import InteractionRecord, OidcRecords, Place
-from idp.queue.engine import PlaceState
+from idp.queue.engine import PlaceState, PlaceStatus
 from idp.waiting_room import RequestNotFoundError
 
 log = logging.getLogger("idp.oidc")
@@ -146,7 +146,7 @@ class Interactions:
     def _usable(self, event_id: str, place: Place) -> PlaceState | None:
         """The state of the browser's place if it can still lead to a login; None if it cannot."""
         try:
-            _, status = self.services.room.status(event_id, place.request_id)
+            status: PlaceStatus = self.services.room.status(event_id, place.request_id)[1]
         except RequestNotFoundError:
             return None  # the event was reset
         if status.state in (PlaceState.WAITING, PlaceState.ADMITTED, PlaceState.PENDING):
