@@ -14,6 +14,7 @@ from idp.api.fastpath import FastPath
 from idp.clients import ClientService
 from idp.clock import Clock, SystemClock
 from idp.config import Settings
+from idp.cors import CorsPolicy
 from idp.errors import IdpError
 from idp.events import EventService
 from idp.http import CachedSessionInterface
@@ -39,6 +40,7 @@ class Services:
         self.events = EventService(db, clock, ttl)
         self.room = WaitingRoom(self.events, self.engine, ttl)
         self.clients = ClientService(db, clock, ttl)
+        self.cors = CorsPolicy(settings.cors_origins, self.events, self.clients, ttl)
 
     def close(self) -> None:
         client = getattr(self.store, "client", None)

@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from idp.cors import parse_origin_setting
+
 DEV_SECRET_PREFIX = "dev-insecure-"  # noqa: S105 - a marker, not a secret
 
 
@@ -69,6 +71,8 @@ class Settings:
     demo: bool = False
     # A folder of Jinja templates that override the default waiting pages (same file names).
     template_dir: str | None = None
+    # Origins whose scripts may read the public queue API (CORS): "*" (as AWS) or exact origins.
+    cors_origins: tuple[str, ...] = ("*",)
     # What ``/`` shows: full, minimal or off (404); empty: full, or minimal in production.
     landing_page: str = ""
 
@@ -171,5 +175,6 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "synthetic_email_domain": ("IDP_SYNTHETIC_EMAIL_DOMAIN", str.strip),
     "demo": ("IDP_DEMO", _bool),
     "template_dir": ("IDP_TEMPLATE_DIR", _optional),
+    "cors_origins": ("IDP_CORS_ORIGINS", parse_origin_setting),
     "landing_page": ("IDP_LANDING_PAGE", lambda v: v.strip().lower()),
 }
