@@ -51,9 +51,16 @@ class Services:
 
 def build_store(settings: Settings, db: Database) -> QueueStore:
     if settings.redis_url:
+        from idp.queue.ledger import Ledger
         from idp.queue.redis_store import RedisQueueStore
 
-        return RedisQueueStore.from_url(settings.redis_url, retry_after=settings.retry_after_seconds)
+        return RedisQueueStore.from_url(
+            settings.redis_url,
+            Ledger(db),
+            retry_after=settings.retry_after_seconds,
+            block_size=settings.queue_block_size,
+            auto_recover=settings.queue_auto_recover,
+        )
     from idp.queue.sql_store import SqlQueueStore
 
     return SqlQueueStore(db)

@@ -22,6 +22,7 @@ from idp.queue.engine import (
     DrawState,
     Entry,
     Pending,
+    PlaceLostError,
     PlaceState,
     PlaceStatus,
     QueueEngine,
@@ -35,6 +36,14 @@ DRAW_ATTEMPTS = 10
 class RequestNotFoundError(NotFoundError):
     code = "request_not_found"
     message = "No such request id in this event."
+
+
+class RequestLostError(RequestNotFoundError):
+    """410: the place existed but was lost with the queue store (callers that rejoin treat it as gone)."""
+
+    code = PlaceLostError.code
+    status = PlaceLostError.status
+    message = PlaceLostError.message
 
 
 class NotServedError(IdpError):
@@ -166,7 +175,10 @@ class WaitingRoom:
     def place(self, event_id: object, request_id: object) -> Entry | Pending:
         """A place by request id; a pre-queue entry not yet drawn is returned as such."""
         event = self.events.get(event_id)
-        entry = self.engine.entry(event.event_id, request_id)  # type: ignore[arg-type]
+        try:
+            entry = self.engine.entry(event.event_id, request_id)  # type: ignore[arg-type]
+        except PlaceLostError:
+            raise RequestLostError() from None
         if entry is None:
             pending = self.engine.pending(event.event_id, request_id)  # type: ignore[arg-type]
             if pending is None:
@@ -192,7 +204,10 @@ class WaitingRoom:
     def status(self, event_id: object, request_id: object) -> tuple[EventConfig, PlaceStatus]:
         """A place's state; unknown request ids raise RequestNotFoundError."""
         event = self.events.get(event_id)
-        status = self.engine.status(event.event_id, request_id, event.policy)  # type: ignore[arg-type]
+        try:
+            status = self.engine.status(event.event_id, request_id, event.policy)  # type: ignore[arg-type]
+        except PlaceLostError:
+            raise RequestLostError() from None
         if status.state is PlaceState.UNKNOWN:
             pending = self._pending_status(event, request_id)
             if pending is None:
@@ -203,7 +218,10 @@ class WaitingRoom:
     def claim(self, event_id: object, request_id: object) -> tuple[EventConfig, PlaceStatus]:
         """Claim an admitted place (token issuance); idempotent."""
         event = self.events.get(event_id)
-        status = self.engine.claim(event.event_id, request_id, event.policy)  # type: ignore[arg-type]
+        try:
+            status = self.engine.claim(event.event_id, request_id, event.policy)  # type: ignore[arg-type]
+        except PlaceLostError:
+            raise RequestLostError() from None
         if status.state is PlaceState.UNKNOWN:
             pending = self._pending_status(event, request_id)
             if pending is None:

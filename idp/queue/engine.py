@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from idp.clock import Clock, SystemClock
-from idp.errors import IdpError, ValidationError
+from idp.errors import IdpError, NotFoundError, UnavailableError, ValidationError
 
 INT64_MAX = 2**63 - 1
 REQUEST_ID_RE = re.compile(r"\A[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
@@ -34,6 +34,21 @@ class CounterOverflowError(IdpError):
     code = "counter_overflow"
     status = 400
     message = "The serving counter would exceed 2^63-1."
+
+
+class StoreLostError(UnavailableError):
+    """The event's queue store lost data; it answers nothing that may already be held until recovered."""
+
+    code = "queue_store_lost"
+    message = "The queue store of this event lost data; joins resume once it is recovered."
+
+
+class PlaceLostError(NotFoundError):
+    """The place existed but was lost with the queue store; its position is never handed out again."""
+
+    code = "place_lost"
+    status = 410
+    message = "This place was lost with the queue store; join the queue again."
 
 
 @dataclass(frozen=True)
@@ -106,11 +121,13 @@ class Counters:
     completed: int = 0
     abandoned: int = 0
     max_expired: int = 0
+    # Positions lost with an earlier store (held by nobody now), skipped by the serving counter.
+    lost: int = 0
 
     @property
     def waiting(self) -> int:
-        """Queued, not yet issued a token, and not expired."""
-        return max(0, self.queue - self.tokens - self.expired)
+        """Queued, not yet issued a token, not expired and not lost."""
+        return max(0, self.queue - self.tokens - self.expired - self.lost)
 
 
 @dataclass(frozen=True)

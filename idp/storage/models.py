@@ -99,6 +99,29 @@ class QueueState(Base):
     last_issue_time: Mapped[int] = mapped_column(default=0)
 
 
+class QueueLedger(Base):
+    """The durable record of an event's queue kept in Redis: which Redis state is current, and how far it may go.
+
+    ``epoch`` is written into the event's Redis state; Redis may hand out positions up to ``reserved`` only,
+    and this row is raised (a block at a time) before it does. A Redis state without this epoch, or from
+    another server run, is a loss: it continues above ``reserved`` under a new epoch and ``generation``.
+    """
+
+    __tablename__ = "queue_ledger"
+
+    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    epoch: Mapped[str] = mapped_column(String(32))
+    generation: Mapped[int] = mapped_column(default=1)
+    reserved: Mapped[int] = mapped_column(default=0)
+    serving: Mapped[int] = mapped_column(default=0)
+    status: Mapped[str] = mapped_column(String(16), default="ok")
+    losses: Mapped[int] = mapped_column(default=0)
+    lost_positions: Mapped[int] = mapped_column(default=0)
+    last_loss_at: Mapped[int | None] = mapped_column(nullable=True)
+    last_loss_reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    updated_at: Mapped[int] = mapped_column(default=0)
+
+
 class QueueEntry(Base):
     """One visitor's place."""
 

@@ -1,7 +1,7 @@
 """Sale lifecycle: schedule, room mode and targets on events; the pre-queue lottery
 
-Revision ID: 0005_sale_lifecycle
-Revises: 0004_cors_public_clients
+Revision ID: 0006_sale_lifecycle
+Revises: 0005_queue_ledger
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005_sale_lifecycle"
-down_revision = "0004_cors_public_clients"
+revision = "0006_sale_lifecycle"
+down_revision = "0005_queue_ledger"
 branch_labels = None
 depends_on = None
 
