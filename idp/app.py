@@ -14,6 +14,7 @@ from idp.api.fastpath import FastPath
 from idp.clients import ClientService
 from idp.clock import Clock, SystemClock
 from idp.config import Settings
+from idp.cors import CorsPolicy
 from idp.errors import IdpError
 from idp.events import EventService
 from idp.http import CachedSessionInterface
@@ -39,6 +40,7 @@ class Services:
         self.events = EventService(db, clock, ttl)
         self.room = WaitingRoom(self.events, self.engine, ttl)
         self.clients = ClientService(db, clock, ttl)
+        self.cors = CorsPolicy(settings.cors_origins, self.events, self.clients, ttl)
 
     def close(self) -> None:
         client = getattr(self.store, "client", None)
@@ -49,9 +51,16 @@ class Services:
 
 def build_store(settings: Settings, db: Database) -> QueueStore:
     if settings.redis_url:
+        from idp.queue.ledger import Ledger
         from idp.queue.redis_store import RedisQueueStore
 
-        return RedisQueueStore.from_url(settings.redis_url, retry_after=settings.retry_after_seconds)
+        return RedisQueueStore.from_url(
+            settings.redis_url,
+            Ledger(db),
+            retry_after=settings.retry_after_seconds,
+            block_size=settings.queue_block_size,
+            auto_recover=settings.queue_auto_recover,
+        )
     from idp.queue.sql_store import SqlQueueStore
 
     return SqlQueueStore(db)
