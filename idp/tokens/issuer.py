@@ -134,6 +134,7 @@ def attach(services: Any) -> None:
         services.clock,
         settings.key_rotation_grace_seconds,
         refresh_seconds=settings.key_refresh_seconds,
+        jwks_max_age=settings.jwks_max_age,
     )
     services.tokens = TokenService(services.db, services.room, services.keys, services.clock, settings)
 
