@@ -13,7 +13,7 @@ import logging
 import os
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING
 
 from flask import Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -22,6 +22,9 @@ from prometheus_client.registry import Collector
 from sqlalchemy import select
 
 from idp.storage.models import WorkerJobStat
+
+if TYPE_CHECKING:
+    from idp.services import Services
 
 log = logging.getLogger("idp.metrics")
 
@@ -60,7 +63,7 @@ class HttpMetrics:
 class StoreCollector(Collector):
     """Gauges read from the queue store and the database when scraped."""
 
-    def __init__(self, services: Any) -> None:
+    def __init__(self, services: Services) -> None:
         self.services = services
 
     def collect(self) -> Iterator[Metric]:
@@ -96,14 +99,12 @@ class StoreCollector(Collector):
             "Age of the oldest notification not yet delivered to a subscriber",
             labels=["event_id", "webhook"],
         )
-        webhooks = getattr(svc, "webhooks", None)
-        if webhooks is not None:
-            for event_id, webhook_id, seconds in webhooks.lags(now):
-                lag.add_metric([event_id, webhook_id], seconds)
+        for event_id, webhook_id, seconds in svc.webhooks.lags(now):
+            lag.add_metric([event_id, webhook_id], seconds)
         yield lag
 
 
-def init_app(app: Flask, services: Any) -> None:
+def init_app(app: Flask, services: Services) -> None:
     http = HttpMetrics()
     app.extensions["idp_metrics"] = http
 

@@ -123,19 +123,6 @@ def _b64json(segment: str) -> Any:
     return json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
 
 
-def attach(services: Any) -> None:
-    """Give a service container (``idp.app.Services``) its ``keys`` and ``tokens``."""
-    settings = services.settings
-    services.keys = KeyManager(
-        services.db,
-        settings.secret_key,
-        services.clock,
-        settings.key_rotation_grace_seconds,
-        refresh_seconds=settings.key_refresh_seconds,
-    )
-    services.tokens = TokenService(services.db, services.room, services.keys, services.clock, settings)
-
-
 class TokenService:
     """Issue token sets, finish sessions, count and list tokens, verify access tokens."""
 
@@ -156,6 +143,10 @@ class TokenService:
         self.settings = settings
         self.alg = validate_alg(alg)
         self._sessions: TTLCache[SessionState | None] = TTLCache(settings.session_cache_seconds)
+
+    def forget_sessions(self) -> None:
+        """Drop this process's short cache of session states (other processes follow within its TTL)."""
+        self._sessions.invalidate()
 
     def _now(self) -> int:
         return int(self.clock.now())
