@@ -104,11 +104,12 @@ def _register_request_hooks(app: Flask) -> None:
                 headers.setdefault(name, value)
         req = request._get_current_object()  # type: ignore[attr-defined]
         started = ctx.get("request_started")
-        # The path, never the query string: it carries request ids and codes.
+        # The route template, never the raw path or query string: they carry handles and codes.
+        rule = req.url_rule
         access_log(
             request_id,
             req.method,
-            req.path,
+            rule.rule if rule is not None else "unmatched",
             response.status_code,
             round(monotonic_ms() - started, 2) if started else None,
         )

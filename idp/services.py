@@ -14,6 +14,7 @@ from idp.admin.auth import AdminKeyService
 from idp.clients import ClientService
 from idp.clock import Clock, SystemClock
 from idp.config import Settings
+from idp.cors import CorsPolicy
 from idp.events import EventService
 from idp.inlet.settings import InletService
 from idp.notify.webhooks import WebhookService
@@ -46,6 +47,7 @@ class Services:
     events: EventService
     room: WaitingRoom
     clients: ClientService
+    cors: CorsPolicy
     keys: KeyManager
     tokens: TokenService
     admin_keys: AdminKeyService
@@ -93,11 +95,12 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         settings.key_rotation_grace_seconds,
         refresh_seconds=settings.key_refresh_seconds,
     )
-    tokens = TokenService(db, room, keys, clock, settings)
+    records = OidcRecords(db, clock)
+    # Tokens given to relying parties name their grant; /verify finds the place behind it.
+    tokens = TokenService(db, room, keys, clock, settings, grant_places=records.grant_place)
     catalogs = Catalogs()
     # The estimate may be a second old; the history is read at most once a second per event and process.
     history = ServingHistory(store, max(ttl, 1.0) if ttl > 0 else 0.0)
-    records = OidcRecords(db, clock)
     return Services(
         settings=settings,
         clock=clock,
@@ -107,6 +110,7 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         events=events,
         room=room,
         clients=clients,
+        cors=CorsPolicy(settings.cors_origins, events, clients, ttl),
         keys=keys,
         tokens=tokens,
         admin_keys=AdminKeyService(db, clock, ttl),

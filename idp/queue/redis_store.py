@@ -12,11 +12,8 @@ from importlib import resources
 from typing import Any
 
 import redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from idp.errors import UnavailableError
 from idp.queue import keys
 from idp.queue.engine import (
     CounterOverflowError,
@@ -27,6 +24,7 @@ from idp.queue.engine import (
     PlaceStatus,
     SweepResult,
 )
+from idp.storage.outage import OUTAGE_CANDIDATES, unavailable_error
 
 # Marks of automatic increments are remembered this long (a restarted worker retries within minutes).
 MARK_RETENTION_SECONDS = 7 * 86400
@@ -44,8 +42,11 @@ def _unavailable(func: Any) -> Any:
     def wrapper(self: RedisQueueStore, *args: Any, **kwargs: Any) -> Any:
         try:
             return func(self, *args, **kwargs)
-        except (RedisConnectionError, RedisTimeoutError) as exc:
-            raise UnavailableError("The queue store is unavailable.", retry_after=self.retry_after) from exc
+        except OUTAGE_CANDIDATES as exc:
+            unavailable = unavailable_error(exc, self.retry_after)
+            if unavailable is None:
+                raise
+            raise unavailable from exc
 
     return wrapper
 

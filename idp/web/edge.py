@@ -15,11 +15,8 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy.exc import OperationalError
-
 from idp.errors import IdpError, UnavailableError
+from idp.storage import outage
 
 log = logging.getLogger("idp.http")
 
@@ -84,23 +81,8 @@ class ErrorAnswer:
 UnavailableRule = Callable[[BaseException], str | None]
 
 
-def _redis_down(exc: BaseException) -> str | None:
-    if isinstance(exc, (RedisConnectionError, RedisTimeoutError)):
-        return "The queue store is unavailable."
-    return None
-
-
-def _database_down(exc: BaseException) -> str | None:
-    if isinstance(exc, OperationalError):
-        detail = str(exc.orig).lower() if exc.orig is not None else ""
-        # A missing table or column is a deployment defect (an unmigrated database), not an outage.
-        if "no such table" in detail or "no such column" in detail:
-            return None
-        return "The database is unavailable."
-    return None
-
-
-UNAVAILABLE_RULES: list[UnavailableRule] = [_redis_down, _database_down]
+# Every way Redis or the database can be unavailable is classified in one place, beside the stores.
+UNAVAILABLE_RULES: list[UnavailableRule] = [outage.unavailable_message]
 
 
 def unavailable_message(exc: BaseException) -> str | None:
