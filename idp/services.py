@@ -27,6 +27,7 @@ from idp.pages.render import PageRenderer
 from idp.pages.status import WaitStatusService
 from idp.pages.web import ReturnUrls
 from idp.queue.engine import QueueEngine, QueueStore
+from idp.queue.ledger import Ledger
 from idp.queue.redis_store import RedisQueueStore
 from idp.queue.sql_store import SqlQueueStore
 from idp.storage.db import Database
@@ -74,7 +75,13 @@ class Services:
 def build_store(settings: Settings, db: Database) -> QueueStore:
     """The queue store ``IDP_REDIS_URL`` asks for: Redis when it is set, else the SQL database."""
     if settings.redis_url:
-        return RedisQueueStore.from_url(settings.redis_url, retry_after=settings.retry_after_seconds)
+        return RedisQueueStore.from_url(
+            settings.redis_url,
+            Ledger(db),
+            retry_after=settings.retry_after_seconds,
+            block_size=settings.queue_block_size,
+            auto_recover=settings.queue_auto_recover,
+        )
     return SqlQueueStore(db)
 
 
