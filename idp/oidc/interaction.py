@@ -13,7 +13,8 @@ finish the request once. It also owns "one place per browser per event": the bro
 visitor cookie maps to one queue place per event (a second authorize from the same browser finds the
 same place); the join uses an idempotency key derived from the visitor and a generation number, so
 concurrent first joins get one place, and a forced re-login (``prompt=login``, a stale ``max_age``)
-moves to the next generation, a new place at the back of the queue.
+after the place was used moves to the next generation, a new place at the back of the queue; while
+the place can still lead to a login, re-logins reuse it.
 """
 
 from __future__ import annotations
@@ -178,10 +179,17 @@ class Interactions:
         return None
 
     def ensure_place(self, visitor_id: str, event_id: str, *, fresh: bool = False) -> Place:
-        """The browser's place in the event's queue, joining (again) when it has none that can still admit."""
+        """The browser's place in the event's queue, joining (again) when it has none that can still admit.
+
+        ``fresh`` (a forced re-login: ``prompt=login``, a stale ``max_age``) asks for a new admission,
+        but a place still waiting, or admitted and not yet used, already leads to one: it is reused.
+        Only a place whose admission was used gives way to a new one, so a browser takes at most one
+        new place per admission and never holds two waiting places in one event."""
         place = self.records.place(visitor_id, event_id)
-        if place is not None and not fresh and self._usable(event_id, place) is not None:
-            return place
+        if place is not None:
+            state = self._usable(event_id, place)
+            if state is not None and not (fresh and state is PlaceState.CLAIMED):
+                return place
         generation = 0 if place is None else place.generation + 1
         _, entry = self.room.join(event_id, idempotency_key=f"oidc:{visitor_id}:{generation}")
         return self.records.save_place(Place(visitor_id, event_id, entry.request_id, entry.position, generation))

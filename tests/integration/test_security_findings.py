@@ -213,3 +213,20 @@ def test_cookies_are_host_prefixed_and_secure_under_https(backend_settings: Any,
         assert svc.oidc_records.place(old_id, "sale") is not None
     finally:
         https.extensions["idp"].close()
+
+
+def test_re_login_loops_take_at_most_one_place_per_admission(client: Any, services: Any, rp: Any) -> None:
+    client_id, secret = rp
+    login(client, services, auth_params())
+    queued = services.room.counters("sale", fresh=True).queue
+    for prompt in ({"prompt": "login"}, {"max_age": "0"}) * 10:
+        response = client.get("/authorize", query_string=auth_params(**prompt))
+        assert response.status_code == 303 and response.headers["Location"].startswith("/authorize/wait/")
+    # Twenty forced re-logins: one new place (the first admission was used), then the same one again.
+    assert services.room.counters("sale", fresh=True).queue == queued + 1
+    # Admitted, the new place signs in once more; a further loop takes one more place, not twenty.
+    callback = login(client, services, auth_params(prompt="login"))
+    assert exchange(client, callback["code"], client_id, secret).status_code == 200
+    for _ in range(20):
+        client.get("/authorize", query_string=auth_params(prompt="login"))
+    assert services.room.counters("sale", fresh=True).queue == queued + 2
