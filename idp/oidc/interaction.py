@@ -227,7 +227,8 @@ class Interactions:
         session = self.records.session_state(place.request_id)
         if session is None or not session.active:
             return None
-        return Admission(visitor_id, event_id, place.request_id, place.queue_position, status.admitted_at)
+        position = status.entry.position if status.entry is not None else place.queue_position
+        return Admission(visitor_id, event_id, place.request_id, position, status.admitted_at)
 
     # --- the state machine ------------------------------------------------------------------------
 
@@ -300,9 +301,9 @@ class Interactions:
             raise InteractionError("The session of this place has finished.")
         if record.state == State.WAITING.value:
             self.move(record, State.ADMITTED)
-        admission = Admission(
-            record.visitor_id, record.event_id, record.request_id, record.queue_position, progress.admitted_at
-        )
+        # A pre-queue entry was parked before the draw gave it a position: the store's position counts.
+        position = progress.position or record.queue_position
+        admission = Admission(record.visitor_id, record.event_id, record.request_id, position, progress.admitted_at)
         return admission, session.expires_at
 
     def parked_too_long(self, record: InteractionRecord, max_parked_seconds: int) -> bool:
