@@ -491,9 +491,11 @@ class RedisQueueStore:
             if reserved is None:
                 self._known.pop(event_id, None)
                 continue
-            limit = [reserved]
-            self._call("extend", event_id, lambda _k: limit, create=True)
+            self._extend(event_id, reserved)
         raise UnavailableError("The queue store could not reserve positions.", retry_after=self.retry_after)
+
+    def _extend(self, event_id: str, limit: int) -> None:
+        self._call("extend", event_id, lambda _k: [limit], create=True)
 
     @_unavailable
     def admit_up_to(self, event_id: str, cap: int, by: int, now: int, mark: str) -> tuple[int, int]:
