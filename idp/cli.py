@@ -170,6 +170,7 @@ CLI_MODULES: list[str] = [
     "idp.worker",
     "idp.oidc.cli",
     "idp.queue.cli",
+    "idp.lottery_cli",
 ]
 
 

@@ -24,6 +24,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from idp import ticks
+from idp.admission import TargetHolder
 from idp.events import EventConfig, EventNotFoundError
 from idp.inlet.periodic import HealthCheck, PeriodicInlet, http_health
 from idp.inlet.settings import InletService
@@ -40,6 +41,8 @@ DEFAULT_INTERVALS = {
     "metrics": 10.0,
     "webhooks": 1.0,
     "cleanup": 3600.0,
+    "lottery_draw": 1.0,
+    "targets": 1.0,
 }
 LEASE_TTL_MS = 30_000
 KEEP_TICKS_SECONDS = 2 * 86400
@@ -123,7 +126,11 @@ class Worker:
             Job("metrics", chosen["metrics"], self.run_metrics),
             Job("webhooks", chosen["webhooks"], self.run_webhooks),
             Job("cleanup", chosen["cleanup"], self.run_cleanup),
+            Job("lottery_draw", chosen["lottery_draw"], self.run_draws),
+            Job("targets", chosen["targets"], self.run_targets),
         ]
+        self.targets = TargetHolder(services.room)
+        self.health_check = health_check
         self._stop = threading.Event()
         self._active = False
 
@@ -308,6 +315,33 @@ class Worker:
             return bool(inserted)
 
         return self._each_event(sample)
+
+    def run_draws(self, now: float) -> dict[str, Any]:
+        """Draw every pre-queue whose opening has come (the web processes may have drawn it first)."""
+
+        def draw(event: EventConfig) -> bool:
+            if event.opens_at is None or event.prequeue_opens_at is None or now < event.opens_at:
+                return False
+            return bool(self.services.room.ensure_drawn(event))
+
+        return self._each_event(draw)
+
+    def run_targets(self, now: float) -> dict[str, Any]:
+        """Admit waiting visitors to hold each event's ``max_active`` / ``max_per_minute`` targets."""
+        inlets = {c.event_id: c for c in self.inlets.all()}
+
+        def hold(event: EventConfig) -> str:
+            if not event.has_targets and event.mode != "passthrough":
+                return "off"
+            periodic = inlets[event.event_id].periodic if event.event_id in inlets else None
+            if periodic is not None and periodic.paused:
+                return "paused"
+            healthy = True
+            if periodic is not None and periodic.health_url:
+                healthy = self.health_check(periodic.health_url, periodic.health_timeout)
+            return self.targets.tick(event, now, healthy=healthy).action
+
+        return self._each_event(hold)
 
     def run_webhooks(self, now: float) -> Any:
         return self.deliverer.deliver_due(now)

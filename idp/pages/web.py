@@ -78,7 +78,7 @@ class ReturnUrls:
 
 
 def place_cookie_name(settings: Any, event_id: str) -> str:
-    return f"{PLACE_COOKIE_PREFIX}{event_id}"
+    return f"{settings.cookie_name(PLACE_COOKIE_PREFIX)}{event_id}"
 
 
 def _place_signature(settings: Any, event_id: str, request_id: str, position: int) -> str:
@@ -267,10 +267,10 @@ class Places:
         """The visitor id from its cookie, or a new one (and True) when the OIDC part is loaded."""
         if self.interactions is None:
             return None, False
-        from idp.oidc.interaction import new_visitor_id, valid_visitor_id
+        from idp.oidc.interaction import new_visitor_id, read_visitor_cookie
 
-        existing = valid_visitor_id(request.cookies.get(self.svc.settings.visitor_cookie))
-        return (existing, False) if existing else (new_visitor_id(), True)
+        existing, legacy = read_visitor_cookie(request.cookies, self.svc.settings)
+        return (existing, legacy) if existing else (new_visitor_id(), True)
 
     def current(self, visitor_id: str | None, event_id: str) -> str | None:
         if self.interactions is None or visitor_id is None:
@@ -296,7 +296,7 @@ class Places:
 
 def _set_visitor_cookie(response: Response, settings: Any, visitor_id: str) -> None:
     response.set_cookie(
-        settings.visitor_cookie,
+        settings.cookie_name(settings.visitor_cookie),
         visitor_id,
         max_age=400 * 86400,
         path="/",
@@ -468,6 +468,10 @@ def rejoin(event_id: str) -> Response:
     svc = services()
     event = svc.events.get(event_id)
     next_url = _next_url(event)
+    if not _holds_a_cookie(svc.settings, event.event_id):
+        # A cross-site POST arrives without the SameSite=Lax cookies: joining here would replace the
+        # browser's place. The page itself (a same-site GET) finds the place, or joins for a new browser.
+        return _see_other(_page_path(event.event_id, next_url))
     places = Places(svc)
     visitor_id, new_visitor = places.visitor()
     request_id, status = _find_status(places, event, visitor_id, next_url)
@@ -480,6 +484,17 @@ def rejoin(event_id: str) -> Response:
     if new_visitor and visitor_id:
         _set_visitor_cookie(response, svc.settings, visitor_id)
     return response
+
+
+def _holds_a_cookie(settings: Any, event_id: str) -> bool:
+    """True when the request carries this service's visitor or place cookie (or their older names)."""
+    names = (
+        settings.cookie_name(settings.visitor_cookie),
+        settings.visitor_cookie,
+        place_cookie_name(settings, event_id),
+        f"{PLACE_COOKIE_PREFIX}{event_id}",
+    )
+    return any(request.cookies.get(name) for name in names)
 
 
 def _see_other(location: str) -> Response:

@@ -31,8 +31,11 @@ from idp.queue import keys
 from idp.queue.engine import (
     CounterOverflowError,
     Counters,
+    DrawOutcome,
+    DrawState,
     Entry,
     ExpiryPolicy,
+    Pending,
     PlaceLostError,
     PlaceState,
     PlaceStatus,
@@ -47,7 +50,19 @@ log = logging.getLogger("idp.queue")
 # Marks of automatic increments are remembered this long (a restarted worker retries within minutes).
 MARK_RETENTION_SECONDS = 7 * 86400
 _COUNTER_FIELDS = ("queue", "serving", "tokens", "expired", "completed", "abandoned", "max_expired", "lost")
-_SCRIPTS = ("enqueue", "entry", "increment", "increment_once", "status", "sweep", "install", "extend")
+_SCRIPTS = (
+    "enqueue",
+    "entry",
+    "increment",
+    "increment_once",
+    "status",
+    "sweep",
+    "install",
+    "extend",
+    "enqueue_pending",
+    "draw",
+    "admit_up_to",
+)
 _REASONS = {
     "missing": "its state is missing (an empty or flushed store)",
     "epoch": "its state is not the one the database knows (older than the last recovery, or foreign)",
@@ -416,11 +431,96 @@ class RedisQueueStore:
         self.ledger.delete(event_id)
         self._known.pop(event_id, None)
         # UNLINK frees the (possibly huge) structures in the background; the event starts over at once.
-        self.client.unlink(*keys.event_keys(event_id))
+        self.client.unlink(*keys.event_keys(event_id), keys.pending(event_id))
 
     @_unavailable
     def ping(self) -> None:
         self.client.ping()
+
+    # -- the pre-queue and automatic admission ---------------------------------------------------
+    #
+    # Pre-queue request ids are not tagged with a store generation: they hold no position until the
+    # draw, and the draw hands out positions the database reserved, like joins do.
+
+    @staticmethod
+    def _pending(request_id: str, value: bytes | str) -> Pending:
+        text = value.decode() if isinstance(value, bytes) else value
+        entry_id, _, joined_at = text.partition(":")
+        return Pending(request_id, entry_id, int(joined_at or 0))
+
+    @_unavailable
+    def enqueue_pending(
+        self, event_id: str, request_id: str, entry_id: str, now: int, idempotency_key: str | None
+    ) -> Pending | None:
+        rid = _rid_bytes(request_id)
+        result = self._call(
+            "enqueue_pending",
+            event_id,
+            lambda _k: [rid, entry_id, now, idempotency_key or ""],
+            create=True,
+            extra_keys=[keys.pending(event_id)],
+        )
+        if int(result[0]) == 0:
+            return None
+        return self._pending(str(uuid.UUID(bytes=bytes(result[1]))), result[2])
+
+    @_unavailable
+    def pending(self, event_id: str, request_id: str) -> Pending | None:
+        value = self.client.hget(keys.pending(event_id), _rid_bytes(request_id))
+        return None if value is None else self._pending(request_id, value)
+
+    @_unavailable
+    def pending_entries(self, event_id: str) -> list[Pending]:
+        return [
+            self._pending(str(uuid.UUID(bytes=bytes(rid))), value)
+            for rid, value in self.client.hscan_iter(keys.pending(event_id), count=1000)
+        ]
+
+    @_unavailable
+    def draw_state(self, event_id: str) -> DrawState:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hlen(keys.pending(event_id))
+        pipe.hmget(keys.counters(event_id), ["drawn_at", "draw_first"])
+        entrants, (drawn_at, first) = pipe.execute()
+        return DrawState(int(entrants), None if drawn_at is None else int(drawn_at), _int(first))
+
+    @_unavailable
+    def draw(self, event_id: str, ordered_request_ids: list[str], now: int) -> DrawOutcome:
+        rids = [_rid_bytes(r) for r in ordered_request_ids]
+        for _attempt in range(4):
+            result = self._call(
+                "draw",
+                event_id,
+                lambda _k: [now, len(rids), *rids],
+                create=True,
+                extra_keys=[keys.pending(event_id)],
+            )
+            if int(result[0]) != 4:
+                return DrawOutcome(int(result[0]))
+            # The drawn positions must be reserved in the database first, as joins' positions are.
+            known = self._known_for(event_id)
+            reserved = self.ledger.reserve(event_id, known.epoch, int(result[1]) + self.block_size, now)
+            if reserved is None:
+                self._known.pop(event_id, None)
+                continue
+            self._extend(event_id, reserved)
+        raise UnavailableError("The queue store could not reserve positions.", retry_after=self.retry_after)
+
+    def _extend(self, event_id: str, limit: int) -> None:
+        self._call("extend", event_id, lambda _k: [limit], create=True)
+
+    @_unavailable
+    def admit_up_to(self, event_id: str, cap: int, by: int, now: int, mark: str) -> tuple[int, int]:
+        serving, admitted = self._call(
+            "admit_up_to",
+            event_id,
+            lambda _k: [cap, by, now, mark, MARK_RETENTION_SECONDS],
+            create=True,
+            extra_keys=[keys.serving_marks(event_id)],
+        )
+        if int(admitted):
+            self._note_serving(event_id, int(serving))
+        return int(serving), int(admitted)
 
     # -- loss detection and recovery -------------------------------------------------------------
 
