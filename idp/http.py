@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, current_app, request
 from flask.sessions import SecureCookieSessionInterface
@@ -12,10 +12,14 @@ from itsdangerous import URLSafeTimedSerializer
 from idp.cors import Origins, preflight_headers, response_headers
 from idp.errors import ValidationError
 
+if TYPE_CHECKING:
+    from idp.services import Services
 
-def services() -> Any:
-    """The application's service container (see ``idp.app.Services``)."""
-    return current_app.extensions["idp"]
+
+def services() -> Services:
+    """The application's service graph (see ``idp.services.Services``)."""
+    graph: Services = current_app.extensions["idp"]
+    return graph
 
 
 def json_body(*, optional: bool = False) -> dict[str, Any]:

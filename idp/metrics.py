@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from flask import Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -26,6 +26,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from idp.errors import UnavailableError
 from idp.queue.engine import StoreLostError
 from idp.storage.models import WorkerJobStat
+
+if TYPE_CHECKING:
+    from idp.services import Services
 
 log = logging.getLogger("idp.metrics")
 
@@ -73,11 +76,11 @@ class StoreCollector(Collector):
     alert rules in ``deploy/prometheus/alerts.yaml`` fire on the gauges.
     """
 
-    def __init__(self, services: Any) -> None:
+    def __init__(self, services: Services) -> None:
         self.services = services
 
     @staticmethod
-    def _up(name: str, ping: Any) -> bool:
+    def _up(name: str, ping: Callable[[], object]) -> bool:
         try:
             ping()
             return True
@@ -169,10 +172,9 @@ class StoreCollector(Collector):
             "Age of the oldest notification not yet delivered to a subscriber",
             labels=["event_id", "webhook"],
         )
-        webhooks = getattr(svc, "webhooks", None)
-        if webhooks is not None and database_ok:
+        if database_ok:
             try:
-                for event_id, webhook_id, seconds in webhooks.lags(now):
+                for event_id, webhook_id, seconds in svc.webhooks.lags(now):
                     lag.add_metric([event_id, webhook_id], seconds)
             except _UNAVAILABLE as exc:
                 log.warning("metrics: webhook figures unavailable", extra={"error": type(exc).__name__})
@@ -219,7 +221,7 @@ class _Declared:
                 yield _declaration(name)
 
 
-def init_app(app: Flask, services: Any) -> None:
+def init_app(app: Flask, services: Services) -> None:
     http = HttpMetrics()
     app.extensions["idp_metrics"] = http
 

@@ -119,9 +119,7 @@ def _forget_sessions(svc: Any) -> None:
 
     Other processes notice within IDP_SESSION_CACHE_SECONDS.
     """
-    sessions = getattr(svc.tokens, "_sessions", None)
-    if sessions is not None:
-        sessions.invalidate()
+    svc.tokens.forget_sessions()
 
 
 def _delete_tokens(session: Any, event_id: str) -> int:
