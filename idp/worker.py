@@ -17,9 +17,9 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -27,11 +27,14 @@ from idp import ticks
 from idp.admission import TargetHolder
 from idp.events import EventConfig, EventNotFoundError
 from idp.inlet.periodic import HealthCheck, PeriodicInlet, http_health
-from idp.inlet.settings import InletService
 from idp.lease import DatabaseLease, Lease, RedisLease
 from idp.notify import outbox
 from idp.notify.webhooks import Poster, WebhookDeliverer, http_post
-from idp.storage.models import MetricsSample, OutboxEntry, TokenRecord, WebhookDelivery, WorkerJobStat
+from idp.queue.redis_store import RedisQueueStore
+from idp.storage.models import MetricsSample, OutboxEntry, WebhookDelivery, WorkerJobStat
+
+if TYPE_CHECKING:
+    from idp.services import Services
 
 log = logging.getLogger("idp.worker")
 
@@ -67,22 +70,12 @@ class TickReport:
     results: dict[str, Any] = field(default_factory=dict)
 
 
-def active_tokens(services: Any, event_id: str, now: int) -> int:
-    """Active sessions of an event: the token service's count, or the same query without it."""
-    tokens = getattr(services, "tokens", None)
-    if tokens is not None:
-        return int(tokens.active_count(event_id))
-    with services.db.session(readonly=True) as session:
-        return int(
-            session.execute(
-                select(func.count())
-                .select_from(TokenRecord)
-                .where(TokenRecord.event_id == event_id, TokenRecord.expires_at > now, TokenRecord.session_status == 0)
-            ).scalar_one()
-        )
+def active_tokens(services: Services, event_id: str, now: int) -> int:
+    """Active sessions of an event."""
+    return int(services.tokens.active_count(event_id))
 
 
-def iter_events(services: Any, page: int = 200) -> Iterator[EventConfig]:
+def iter_events(services: Services, page: int = 200) -> Iterator[EventConfig]:
     after: str | None = None
     while True:
         batch = services.events.list(limit=page, after=after)
@@ -92,17 +85,16 @@ def iter_events(services: Any, page: int = 200) -> Iterator[EventConfig]:
         after = batch[-1].event_id
 
 
-def default_lease(services: Any, holder: str, ttl_ms: int) -> Lease:
-    client = getattr(services.store, "client", None)
-    if services.settings.redis_url and client is not None:
-        return RedisLease(client, holder, ttl_ms)
+def default_lease(services: Services, holder: str, ttl_ms: int) -> Lease:
+    if isinstance(services.store, RedisQueueStore):
+        return RedisLease(services.store.client, holder, ttl_ms)
     return DatabaseLease(services.db, services.clock, holder, ttl_ms)
 
 
 class Worker:
     def __init__(
         self,
-        services: Any,
+        services: Services,
         *,
         holder: str | None = None,
         lease: Lease | None = None,
@@ -116,7 +108,7 @@ class Worker:
         self.clock = services.clock
         self.holder = holder or f"{uuid.uuid4().hex[:12]}"
         self.lease = lease or default_lease(services, self.holder, lease_ttl_ms)
-        self.inlets: InletService = getattr(services, "inlets", None) or InletService(services.db, services.clock)
+        self.inlets = services.inlets
         self.periodic = PeriodicInlet(services.db, services.room, health_check)
         self.deliverer = WebhookDeliverer(services.db, services.settings.secret_key, post)
         chosen = {**DEFAULT_INTERVALS, **(intervals or {})}
@@ -374,14 +366,11 @@ def _run(args: Any, settings: Any) -> int:
     from idp.logging import configure_logging
 
     configure_logging(settings.log_level)
+    from idp.queue.cli import warn_without_persistence
+
+    warn_without_persistence(settings)
     services = build_services(settings)
     try:
-        try:
-            from idp.tokens.issuer import attach
-
-            attach(services)
-        except ImportError:  # pragma: no cover - the token service is part of every release
-            pass
         worker = Worker(services, lease_ttl_ms=max(500, args.lease_ms))
         if args.once:
             report = worker.tick()
