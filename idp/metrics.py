@@ -111,24 +111,38 @@ class StoreCollector(Collector):
             "1 while an event refuses joins because its queue store lost acknowledged state, else 0",
             labels=["event_id"],
         )
+        losses = CounterMetricFamily(
+            "idp_queue_store_losses", "Losses of an event's queue store state detected", labels=["event_id"]
+        )
+        lost_positions = GaugeMetricFamily(
+            "idp_queue_lost_positions",
+            "Positions skipped after queue store losses (held by nobody)",
+            labels=["event_id"],
+        )
         if database_ok and store_ok:
             try:
+                ledger = getattr(svc.store, "ledger", None)
+                rows = {row.event_id: row for row in ledger.all()} if ledger is not None else {}
                 for event in svc.events.list(limit=MAX_EVENTS):
                     eid = event.event_id
+                    row = rows.get(eid)
                     try:
                         counters = svc.room.counters(eid)
                     except StoreLostError:
-                        # This event refuses joins until recovered; the others are still measured.
                         lost.add_metric([eid], 1)
                         continue
+                    finally:
+                        if row is not None:
+                            losses.add_metric([eid], row.losses)
+                            lost_positions.add_metric([eid], row.lost_positions)
                     queue.add_metric([eid], counters.queue)
                     serving.add_metric([eid], counters.serving)
                     waiting.add_metric([eid], counters.waiting)
                     active.add_metric([eid], active_tokens(svc, eid, now))
-                    lost.add_metric([eid], 0)
+                    lost.add_metric([eid], int(row is not None and row.status == "lost"))
             except _UNAVAILABLE as exc:
                 log.warning("metrics: per-event figures unavailable", extra={"error": type(exc).__name__})
-        yield from (queue, serving, waiting, active, lost)
+        yield from (queue, serving, waiting, active, lost, losses, lost_positions)
 
         runs = CounterMetricFamily("idp_worker_job_runs", "Worker job runs", labels=["job"])
         failures = CounterMetricFamily("idp_worker_job_failures", "Worker job failures", labels=["job"])

@@ -369,6 +369,9 @@ def _run(args: Any, settings: Any) -> int:
     from idp.logging import configure_logging
 
     configure_logging(settings.log_level)
+    from idp.queue.cli import warn_without_persistence
+
+    warn_without_persistence(settings)
     services = build_services(settings)
     try:
         worker = Worker(services, lease_ttl_ms=max(500, args.lease_ms))
