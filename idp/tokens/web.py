@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
 
 from flask import Blueprint, Flask, Response, request
 from sqlalchemy.exc import OperationalError
 
 from idp.errors import IdpError
 from idp.http import json_body, json_response, query, required, services
-from idp.tokens.issuer import InvalidTokenError, attach
+from idp.tokens.issuer import InvalidTokenError
 from idp.tokens.keys import JWKS_MAX_AGE
+
+if TYPE_CHECKING:
+    from idp.services import Services
 
 log = logging.getLogger("idp.tokens")
 bp = Blueprint("tokens", __name__)
@@ -21,8 +24,7 @@ JWKS_CACHE = f"public, max-age={JWKS_MAX_AGE}"  # the default; IDP_JWKS_MAX_AGE 
 VERIFY_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
-def init_app(app: Flask, svc: Any) -> None:
-    attach(svc)
+def init_app(app: Flask, svc: Services) -> None:
     app.register_blueprint(bp)
     try:
         # Keys of both algorithms exist before this process answers (a lock serialises the workers),

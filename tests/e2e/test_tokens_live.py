@@ -15,7 +15,7 @@ import requests
 from jwcrypto import jwk as jwcrypto_jwk
 from jwcrypto import jwt as jwcrypto_jwt
 
-from idp.tokens.issuer import TokenService, attach
+from idp.tokens.issuer import TokenService
 
 pytestmark = pytest.mark.e2e
 
@@ -25,7 +25,6 @@ def start(live_server: Any, backend: str) -> tuple[Any, Any]:
     # made here is published at once and signs a few seconds later.
     server = live_server(backend, IDP_KEY_REFRESH_SECONDS=0, IDP_JWKS_MAX_AGE=1)
     services = server.services()
-    attach(services)
     services.events.create({"event_id": "sale", "name": "Sale"})
     return server, services
 
