@@ -12,6 +12,7 @@ from importlib import resources
 from typing import Any
 
 import redis
+from redis.cluster import RedisCluster
 from redis.exceptions import NoScriptError, ResponseError
 
 from idp.queue import keys
@@ -24,6 +25,7 @@ from idp.queue.engine import (
     PlaceStatus,
     SweepResult,
 )
+from idp.queue.redis_client import connect
 from idp.storage.outage import OUTAGE_CANDIDATES, unavailable_error
 
 # Marks of automatic increments are remembered this long (a restarted worker retries within minutes).
@@ -56,7 +58,7 @@ def _rid_bytes(request_id: str) -> bytes:
 
 
 class RedisQueueStore:
-    def __init__(self, client: redis.Redis, retry_after: int = 5) -> None:
+    def __init__(self, client: redis.Redis | RedisCluster, retry_after: int = 5) -> None:
         self.client = client
         self.retry_after = retry_after
         self._scripts = {
@@ -66,8 +68,8 @@ class RedisQueueStore:
 
     @classmethod
     def from_url(cls, url: str, retry_after: int = 5) -> RedisQueueStore:
-        client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30)
-        return cls(client, retry_after=retry_after)
+        """A store on a single Redis, a Redis Cluster or a Sentinel-managed primary (``idp.queue.redis_client``)."""
+        return cls(connect(url), retry_after=retry_after)
 
     def _run(self, name: str, event_id: str, *args: Any) -> Any:
         # EVALSHA straight through execute_command: the Script wrapper costs a join noticeable
