@@ -14,6 +14,7 @@ from idp.api.fastpath import FastPath
 from idp.clients import ClientService
 from idp.clock import Clock, SystemClock
 from idp.config import Settings
+from idp.cors import CorsPolicy
 from idp.errors import IdpError
 from idp.events import EventService
 from idp.http import CachedSessionInterface
@@ -39,6 +40,7 @@ class Services:
         self.events = EventService(db, clock, ttl)
         self.room = WaitingRoom(self.events, self.engine, ttl)
         self.clients = ClientService(db, clock, ttl)
+        self.cors = CorsPolicy(settings.cors_origins, self.events, self.clients, ttl)
 
     def close(self) -> None:
         client = getattr(self.store, "client", None)
@@ -141,11 +143,12 @@ def _register_request_hooks(app: Flask) -> None:
                 headers.setdefault(name, value)
         req = request._get_current_object()  # type: ignore[attr-defined]
         started = ctx.get("request_started")
-        # The path, never the query string: it carries request ids and codes.
+        # The route template, never the raw path or query string: they carry handles and codes.
+        rule = req.url_rule
         access_log(
             request_id,
             req.method,
-            req.path,
+            rule.rule if rule is not None else "unmatched",
             response.status_code,
             round(monotonic_ms() - started, 2) if started else None,
         )

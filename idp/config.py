@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from idp.cors import parse_origin_setting
+
 DEV_SECRET_PREFIX = "dev-insecure-"  # noqa: S105 - a marker, not a secret
 
 
@@ -56,6 +58,8 @@ class Settings:
     visitor_cookie: str = "idp_visitor"
     admission_cookie_prefix: str = "idp_admit_"
     verify_cookie: str = "idp_access"
+    # Events /verify accepts when the guard names none (?event_id=E); empty: the guard must name one.
+    verify_events: tuple[str, ...] = ()
     session_cache_seconds: float = 2.0
     key_rotation_grace_seconds: int = 86400
     # How often a process re-reads signing-key metadata to see a rotation made by another process.
@@ -67,6 +71,8 @@ class Settings:
     demo: bool = False
     # A folder of Jinja templates that override the default waiting pages (same file names).
     template_dir: str | None = None
+    # Origins whose scripts may read the public queue API (CORS): "*" (as AWS) or exact origins.
+    cors_origins: tuple[str, ...] = ("*",)
     # What ``/`` shows: full, minimal or off (404); empty: full, or minimal in production.
     landing_page: str = ""
 
@@ -161,6 +167,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "visitor_cookie": ("IDP_VISITOR_COOKIE", str.strip),
     "admission_cookie_prefix": ("IDP_ADMISSION_COOKIE_PREFIX", str.strip),
     "verify_cookie": ("IDP_VERIFY_COOKIE", str.strip),
+    "verify_events": ("IDP_VERIFY_EVENTS", lambda v: tuple(e.strip() for e in v.split(",") if e.strip())),
     "session_cache_seconds": ("IDP_SESSION_CACHE_SECONDS", float),
     "key_rotation_grace_seconds": ("IDP_KEY_ROTATION_GRACE_SECONDS", int),
     "key_refresh_seconds": ("IDP_KEY_REFRESH_SECONDS", float),
@@ -168,5 +175,6 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "synthetic_email_domain": ("IDP_SYNTHETIC_EMAIL_DOMAIN", str.strip),
     "demo": ("IDP_DEMO", _bool),
     "template_dir": ("IDP_TEMPLATE_DIR", _optional),
+    "cors_origins": ("IDP_CORS_ORIGINS", parse_origin_setting),
     "landing_page": ("IDP_LANDING_PAGE", lambda v: v.strip().lower()),
 }

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from idp.cache import TTLCache
 from idp.clock import Clock
+from idp.cors import clean_origin_list
 from idp.errors import ConflictError, NotFoundError, ValidationError
 from idp.queue.engine import ExpiryPolicy
 from idp.storage.db import Database
@@ -35,6 +36,8 @@ class EventConfig:
     token_validity_period: int = 3600
     branding: dict[str, Any] = field(default_factory=dict)
     allowed_return_urls: list[str] = field(default_factory=list)
+    # Origins whose scripts may read the public queue API's answers; None follows IDP_CORS_ORIGINS.
+    cors_origins: list[str] | None = None
     created_at: int = 0
     updated_at: int = 0
 
@@ -60,6 +63,7 @@ class EventConfig:
             token_validity_period=row.token_validity_period,
             branding=dict(row.branding or {}),
             allowed_return_urls=list(row.allowed_return_urls or []),
+            cors_origins=None if row.cors_origins is None else list(row.cors_origins),
             created_at=row.created_at,
             updated_at=row.updated_at,
         )
@@ -131,6 +135,7 @@ def clean_event_fields(data: dict[str, Any], *, partial: bool) -> dict[str, Any]
         "token_validity_period",
         "branding",
         "allowed_return_urls",
+        "cors_origins",
     }
     if not partial:
         allowed.add("event_id")
@@ -157,6 +162,12 @@ def clean_event_fields(data: dict[str, Any], *, partial: bool) -> dict[str, Any]
         cleaned["allowed_return_urls"] = _url_list(data, "allowed_return_urls")
     if "branding" in data:
         cleaned["branding"] = _branding(data)
+    if "cors_origins" in data:
+        value = data["cors_origins"]
+        try:
+            cleaned["cors_origins"] = None if value is None else clean_origin_list(value, "cors_origins")
+        except ValueError as exc:
+            raise ValidationError(str(exc), code="invalid_field") from None
     return cleaned
 
 
@@ -191,6 +202,12 @@ class EventService:
             if after:
                 stmt = stmt.where(Event.event_id > after)
             return [EventConfig.from_row(row) for row in session.execute(stmt).scalars()]
+
+    def cors_origin_lists(self) -> tuple[tuple[str, ...], ...]:
+        """Every event's own ``cors_origins`` list (events without one follow the default)."""
+        with self.db.session(readonly=True) as session:
+            rows = session.execute(select(Event.cors_origins).where(Event.cors_origins.is_not(None))).scalars()
+            return tuple(tuple(value) for value in rows if value)
 
     def create(self, data: dict[str, Any]) -> EventConfig:
         cleaned = clean_event_fields(data, partial=False)

@@ -316,7 +316,9 @@ def create_client() -> Response:
     data = json_body()
     client, secret = services().clients.create(data)
     _audit("client.create", client.client_id, {k: v for k, v in data.items() if k != "client_id"})
-    response = json_response({**client.to_dict(), "client_secret": secret}, 201)
+    # A public client (token_endpoint_auth_method none) has no secret to show.
+    body = client.to_dict() if secret is None else {**client.to_dict(), "client_secret": secret}
+    response = json_response(body, 201)
     response.headers["Location"] = url_for("admin_api.get_client", client_id=client.client_id)
     return response
 

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import unquote_plus
 
+from idp.cors import response_headers as cors_response_headers
 from idp.events import EVENT_ID_RE, EventNotFoundError
 from idp.logging import access_log
 from idp.web import edge
@@ -97,7 +98,7 @@ class FastPath:
         field = _COUNTER_ROUTES[path]
         value = counters.serving if field == "serving_counter" else counters.waiting
         body = f'{{"{field}":{value}}}'.encode()
-        return self._respond(environ, start_response, path, 200, body, "public, max-age=1", started)
+        return self._respond(environ, start_response, path, 200, body, "public, max-age=1", started, event_id=event_id)
 
     def _join(self, environ: dict[str, Any], start_response: StartResponse, started: float) -> Iterable[bytes]:
         if environ.get("HTTP_IDEMPOTENCY_KEY") is not None or environ.get("HTTP_TRANSFER_ENCODING"):
@@ -131,7 +132,9 @@ class FastPath:
                 "event_id": event.event_id,
             }
         ).encode()
-        return self._respond(environ, start_response, _JOIN_ROUTE, 200, body, edge.NO_STORE, started)
+        return self._respond(
+            environ, start_response, _JOIN_ROUTE, 200, body, edge.NO_STORE, started, event_id=event.event_id
+        )
 
     def _error(
         self, environ: dict[str, Any], start_response: StartResponse, route: str, exc: Exception, started: float
@@ -162,6 +165,7 @@ class FastPath:
         extra: tuple[tuple[str, str], ...] = (),
         *,
         request_id: str | None = None,
+        event_id: str | None = None,
     ) -> Iterable[bytes]:
         if request_id is None:
             request_id = edge.request_id(environ.get("HTTP_X_REQUEST_ID"))
@@ -172,6 +176,8 @@ class FastPath:
             (edge.REQUEST_ID_HEADER, request_id),
             *edge.SECURITY_HEADERS,
             *extra,
+            # The same CORS headers as the Flask views (idp.cors): every answer, errors included.
+            *cors_response_headers(self.services.cors.queue_api_for(event_id), environ.get("HTTP_ORIGIN")),
         ]
         start_response(_STATUS_LINES.get(status) or f"{status} {_reason(status)}", headers)
         elapsed = time.perf_counter() - started

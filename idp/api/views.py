@@ -2,16 +2,40 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, request
+import json
 
+from flask import Blueprint, Response, request
+from werkzeug.exceptions import HTTPException
+
+from idp.cors import PUBLIC_API_HEADERS
 from idp.errors import IdpError
-from idp.http import json_body, json_response, query, required, services
+from idp.http import apply_cors, json_body, json_response, query, required, services
 from idp.queue.engine import PlaceState
 from idp.waiting_room import NotServedError, PositionExpiredError
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 PUBLIC_SHORT_CACHE = "public, max-age=1"
+
+
+@bp.after_app_request
+def _cross_origin(response: Response) -> Response:
+    """CORS on every answer under /api/ (errors and preflights included), as the fast path gives it."""
+    if request.path.startswith("/api/"):
+        apply_cors(response, services().cors.queue_api_for(_event_id()), PUBLIC_API_HEADERS)
+    return response
+
+
+def _event_id() -> object:
+    """The event a public API request names (query or small JSON body), if any; never raises."""
+    value = request.args.get("event_id")
+    if value or request.method != "POST" or not 0 < (request.content_length or 0) <= 4096:
+        return value
+    try:
+        data = json.loads(request.get_data(cache=True))
+    except (ValueError, UnicodeDecodeError, RecursionError, HTTPException):
+        return None
+    return data.get("event_id") if isinstance(data, dict) else None
 
 
 class ExpiryDisabledError(IdpError):

@@ -9,8 +9,10 @@
 * Revocation (RFC 7009), introspection (RFC 7662), RP-initiated logout.
 
 Access tokens are JWTs with the claim shape of the waiting-room access token (``aud`` = event id,
-``sub`` = request id, ``token_use`` = access), so ``/verify`` accepts them, plus ``client_id``,
-``scope`` and ``gid`` (the grant) so ``/userinfo`` and introspection can tell clients apart.
+``token_use`` = access), so ``/verify`` accepts them, plus ``client_id``, ``scope`` and ``gid`` (the
+grant) so ``/userinfo`` and introspection can tell clients apart. Their ``sub`` is the pairwise
+subject, never the request id: the request id is the place's bearer secret and no token given to a
+relying party carries it.
 """
 
 from __future__ import annotations
@@ -511,9 +513,11 @@ class OidcServer(AuthorizationServer):
 
         now = self.now()
         exp = min(now + ACCESS_TOKEN_LIFETIME, session.expires_at)
+        user = Admission(grant.visitor_id, grant.event_id, grant.request_id, grant.queue_position, grant.auth_time)
         claims = {
             "aud": grant.event_id,
-            "sub": grant.request_id,
+            # The pairwise subject, as in the ID token: never the place's request id, which is a credential.
+            "sub": self.user_claims(user, grant.client_id, "")["sub"],
             "queue_position": grant.queue_position,
             "token_use": "access",
             "iat": now,
@@ -543,9 +547,14 @@ class OidcServer(AuthorizationServer):
         grant = self.services.oidc_records.grant(grant_id)
         if grant is None or grant.is_revoked() or grant.client_id != claims["client_id"]:
             raise InvalidTokenError("The access token has been revoked.")
-        if grant.request_id != claims.get("sub"):
-            raise InvalidTokenError("The access token does not match its grant.")
         return claims, grant
+
+    def grant_place(self, grant_id: str, client_id: str) -> str | None:
+        """The request id behind a live grant of ``client_id`` (for /verify), or None."""
+        grant = self.services.oidc_records.grant(grant_id)
+        if grant is None or grant.is_revoked() or grant.client_id != client_id:
+            return None
+        return str(grant.request_id)
 
     def find_grant(self, token: Any, hint: str | None) -> GrantRecord | None:
         if not isinstance(token, str) or not token or len(token) > 8192:

@@ -54,6 +54,8 @@ class Event(Base):
     allowed_return_urls: Mapped[list[str]] = mapped_column(default=list)
     created_at: Mapped[int] = mapped_column(default=0)
     updated_at: Mapped[int] = mapped_column(default=0)
+    # Origins allowed to read the public queue API for this event (CORS); NULL follows IDP_CORS_ORIGINS.
+    cors_origins: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True), nullable=True, default=None)
 
 
 # --- SQL queue store (used when no Redis is configured) ------------------------------------------
@@ -162,6 +164,10 @@ class Client(Base):
     scope: Mapped[str] = mapped_column(String(300), default="openid profile email")
     created_at: Mapped[int] = mapped_column(default=0)
     updated_at: Mapped[int] = mapped_column(default=0)
+    # Browser origins allowed to call the token side (CORS); NULL means the redirect URIs' origins.
+    allowed_cors_origins: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True), nullable=True, default=None)
+    # Each refresh hands out a new refresh token; presenting a used one revokes the grant.
+    refresh_token_rotation: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class AdminKey(Base):
@@ -275,6 +281,19 @@ class OidcGrant(Base):
     # The end of the visitor's session: no token of this grant outlives it.
     expires_at: Mapped[int] = mapped_column()
     revoked_at: Mapped[int | None] = mapped_column(nullable=True)
+
+
+class OidcUsedRefreshToken(Base):
+    """A refresh token given up by rotation (SHA-256); presenting it again revokes its grant."""
+
+    __tablename__ = "oidc_used_refresh_tokens"
+    __table_args__ = (Index("ix_oidc_used_refresh_tokens_grant_id", "grant_id"),)
+
+    refresh_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    grant_id: Mapped[str] = mapped_column(String(64))
+    used_at: Mapped[int] = mapped_column()
+    # Kept until the grant's session ends; nothing can be refreshed after that anyway.
+    expires_at: Mapped[int] = mapped_column()
 
 
 # --- Worker, inlet strategies, notifications and metrics samples ---------------------------------

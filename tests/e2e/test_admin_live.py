@@ -153,8 +153,8 @@ def test_a_whole_event_against_gunicorn(live_server: Any) -> None:
             ).status_code
             == 409
         )
-        assert api.get("/verify", headers=bearer(tokens[1]["access_token"])).status_code == 401
-        assert api.get("/verify", headers=bearer(tokens[9]["access_token"])).status_code == 200
+        assert api.get("/verify?event_id=live", headers=bearer(tokens[1]["access_token"])).status_code == 401
+        assert api.get("/verify?event_id=live", headers=bearer(tokens[9]["access_token"])).status_code == 200
         stats = api.get("/admin/api/events/live/stats", headers=admin).json()
         assert stats == {
             "event_id": "live",
@@ -171,7 +171,7 @@ def test_a_whole_event_against_gunicorn(live_server: Any) -> None:
 
         assert api.post("/admin/api/reset_initial_state", headers=admin, json={"event_id": "live"}).status_code == 200
         assert api.get("/admin/api/events/live/stats", headers=admin).json()["queue"] == 0
-        assert api.get("/verify", headers=bearer(tokens[9]["access_token"])).status_code == 401
+        assert api.get("/verify?event_id=live", headers=bearer(tokens[9]["access_token"])).status_code == 401
         assert api.get("/api/queue_num", params={"event_id": "live", "request_id": by_position[9]}).status_code == 404
         assert api.post("/api/assign_queue_num", json={"event_id": "live"}).json()["queue_number"] == 1
         assert api.checked > 130
