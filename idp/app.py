@@ -53,7 +53,12 @@ def build_store(settings: Settings, db: Database) -> QueueStore:
     if settings.redis_url:
         from idp.queue.redis_store import RedisQueueStore
 
-        return RedisQueueStore.from_url(settings.redis_url, retry_after=settings.retry_after_seconds)
+        return RedisQueueStore.from_url(
+            settings.redis_url,
+            retry_after=settings.retry_after_seconds,
+            wait_replicas=settings.redis_wait_replicas,
+            wait_timeout_ms=settings.redis_wait_timeout_ms,
+        )
     from idp.queue.sql_store import SqlQueueStore
 
     return SqlQueueStore(db)

@@ -183,7 +183,9 @@ def backend_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
         topology = request.getfixturevalue(backend.replace("-", "_"))
         topology.flush()
         upgrade_database(sqlite_url)
-        yield Settings(database_url=sqlite_url, redis_url=topology.url, **common)
+        # Behind Sentinel a join is acknowledged once the replica holds it (the failover-safe set-up).
+        wait = 1 if backend == "redis-sentinel" else 0
+        yield Settings(database_url=sqlite_url, redis_url=topology.url, redis_wait_replicas=wait, **common)
         topology.flush()
     else:
         upgrade_database(sqlite_url)

@@ -15,6 +15,7 @@ import redis
 from redis.cluster import RedisCluster
 from redis.exceptions import NoScriptError, ResponseError
 
+from idp.errors import UnavailableError
 from idp.queue import keys
 from idp.queue.engine import (
     CounterOverflowError,
@@ -58,18 +59,39 @@ def _rid_bytes(request_id: str) -> bytes:
 
 
 class RedisQueueStore:
-    def __init__(self, client: redis.Redis | RedisCluster, retry_after: int = 5) -> None:
+    """The queue on Redis; ``wait_replicas`` > 0 acknowledges a join only once that many replicas hold it.
+
+    With replicas (Sentinel), Redis replicates asynchronously: a join the primary answered may be lost
+    when a replica is promoted, and its position handed out again. ``WAIT`` on the join's connection
+    closes that gap: the join answers 503 (and may be retried) unless ``wait_replicas`` replicas
+    confirmed it within ``wait_timeout_ms``; Sentinel promotes the replica with the most data.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis | RedisCluster,
+        retry_after: int = 5,
+        *,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 500,
+    ) -> None:
+        if wait_replicas and isinstance(client, RedisCluster):
+            raise ValueError("waiting for replicas needs a single primary (redis:// or redis+sentinel://)")
         self.client = client
         self.retry_after = retry_after
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = wait_timeout_ms
         self._scripts = {
             name: client.register_script(_script_source(name))
             for name in ("enqueue", "entry", "increment", "increment_once", "status", "sweep")
         }
 
     @classmethod
-    def from_url(cls, url: str, retry_after: int = 5) -> RedisQueueStore:
+    def from_url(
+        cls, url: str, retry_after: int = 5, *, wait_replicas: int = 0, wait_timeout_ms: int = 500
+    ) -> RedisQueueStore:
         """A store on a single Redis, a Redis Cluster or a Sentinel-managed primary (``idp.queue.redis_client``)."""
-        return cls(connect(url), retry_after=retry_after)
+        return cls(connect(url), retry_after=retry_after, wait_replicas=wait_replicas, wait_timeout_ms=wait_timeout_ms)
 
     def _run(self, name: str, event_id: str, *args: Any) -> Any:
         # EVALSHA straight through execute_command: the Script wrapper costs a join noticeable
@@ -83,9 +105,31 @@ class RedisQueueStore:
         except NoScriptError:
             return script(keys=event_keys, args=list(args))
 
+    def _run_replicated(self, name: str, event_id: str, *args: Any) -> Any:
+        """Run a script, then WAIT on the same connection until enough replicas hold its writes."""
+        if not self.wait_replicas:
+            return self._run(name, event_id, *args)
+        script = self._scripts[name]
+        event_keys = keys.event_keys(event_id)
+        for _ in range(2):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.execute_command("EVALSHA", script.sha, len(event_keys), *event_keys, *args)
+            pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+            try:
+                result, replicas = pipe.execute()
+            except NoScriptError:
+                self.client.script_load(script.script)  # nothing ran; load it and send again
+                continue
+            if int(replicas) < self.wait_replicas:
+                raise UnavailableError("The queue store could not replicate the change.", retry_after=self.retry_after)
+            return result
+        raise UnavailableError("The queue store could not load its scripts.", retry_after=self.retry_after)
+
     @_unavailable
     def enqueue(self, event_id: str, request_id: str, now: int, idempotency_key: str | None) -> Entry:
-        rid, pos, entry_time = self._run("enqueue", event_id, _rid_bytes(request_id), now, idempotency_key or "")
+        rid, pos, entry_time = self._run_replicated(
+            "enqueue", event_id, _rid_bytes(request_id), now, idempotency_key or ""
+        )
         return Entry(str(uuid.UUID(bytes=bytes(rid))), int(pos), int(entry_time))
 
     @_unavailable
@@ -103,7 +147,7 @@ class RedisQueueStore:
     @_unavailable
     def increment_serving(self, event_id: str, by: int, now: int) -> int:
         try:
-            return int(self._run("increment", event_id, by, now))
+            return int(self._run_replicated("increment", event_id, by, now))
         except ResponseError as exc:
             if "overflow" in str(exc):
                 raise CounterOverflowError() from exc
