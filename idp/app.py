@@ -51,11 +51,15 @@ class Services:
 
 def build_store(settings: Settings, db: Database) -> QueueStore:
     if settings.redis_url:
+        from idp.queue.ledger import Ledger
         from idp.queue.redis_store import RedisQueueStore
 
         return RedisQueueStore.from_url(
             settings.redis_url,
+            Ledger(db),
             retry_after=settings.retry_after_seconds,
+            block_size=settings.queue_block_size,
+            auto_recover=settings.queue_auto_recover,
             wait_replicas=settings.redis_wait_replicas,
             wait_timeout_ms=settings.redis_wait_timeout_ms,
         )

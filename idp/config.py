@@ -58,6 +58,10 @@ class Settings:
     # Behind a TLS-terminating proxy: trust X-Forwarded-* from this many hops.
     proxy_hops: int = 0
     retry_after_seconds: int = 5
+    # Redis queue: positions the database reserves ahead at a time (one write per block of joins; a
+    # store loss skips at most this many unused ones), and whether a lost store recovers by itself.
+    queue_block_size: int = 500
+    queue_auto_recover: bool = True
     visitor_cookie: str = "idp_visitor"
     admission_cookie_prefix: str = "idp_admit_"
     verify_cookie: str = "idp_access"
@@ -108,6 +112,8 @@ class Settings:
                 raise ConfigError("production needs IDP_SECRET_KEY of at least 32 characters")
             if not self.issuer.startswith("https://"):
                 raise ConfigError("production needs an https:// IDP_ISSUER")
+        if not 1 <= self.queue_block_size <= 1_000_000:
+            raise ConfigError("IDP_QUEUE_BLOCK_SIZE must be between 1 and 1000000")
         if not self.secret_key:
             return dataclasses.replace(self, secret_key=_development_secret(self.instance_path))
         return self
@@ -169,6 +175,8 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "max_body_bytes": ("IDP_MAX_BODY_BYTES", int),
     "proxy_hops": ("IDP_PROXY_HOPS", int),
     "retry_after_seconds": ("IDP_RETRY_AFTER_SECONDS", int),
+    "queue_block_size": ("IDP_QUEUE_BLOCK_SIZE", int),
+    "queue_auto_recover": ("IDP_QUEUE_AUTO_RECOVER", _bool),
     "visitor_cookie": ("IDP_VISITOR_COOKIE", str.strip),
     "admission_cookie_prefix": ("IDP_ADMISSION_COOKIE_PREFIX", str.strip),
     "verify_cookie": ("IDP_VERIFY_COOKIE", str.strip),

@@ -9,10 +9,12 @@ from typing import Any
 
 from sqlalchemy import select
 
+from idp import lottery
 from idp.cache import TTLCache
 from idp.clock import Clock
 from idp.cors import clean_origin_list
 from idp.errors import ConflictError, NotFoundError, ValidationError
+from idp.lifecycle import MODES
 from idp.queue.engine import ExpiryPolicy
 from idp.storage.db import Database
 from idp.storage.models import Event
@@ -40,6 +42,18 @@ class EventConfig:
     cors_origins: list[str] | None = None
     created_at: int = 0
     updated_at: int = 0
+    prequeue_opens_at: int | None = None
+    opens_at: int | None = None
+    closes_at: int | None = None
+    mode: str = "queue"
+    max_active: int | None = None
+    max_per_minute: int | None = None
+    session_idle_seconds: int | None = None
+
+    @property
+    def has_targets(self) -> bool:
+        """True when the worker admits by itself to hold ``max_active`` / ``max_per_minute``."""
+        return self.max_active is not None or self.max_per_minute is not None
 
     @property
     def policy(self) -> ExpiryPolicy:
@@ -66,6 +80,13 @@ class EventConfig:
             cors_origins=None if row.cors_origins is None else list(row.cors_origins),
             created_at=row.created_at,
             updated_at=row.updated_at,
+            prequeue_opens_at=row.prequeue_opens_at,
+            opens_at=row.opens_at,
+            closes_at=row.closes_at,
+            mode=row.mode or "queue",
+            max_active=row.max_active,
+            max_per_minute=row.max_per_minute,
+            session_idle_seconds=row.session_idle_seconds,
         )
 
 
@@ -125,6 +146,28 @@ def _branding(data: dict[str, Any]) -> dict[str, Any]:
     return cleaned
 
 
+SCHEDULE_FIELDS = ("prequeue_opens_at", "opens_at", "closes_at")
+TARGET_FIELDS = {"max_active": 1_000_000_000, "max_per_minute": 1_000_000_000, "session_idle_seconds": MAX_PERIOD}
+MAX_TIME = 2**40
+
+
+def _optional_int(data: dict[str, Any], name: str, low: int, high: int) -> int | None:
+    if data[name] is None:
+        return None
+    return _int_field(data, name, low, high)
+
+
+def check_schedule(values: dict[str, Any]) -> None:
+    """The schedule's times must come in order: pre-queue < opening < closing."""
+    pre, opens, closes = (values.get(name) for name in SCHEDULE_FIELDS)
+    if pre is not None and opens is None:
+        raise ValidationError("prequeue_opens_at needs opens_at (the draw happens at opening).", code="invalid_field")
+    if pre is not None and opens is not None and pre >= opens:
+        raise ValidationError("prequeue_opens_at must be before opens_at.", code="invalid_field")
+    if opens is not None and closes is not None and opens >= closes:
+        raise ValidationError("opens_at must be before closes_at.", code="invalid_field")
+
+
 def clean_event_fields(data: dict[str, Any], *, partial: bool) -> dict[str, Any]:
     """Validate the writable fields of an event; unknown fields are refused so typos are not lost."""
     allowed = {
@@ -135,6 +178,9 @@ def clean_event_fields(data: dict[str, Any], *, partial: bool) -> dict[str, Any]
         "token_validity_period",
         "branding",
         "allowed_return_urls",
+        "mode",
+        *SCHEDULE_FIELDS,
+        *TARGET_FIELDS,
         "cors_origins",
     }
     if not partial:
@@ -162,6 +208,16 @@ def clean_event_fields(data: dict[str, Any], *, partial: bool) -> dict[str, Any]
         cleaned["allowed_return_urls"] = _url_list(data, "allowed_return_urls")
     if "branding" in data:
         cleaned["branding"] = _branding(data)
+    for name in SCHEDULE_FIELDS:
+        if name in data:
+            cleaned[name] = _optional_int(data, name, 0, MAX_TIME)
+    for name, high in TARGET_FIELDS.items():
+        if name in data:
+            cleaned[name] = _optional_int(data, name, 0 if name != "session_idle_seconds" else 1, high)
+    if "mode" in data:
+        if data["mode"] not in MODES:
+            raise ValidationError(f"mode must be one of {', '.join(MODES)}.", code="invalid_field")
+        cleaned["mode"] = data["mode"]
     if "cors_origins" in data:
         value = data["cors_origins"]
         try:
@@ -216,10 +272,14 @@ class EventService:
             if session.get(Event, cleaned["event_id"]) is not None:
                 raise ConflictError("An event with this event_id exists.", code="event_exists")
             defaults = EventConfig(cleaned["event_id"]).to_dict()
+            check_schedule({**defaults, **cleaned})
             row = Event(**{**defaults, **cleaned, "created_at": now, "updated_at": now})
             session.add(row)
             session.flush()
             config = EventConfig.from_row(row)
+            if config.prequeue_opens_at is not None:
+                # The commitment is made in the request that sets the pre-queue, before any entry.
+                lottery.commit(session, config.event_id, now)
         self._cache.invalidate(config.event_id)
         return config
 
@@ -230,11 +290,14 @@ class EventService:
             row = session.get(Event, event_id)
             if row is None:
                 raise EventNotFoundError()
+            check_schedule({**EventConfig.from_row(row).to_dict(), **cleaned})
             for key, value in cleaned.items():
                 setattr(row, key, value)
             row.updated_at = int(self.clock.now())
             session.flush()
             config = EventConfig.from_row(row)
+            if config.prequeue_opens_at is not None:
+                lottery.commit(session, config.event_id, row.updated_at)
         self._cache.invalidate(event_id)
         return config
 
@@ -245,6 +308,7 @@ class EventService:
             if row is None:
                 raise EventNotFoundError()
             session.delete(row)
+            lottery.discard(session, event_id)
         self._cache.invalidate(event_id)
 
     def ensure(self, event_id: str, name: str = "") -> EventConfig:

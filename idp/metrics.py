@@ -24,6 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from idp.errors import UnavailableError
+from idp.queue.engine import StoreLostError
 from idp.storage.models import WorkerJobStat
 
 log = logging.getLogger("idp.metrics")
@@ -111,7 +112,12 @@ class StoreCollector(Collector):
             try:
                 for event in svc.events.list(limit=MAX_EVENTS):
                     eid = event.event_id
-                    counters = svc.room.counters(eid)
+                    try:
+                        counters = svc.room.counters(eid)
+                    except StoreLostError:
+                        # This event refuses joins until recovered; the others are still measured.
+                        lost.add_metric([eid], 1)
+                        continue
                     queue.add_metric([eid], counters.queue)
                     serving.add_metric([eid], counters.serving)
                     waiting.add_metric([eid], counters.waiting)

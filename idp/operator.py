@@ -229,3 +229,16 @@ def dashboard(event_id: str) -> Response:
     response.headers["Content-Security-Policy"] = DASHBOARD_CSP
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+@pages.get("/admin/console")
+def console() -> Response:
+    """The operator console: events, relying parties, signing keys and the audit log through the admin API.
+
+    Like the dashboard, the page holds no data; its script asks the admin API with the key the operator
+    pastes in, and what it may change follows that key's scopes.
+    """
+    response = Response(render_template("admin/console.html"), mimetype="text/html")
+    response.headers["Content-Security-Policy"] = DASHBOARD_CSP
+    response.headers["Cache-Control"] = "no-store"
+    return response

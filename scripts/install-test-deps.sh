@@ -10,6 +10,7 @@ command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v jq >/dev/null 2>&1 || need_apt+=(jq)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 fc-list 2>/dev/null | grep -qi "Noto Sans CJK" || need_apt+=(fonts-noto-cjk)
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 # deploy/ checks (docker-compose config) and the Apache mod_auth_openidc relying-party test.
 command -v docker-compose >/dev/null 2>&1 || need_apt+=(docker-compose)
 [ -x /usr/sbin/apache2 ] || need_apt+=(apache2)

@@ -121,6 +121,8 @@ class FastPath:
         if not isinstance(event_id, str) or not EVENT_ID_RE.match(event_id):
             raise _Delegate
         try:
+            if not self.services.room.fast_joinable(event_id):
+                raise _Delegate  # a pre-queue join answers without a position: the Flask view's job
             event, entry = self.services.room.join(event_id)
         except EventNotFoundError:
             raise _Delegate from None

@@ -10,7 +10,7 @@ from werkzeug.exceptions import HTTPException
 from idp.cors import PUBLIC_API_HEADERS
 from idp.errors import IdpError
 from idp.http import apply_cors, json_body, json_response, query, required, services
-from idp.queue.engine import PlaceState
+from idp.queue.engine import Entry, PlaceState
 from idp.waiting_room import NotServedError, PositionExpiredError
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -48,7 +48,18 @@ class ExpiryDisabledError(IdpError):
 def assign_queue_num() -> Response:
     """Join the queue; the place exists (with its position) when this answers."""
     data = json_body()
-    event, entry = services().room.join(required(data, "event_id"), request.headers.get("Idempotency-Key"))
+    event, entry = services().room.enter(required(data, "event_id"), request.headers.get("Idempotency-Key"))
+    if not isinstance(entry, Entry):
+        # A pre-queue entry: a request id now, a position at the draw (``queue_num`` answers 202 till then).
+        return json_response(
+            {
+                "api_request_id": entry.request_id,
+                "event_id": event.event_id,
+                "status": "pending",
+                "entry_id": entry.entry_id,
+                "opens_at": event.opens_at,
+            }
+        )
     return json_response(
         {
             "api_request_id": entry.request_id,
@@ -62,10 +73,29 @@ def assign_queue_num() -> Response:
 @bp.get("/queue_num")
 def queue_num() -> Response:
     event_id = query("event_id")
-    entry = services().room.place(event_id, query("request_id"))
+    room = services().room
+    entry = room.place(event_id, query("request_id"))
+    if not isinstance(entry, Entry):
+        return json_response(
+            {
+                "error": "not_assigned_yet",
+                "message": "Places are drawn when the waiting room opens.",
+                "status": "pending",
+                "event_id": event_id,
+                "entry_id": entry.entry_id,
+                "opens_at": room.events.get(event_id).opens_at,
+            },
+            202,
+        )
     return json_response(
         {"queue_number": entry.position, "entry_time": entry.entry_time, "event_id": event_id, "status": 1}
     )
+
+
+@bp.get("/lottery")
+def lottery() -> Response:
+    """The pre-queue lottery: commitment, entrant count and draw time; seed and entry ids once drawn."""
+    return json_response(services().room.lottery(query("event_id")), cache=PUBLIC_SHORT_CACHE)
 
 
 @bp.get("/serving_num")
@@ -81,7 +111,7 @@ def waiting_num() -> Response:
 @bp.get("/queue_pos_expiry")
 def queue_pos_expiry() -> Response:
     event, status = services().room.status(query("event_id"), query("request_id"))
-    if status.state is PlaceState.WAITING:
+    if status.state in (PlaceState.WAITING, PlaceState.PENDING):
         raise NotServedError()
     if status.state is PlaceState.EXPIRED:
         raise PositionExpiredError()

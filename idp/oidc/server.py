@@ -59,6 +59,9 @@ ACCESS_TOKEN_LIFETIME = 3600
 ID_TOKEN_LIFETIME = 3600
 GRANT_TYPES = ("authorization_code", "refresh_token")
 AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+# Public clients (RFC 7591 "none") authenticate with their client id alone, at the token and
+# revocation endpoints; introspection stays with clients that hold a secret.
+PUBLIC_AUTH_METHODS = [*AUTH_METHODS, "none"]
 NO_STORE = [("Cache-Control", "no-store"), ("Pragma", "no-cache")]
 
 
@@ -164,7 +167,7 @@ class Pkce(CodeChallenge):
         data = grant.request.payload.data
         challenge, method = data.get("code_challenge"), data.get("code_challenge_method")
         client = grant.request.client
-        if not challenge and client is not None and client.config.require_pkce:
+        if not challenge and client is not None and (client.config.require_pkce or client.config.is_public):
             raise InvalidRequestError("This client must send a PKCE code_challenge (S256).")
         if challenge and not method:
             raise InvalidRequestError("code_challenge_method must be S256.")
@@ -242,7 +245,7 @@ class _AuthTime:
 
 
 class CodeGrant(AuthorizationCodeGrant):
-    TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
+    TOKEN_ENDPOINT_AUTH_METHODS = PUBLIC_AUTH_METHODS
     AUTHORIZATION_CODE_LENGTH = 43
 
     @property
@@ -323,7 +326,12 @@ class CodeGrant(AuthorizationCodeGrant):
 
 
 class RefreshGrant(RefreshTokenGrant):
-    TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
+    """Refresh tokens; a client with ``refresh_token_rotation`` (every public client) gets a new one each
+    time, and a refresh token presented after it was rotated revokes the whole grant (RFC 9700 §4.14.2):
+    either the client or a thief used it twice, and the server cannot tell which.
+    """
+
+    TOKEN_ENDPOINT_AUTH_METHODS = PUBLIC_AUTH_METHODS
 
     @property
     def oidc(self) -> OidcServer:
@@ -332,10 +340,23 @@ class RefreshGrant(RefreshTokenGrant):
     def authenticate_refresh_token(self, refresh_token: str) -> GrantRecord | None:
         if not isinstance(refresh_token, str) or not 20 <= len(refresh_token) <= 128:
             return None
-        grant = self.oidc.services.oidc_records.grant_by_refresh(refresh_token)
-        if grant is None or grant.is_revoked() or grant.expires_at <= self.oidc.now():
+        records = self.oidc.services.oidc_records
+        grant = records.grant_by_refresh(refresh_token)
+        if grant is None:
+            reused = records.grant_of_used_refresh(refresh_token)
+            if reused is not None:
+                self._revoke_family(reused)
+            return None
+        if grant.is_revoked() or grant.expires_at <= self.oidc.now():
             return None
         return grant
+
+    def _revoke_family(self, grant_id: str) -> None:
+        log.warning(
+            "rotated refresh token reused; grant revoked", extra={"client_id": self.request.client.get_client_id()}
+        )
+        # As a reused code: the grant and the visitor's session end, so no token of it works any more.
+        self.oidc.revoke_grant_id(grant_id, finish=-1)
 
     def authenticate_user(self, refresh_token: GrantRecord) -> Admission:
         return Admission(
@@ -360,7 +381,18 @@ class RefreshGrant(RefreshTokenGrant):
         self.request.user = self.authenticate_user(grant)
         self.request.authorization_code = _AuthTime(grant.auth_time)
         self.request.credential = grant
+        client = self.request.client
+        rotated: str | None = None
+        if client.config.refresh_token_rotation:
+            rotated = new_token()
+            presented = self.request.payload.data.get("refresh_token", "")
+            if not self.oidc.services.oidc_records.rotate_refresh(grant, presented, rotated):
+                # Another request used this refresh token first.
+                self._revoke_family(grant.grant_id)
+                raise InvalidGrantError("The refresh token has already been used.")
         token = self.oidc.access_token(grant, session)
+        if rotated is not None:
+            token["refresh_token"] = rotated
         return 200, token, self.TOKEN_RESPONSE_HEADER
 
 
@@ -374,7 +406,7 @@ class _TokenLookup:
 
 
 class Revocation(_TokenLookup, RevocationEndpoint):
-    CLIENT_AUTH_METHODS = AUTH_METHODS
+    CLIENT_AUTH_METHODS = PUBLIC_AUTH_METHODS
 
     def revoke_token(self, token: GrantRecord, request: OAuth2Request) -> None:
         # Access and refresh token are one grant: revoking either ends both, and the visitor's
@@ -457,7 +489,7 @@ class OidcServer(AuthorizationServer):
         self.issuer: str = services.settings.issuer
         self._query_client = self._find_client
         self.register_token_generator("default", self._no_generator)
-        self.register_grant(CodeGrant, [IdToken(self), Pkce(required=False)])
+        self.register_grant(CodeGrant, [IdToken(self), Pkce(required=True)])
         self.register_grant(RefreshGrant, [IdToken(self)])
         self.register_extension(Issuer(self.issuer))
         self.register_endpoint(Revocation(self))

@@ -26,9 +26,10 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from joserfc import jwt
 from joserfc.errors import JoseError
 
+from idp.cors import OIDC_HEADERS
 from idp.crypto import keyed_digest
 from idp.errors import IdpError
-from idp.http import json_response, services
+from idp.http import apply_cors, json_response, services
 from idp.oidc.claims import CLAIMS_SUPPORTED, Admission
 from idp.oidc.interaction import (
     InteractionError,
@@ -39,7 +40,7 @@ from idp.oidc.interaction import (
     valid_visitor_id,
 )
 from idp.oidc.records import InteractionRecord
-from idp.oidc.server import AUTH_METHODS, OidcServer, StoredRequest, append_params
+from idp.oidc.server import AUTH_METHODS, PUBLIC_AUTH_METHODS, OidcServer, StoredRequest, append_params
 
 log = logging.getLogger("idp.oidc")
 
@@ -48,11 +49,22 @@ bp = Blueprint("oidc", __name__, template_folder=TEMPLATES)
 
 VISITOR_COOKIE_SECONDS = 400 * 86400  # browsers cap cookie lifetimes at 400 days
 DISCOVERY_CACHE = "public, max-age=300"
+# What a browser app calls across origins (CORS for the registered clients' origins, idp.cors);
+# /authorize and /logout are navigations, /introspect is for servers.
+CORS_PATHS = frozenset({"/.well-known/openid-configuration", "/jwks.json", "/token", "/userinfo", "/revoke"})
 # Pages that render HTML errors instead of JSON.
 HTML_PATHS = ("/authorize", "/logout")
 
 
 # --- helpers ---------------------------------------------------------------------------------------
+
+
+@bp.after_app_request
+def _cross_origin(response: Response) -> Response:
+    """CORS for browser apps: the exact origin of a registered client is echoed, any other gets none."""
+    if request.path in CORS_PATHS:
+        apply_cors(response, services().cors.oidc(), OIDC_HEADERS)
+    return response
 
 
 def _server() -> OidcServer:
@@ -325,8 +337,8 @@ def discovery_document(issuer: str) -> dict[str, Any]:
         "grant_types_supported": ["authorization_code", "refresh_token"],
         "subject_types_supported": ["pairwise"],
         "id_token_signing_alg_values_supported": ["RS256", "ES256"],
-        "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
-        "revocation_endpoint_auth_methods_supported": list(AUTH_METHODS),
+        "token_endpoint_auth_methods_supported": list(PUBLIC_AUTH_METHODS),
+        "revocation_endpoint_auth_methods_supported": list(PUBLIC_AUTH_METHODS),
         "introspection_endpoint_auth_methods_supported": list(AUTH_METHODS),
         "code_challenge_methods_supported": ["S256"],
         "claims_supported": list(CLAIMS_SUPPORTED),

@@ -50,7 +50,8 @@ def test_discovery_document(client: Any, rp: Any) -> None:
     assert doc["code_challenge_methods_supported"] == ["S256"]
     assert doc["authorization_response_iss_parameter_supported"] is True
     assert doc["request_parameter_supported"] is False and doc["request_uri_parameter_supported"] is False
-    assert set(doc["token_endpoint_auth_methods_supported"]) == {"client_secret_basic", "client_secret_post"}
+    # "none": public clients (browser and native apps) with PKCE.
+    assert set(doc["token_endpoint_auth_methods_supported"]) == {"client_secret_basic", "client_secret_post", "none"}
     assert doc["subject_types_supported"] == ["pairwise"]
     assert "RS256" in doc["id_token_signing_alg_values_supported"]
     assert {"sub", "email", "preferred_username", "auth_time"} <= set(doc["claims_supported"])
