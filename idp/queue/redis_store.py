@@ -541,7 +541,7 @@ class RedisQueueStore:
                 self._known.pop(event_id, None)
                 continue
             limit = [reserved]
-            self._call("extend", event_id, lambda _k, limit=limit: limit, create=True)
+            self._call("extend", event_id, lambda _k: limit, create=True)
         raise UnavailableError("The queue store could not reserve positions.", retry_after=self.retry_after)
 
     @_unavailable
