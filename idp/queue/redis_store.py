@@ -160,10 +160,10 @@ class _NoState(Exception):
     """A read found no state for an event the ledger does not know: nothing was ever queued."""
 
 
-# Scripts that change an event's state: with ``wait_replicas`` each is acknowledged by replicas.
-_WRITING_SCRIPTS = frozenset(
-    {"enqueue", "increment", "increment_once", "install", "extend", "enqueue_pending", "draw", "admit_up_to"}
-)
+# Scripts whose answer acknowledges a change to a visitor or an operator: with ``wait_replicas`` each
+# waits for the replicas. Bookkeeping the database already covers (install, extend) does not: failing
+# it after the primary applied it would leave Redis and the database disagreeing.
+_ACKNOWLEDGED_SCRIPTS = frozenset({"enqueue", "increment", "increment_once", "enqueue_pending", "draw", "admit_up_to"})
 
 
 class RedisQueueStore:
@@ -236,7 +236,7 @@ class RedisQueueStore:
         # EVALSHA straight through execute_command: the Script wrapper costs a join noticeable
         # CPU. NOSCRIPT means the script did not run, so loading it and calling again is safe.
         script = self._scripts[name]
-        if self.wait_replicas and name in _WRITING_SCRIPTS:
+        if self.wait_replicas and name in _ACKNOWLEDGED_SCRIPTS:
             return self._run_replicated(script, script_keys, args)
         try:
             return self.client.execute_command(  # type: ignore[no-untyped-call]
@@ -256,6 +256,9 @@ class RedisQueueStore:
             except NoScriptError:
                 self.client.script_load(script.script)  # nothing ran; load it and send again
                 continue
+            except ResponseError as exc:
+                # The pipeline prefixes the script's own error ("Command # 1 (...) caused error: ").
+                raise type(exc)(str(exc).rpartition("caused error: ")[2]) from exc
             if int(replicas) < self.wait_replicas:
                 raise UnavailableError("The queue store could not replicate the change.", retry_after=self.retry_after)
             return result
