@@ -56,6 +56,8 @@ _PREPARE_HOOKS: list[Callable[[Settings], None]] = []
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    args.host = args.host or settings.host
+    args.port = args.port or settings.port
     if not settings.redis_url and not settings.database_url.startswith("sqlite"):
         print("idp: queue store on the SQL database (set IDP_REDIS_URL for Redis)", file=sys.stderr)
     prepare(settings)
@@ -137,12 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Bring the database to this release's schema (one process at a time), create what a "
         "first start needs (signing keys), then replace this process with gunicorn serving the app.",
     )
-    serve.add_argument(
-        "--host", default=os.environ.get("IDP_HOST", "127.0.0.1"), help="address to listen on (IDP_HOST)"
-    )
-    serve.add_argument(
-        "--port", type=int, default=int(os.environ.get("IDP_PORT", "8000")), help="port to listen on (IDP_PORT)"
-    )
+    serve.add_argument("--host", default=None, help="address to listen on (default IDP_HOST, 127.0.0.1; IDP_BIND wins)")
+    serve.add_argument("--port", type=int, default=None, help="port to listen on (default IDP_PORT, 8000)")
     serve.add_argument("--workers", type=int, default=None, help="gunicorn workers (default IDP_WORKERS)")
     serve.add_argument("--demo", action="store_true", help="create a demo event and print how to use it")
     serve.set_defaults(func=cmd_serve)
