@@ -44,7 +44,7 @@ def on_starting(server):  # type: ignore[no-untyped-def]
 def child_exit(server, worker):  # type: ignore[no-untyped-def]
     from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(worker.pid)
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]  # prometheus_client has no annotation here
 
 
 def on_exit(server):  # type: ignore[no-untyped-def]

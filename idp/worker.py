@@ -17,9 +17,9 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import delete
+from sqlalchemy import CursorResult, delete
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -269,21 +269,24 @@ class Worker:
             with self.db.session() as session:
                 builder = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
                 inserted = (
-                    session.execute(
-                        builder(MetricsSample)
-                        .values(
-                            event_id=eid,
-                            minute=minute,
-                            queue=counters.queue,
-                            serving=counters.serving,
-                            waiting=counters.waiting,
-                            tokens=counters.tokens,
-                            expired=counters.expired,
-                            completed=counters.completed,
-                            abandoned=counters.abandoned,
-                            active=active,
-                        )
-                        .on_conflict_do_nothing()
+                    cast(
+                        "CursorResult[Any]",
+                        session.execute(
+                            builder(MetricsSample)
+                            .values(
+                                event_id=eid,
+                                minute=minute,
+                                queue=counters.queue,
+                                serving=counters.serving,
+                                waiting=counters.waiting,
+                                tokens=counters.tokens,
+                                expired=counters.expired,
+                                completed=counters.completed,
+                                abandoned=counters.abandoned,
+                                active=active,
+                            )
+                            .on_conflict_do_nothing()
+                        ),
                     ).rowcount
                     == 1
                 )

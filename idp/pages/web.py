@@ -21,7 +21,7 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlencode
 
 from flask import Blueprint, Flask, Response, current_app, g, redirect, request, send_from_directory
@@ -344,7 +344,8 @@ def wait_page(event_id: str) -> Response:
         status = svc.wait_status.for_place(event.event_id, request_id, next_url, position=position)
     assert request_id is not None
     if status.state == ADMITTED and next_url:
-        response: Response = redirect(next_url, code=303)
+        # Inside a request, redirect() builds the app's own response class.
+        response = cast(Response, redirect(next_url, code=303))
         response.headers["Cache-Control"] = "no-store"
         response.headers["Referrer-Policy"] = "no-referrer"
     else:
@@ -501,7 +502,7 @@ def _holds_a_cookie(settings: Any, event_id: str) -> bool:
 
 
 def _see_other(location: str) -> Response:
-    response: Response = redirect(location, code=303)
+    response = cast(Response, redirect(location, code=303))
     response.headers["Cache-Control"] = "no-store"
     return response
 

@@ -145,9 +145,9 @@ class Apache:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-@pytest.fixture
-def shop(live_server: Any) -> Any:
-    """The waiting room, the README's client registered, and Apache configured as the README says."""
+def _start_shop(live_server: Any, *, without: tuple[str, ...] = ()) -> tuple[Any, Apache, dict[str, str], Any]:
+    """The waiting room, the README's client registered, and Apache configured as the README says
+    (less the directives named in ``without``)."""
     from idp.admin.auth import AdminKeyService
 
     server = live_server("redis", IDP_WORKERS=2)
@@ -164,8 +164,17 @@ def shop(live_server: Any) -> Any:
     directives = _substitute(code_block(section, "apache"), server.url, apache.url)
     directives = directives.replace("CLIENT_SECRET", created.json()["client_secret"])
     directives = directives.replace("CRYPTO_PASSPHRASE", secrets.token_urlsafe(32))
+    for name in without:
+        assert name + " " in directives
+        directives = "\n".join(line for line in directives.splitlines() if not line.startswith(name + " "))
     apache.directives = directives
     apache.start()
+    return server, apache, admin, registration
+
+
+@pytest.fixture
+def shop(live_server: Any) -> Any:
+    server, apache, admin, registration = _start_shop(live_server)
     try:
         yield server, apache, admin, registration
     finally:
@@ -223,13 +232,10 @@ def test_apache_mod_auth_openidc_signs_in_after_a_real_wait(shop, browser):
         context.close()
 
 
-def test_a_login_that_waited_too_long_restarts_at_the_initiate_login_uri(shop, browser):
-    """Admitted after ``max_parked_seconds``, the visitor goes to the initiate-login URI (the redirect
-    URI, with only ``iss``); mod_auth_openidc starts a fresh login that the waiting room answers at
-    once, and lands on ``OIDCDefaultURL``."""
+def _wait_too_long(server: Any, apache: Apache, admin: dict[str, str], registration: Any, browser: Any) -> Any:
+    """A visitor parked longer than ``max_parked_seconds`` and then admitted; returns the open page."""
     from playwright.sync_api import expect
 
-    server, apache, admin, registration = shop
     patched = requests.patch(
         server.url + f"/admin/api/clients/{registration['client_id']}",
         json={"max_parked_seconds": 1},
@@ -239,18 +245,47 @@ def test_a_login_that_waited_too_long_restarts_at_the_initiate_login_uri(shop, b
     assert patched.status_code == 200, patched.text
     assert requests.post(server.url + "/api/assign_queue_num", json={"event_id": "sale"}, timeout=10).ok
     context = browser.new_context()
+    page = context.new_page()
+    seen: list[str] = []
+    page.on("request", lambda r: seen.append(r.url) if r.is_navigation_request() else None)
+    page.goto(apache.url + "/protected/")
+    expect(page).to_have_url(re.compile(re.escape(server.url) + r"/authorize/wait/"))
+    page.wait_for_timeout(2500)  # the parked request grows older than max_parked_seconds (1 s)
+    _admit(server, admin, 2)
+    page.wait_for_url(re.compile(re.escape(apache.url) + "/"), timeout=30_000)
+    page.wait_for_load_state()
+    initiated = [u for u in seen if u.startswith(apache.url + "/protected/redirect_uri?iss=")]
+    assert initiated, seen
+    assert "code=" not in initiated[0]
+    return context, page
+
+
+def test_a_login_that_waited_too_long_restarts_at_the_initiate_login_uri(shop, browser):
+    """Admitted after ``max_parked_seconds``, the visitor goes to the initiate-login URI (the redirect
+    URI, with only ``iss``); mod_auth_openidc starts a fresh login that the waiting room answers at
+    once, and lands on ``OIDCDefaultURL``."""
+    from playwright.sync_api import expect
+
+    server, apache, admin, registration = shop
+    context, page = _wait_too_long(server, apache, admin, registration, browser)
     try:
-        page = context.new_page()
-        seen: list[str] = []
-        page.on("request", lambda r: seen.append(r.url) if r.is_navigation_request() else None)
-        page.goto(apache.url + "/protected/")
-        expect(page).to_have_url(re.compile(re.escape(server.url) + r"/authorize/wait/"))
-        page.wait_for_timeout(2500)  # the parked request grows older than max_parked_seconds (1 s)
-        _admit(server, admin, 2)
         page.wait_for_url(apache.url + "/protected/", timeout=30_000)
         expect(page.locator("h1")).to_have_text("Welcome to the sale")
-        initiated = [u for u in seen if u.startswith(apache.url + "/protected/redirect_uri?iss=")]
-        assert initiated, seen
-        assert "code=" not in initiated[0]
     finally:
         context.close()
+
+
+def test_without_oidc_default_url_the_initiated_login_fails(live_server, browser):
+    """What the README warns about: without ``OIDCDefaultURL``, mod_auth_openidc cannot finish a login
+    the waiting room initiated (it has no page to return to)."""
+    server, apache, admin, registration = _start_shop(live_server, without=("OIDCDefaultURL",))
+    try:
+        context, page = _wait_too_long(server, apache, admin, registration, browser)
+        try:
+            page.wait_for_timeout(2000)
+            assert not page.url.startswith(apache.url + "/protected/?") and page.url != apache.url + "/protected/"
+            assert "Welcome to the sale" not in page.content()
+        finally:
+            context.close()
+    finally:
+        apache.stop()

@@ -127,9 +127,7 @@ def test_targets_pause_while_the_health_check_fails(services: Any, clock: Frozen
 
 
 @all_backends
-def test_when_busy_passes_visitors_through_under_max_active_and_queues_above(
-    services: Any, clock: FrozenClock
-) -> None:
+def test_when_busy_passes_visitors_through_under_max_active_and_queues_above(services: Any, clock: FrozenClock) -> None:
     clock.set(T0)
     services.events.create({"event_id": "sale", "mode": "when_busy", "max_active": 3})
     ids = joins(services, 4)
