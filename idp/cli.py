@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from idp.config import ConfigError, Settings
+from idp.storage.db import SchemaNotCurrentError
 
 # Subcommands added by other parts: name -> (configure parser, run). See register().
 _Configure = Callable[[argparse.ArgumentParser], None]
@@ -185,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args, settings))
-    except ConfigError as exc:
+    except (ConfigError, SchemaNotCurrentError) as exc:
         print(f"idp: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # noqa: BLE001 - a command-line error is one line, not a trace

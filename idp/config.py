@@ -46,6 +46,9 @@ class Settings:
     env: str = "development"
     database_url: str = dataclasses.field(default_factory=_default_database_url)
     redis_url: str | None = None
+    # A join is acknowledged only once this many replicas hold it (Redis WAIT); 0: the primary alone.
+    redis_wait_replicas: int = 0
+    redis_wait_timeout_ms: int = 500
     secret_key: str = ""
     issuer: str = "http://127.0.0.1:8000"
     log_level: str = "INFO"
@@ -172,6 +175,8 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "env": ("IDP_ENV", str.strip),
     "database_url": ("IDP_DATABASE_URL", str.strip),
     "redis_url": ("IDP_REDIS_URL", _optional),
+    "redis_wait_replicas": ("IDP_REDIS_WAIT_REPLICAS", int),
+    "redis_wait_timeout_ms": ("IDP_REDIS_WAIT_TIMEOUT_MS", int),
     "secret_key": ("IDP_SECRET_KEY", str),
     "issuer": ("IDP_ISSUER", lambda v: v.strip()),
     "log_level": ("IDP_LOG_LEVEL", lambda v: v.strip().upper()),
