@@ -81,6 +81,8 @@ def build_store(settings: Settings, db: Database) -> QueueStore:
             retry_after=settings.retry_after_seconds,
             block_size=settings.queue_block_size,
             auto_recover=settings.queue_auto_recover,
+            wait_replicas=settings.redis_wait_replicas,
+            wait_timeout_ms=settings.redis_wait_timeout_ms,
         )
     return SqlQueueStore(db)
 

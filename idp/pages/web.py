@@ -34,7 +34,7 @@ from idp.pages.i18n import Catalogs
 from idp.pages.render import estimate_kind, estimate_templates
 from idp.pages.status import ADMITTED, EXPIRED, FINISHED, UNKNOWN, WAITING, WaitStatus
 from idp.pages.theme import theme_css
-from idp.queue.engine import REQUEST_ID_RE
+from idp.queue.engine import REQUEST_ID_RE, PlaceState, PlaceStatus
 
 if TYPE_CHECKING:
     from idp.oidc.interaction import Interactions
@@ -396,6 +396,23 @@ def render_interaction_page(context: dict[str, Any]) -> Response:
         chosen = next((loc.split("-")[0] for loc in locales if svc.page_catalogs.supports(loc.split("-")[0])), None)
         if chosen and not request.cookies.get(LANGUAGE_COOKIE):
             g.page_language = chosen
+    if position <= 0:
+        # A pre-queue entry parked before the draw: the page says so until the place is drawn.
+        pending = svc.wait_status.describe(
+            event, PlaceStatus(PlaceState.PENDING, None, serving), str(context["continue_url"])
+        )
+        return render_page(
+            "wait.html",
+            **page_context(
+                event,
+                **status_context(pending, str(context["status_url"])),
+                languages_links=language_links(str(context["continue_url"]), {}),
+                next_url=None,
+                goes_on=True,
+                page_url=str(context["continue_url"]),
+                expiry_minutes=_expiry_minutes(event),
+            ),
+        )
     status = WaitStatus(
         state=WAITING,
         event_id=event.event_id,
@@ -554,7 +571,21 @@ ERROR_TEXTS: dict[str, tuple[str, str]] = {
         N_("We are very busy right now."),
         N_("Your place is safe. This page will try again by itself in a few seconds."),
     ),
+    "event_not_open": (
+        N_("The waiting room is not open yet."),
+        N_("Keep this page open: it moves on by itself when the waiting room opens."),
+    ),
+    "event_closed": (
+        N_("The sale is over."),
+        N_("This waiting room has closed. Thank you for your interest."),
+    ),
+    "room_closed": (
+        N_("The waiting room is closed for now."),
+        N_("The site is not taking visitors at the moment. Please try again later."),
+    ),
 }
+# A page counting down to the opening reloads itself at the opening, or at least this often.
+COUNTDOWN_REFRESH_SECONDS = 60
 
 
 def _is_page_request() -> bool:
@@ -582,19 +613,42 @@ def error_page(code: str, status: int, retry_after: int | None = None) -> Respon
     refresh = None
     if status == 503:
         refresh = retry_after or services().settings.retry_after_seconds
+    countdown = _countdown() if code == "event_not_open" else {}
+    if countdown:
+        refresh = min(COUNTDOWN_REFRESH_SECONDS, max(1, int(countdown["countdown_seconds"])))
     context = page_context(
         None,
+        **countdown,
         headline=t(headline),
         advice=t(advice),
         status_code=status,
         code=code,
         refresh_seconds=refresh,
-        refresh_always=True,
+        refresh_always=not countdown,  # a countdown page reloads by script; the refresh is for no-JS
         languages_links=language_links(request.path, {k: v for k, v in request.args.items() if k == "next"}),
     )
     html = services().pages.render("error.html", _language(), **context)
     response = current_app.response_class(html, status=status, mimetype="text/html")
     return secure_page(response)
+
+
+def _countdown() -> dict[str, Any]:
+    """The opening time of the event a page names, for the countdown page; empty when unknown."""
+    from idp.lifecycle import opening_time
+
+    event_id = (request.view_args or {}).get("event_id")
+    try:
+        event = services().events.get(event_id)
+    except Exception:  # noqa: BLE001 - an error page must render whatever the event lookup says
+        return {}
+    opens = opening_time(event)
+    if opens is None:
+        return {}
+    left = max(0, int(opens - services().clock.now() + 0.999))
+    hours, rest = divmod(left, 3600)
+    minutes, seconds = divmod(rest, 60)
+    text = f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+    return {"opens_at": opens, "countdown_seconds": left, "countdown": text}
 
 
 # --- wiring --------------------------------------------------------------------------------------

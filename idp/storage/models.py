@@ -12,6 +12,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Float,
     Index,
     Integer,
     LargeBinary,
@@ -432,7 +433,7 @@ class InletSettings(Base):
     start_time: Mapped[int | None] = mapped_column(nullable=True)
     end_time: Mapped[int | None] = mapped_column(nullable=True)
     health_url: Mapped[str | None] = mapped_column(Text, nullable=True)
-    health_timeout: Mapped[float] = mapped_column(default=2.0)
+    health_timeout: Mapped[float] = mapped_column(Float, default=2.0)
     paused: Mapped[bool] = mapped_column(Boolean, default=False)
     max_size: Mapped[int | None] = mapped_column(nullable=True)
     metrics_notifications: Mapped[bool] = mapped_column(Boolean, default=False)
