@@ -34,7 +34,7 @@ from idp.pages.i18n import Catalogs
 from idp.pages.render import estimate_kind, estimate_templates
 from idp.pages.status import ADMITTED, EXPIRED, FINISHED, UNKNOWN, WAITING, WaitStatus
 from idp.pages.theme import theme_css
-from idp.queue.engine import REQUEST_ID_RE
+from idp.queue.engine import REQUEST_ID_RE, PlaceState, PlaceStatus
 
 if TYPE_CHECKING:
     from idp.oidc.interaction import Interactions
@@ -396,6 +396,23 @@ def render_interaction_page(context: dict[str, Any]) -> Response:
         chosen = next((loc.split("-")[0] for loc in locales if svc.page_catalogs.supports(loc.split("-")[0])), None)
         if chosen and not request.cookies.get(LANGUAGE_COOKIE):
             g.page_language = chosen
+    if position <= 0:
+        # A pre-queue entry parked before the draw: the page says so until the place is drawn.
+        pending = svc.wait_status.describe(
+            event, PlaceStatus(PlaceState.PENDING, None, serving), str(context["continue_url"])
+        )
+        return render_page(
+            "wait.html",
+            **page_context(
+                event,
+                **status_context(pending, str(context["status_url"])),
+                languages_links=language_links(str(context["continue_url"]), {}),
+                next_url=None,
+                goes_on=True,
+                page_url=str(context["continue_url"]),
+                expiry_minutes=_expiry_minutes(event),
+            ),
+        )
     status = WaitStatus(
         state=WAITING,
         event_id=event.event_id,
