@@ -14,7 +14,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.description = "signing keys"
     sub = parser.add_subparsers(dest="keys_command", required=True)
     rotate = sub.add_parser("rotate", help="make a new active key; the previous one keeps verifying")
-    rotate.add_argument("--alg", choices=ALGORITHMS, default=DEFAULT_ALG)
+    rotate.add_argument("--alg", choices=ALGORITHMS, default=DEFAULT_ALG, help=f"its algorithm (default {DEFAULT_ALG})")
     sub.add_parser("list", help="list keys (never their private parts)")
 
 
@@ -49,6 +49,6 @@ def prepare_keys(settings: Settings) -> None:
         db.dispose()
 
 
-register("keys", _configure, _run)
+register("keys", _configure, _run, help="signing keys: rotate, list")
 if prepare_keys not in _PREPARE_HOOKS:
     _PREPARE_HOOKS.append(prepare_keys)
