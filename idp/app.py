@@ -14,6 +14,7 @@ from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from idp.abuse.service import build_defence
 from idp.api.fastpath import FastPath
 from idp.clients import ClientService
 from idp.clock import Clock, SystemClock
@@ -39,11 +40,13 @@ class Services:
         self.store = store
         self.engine = QueueEngine(store, clock)
         ttl = settings.cache_ttl_ms / 1000.0
-        self.events = EventService(db, clock, ttl)
+        self.events = EventService(db, clock, ttl, settings.secret_key)
         self.room = WaitingRoom(self.events, self.engine, ttl)
         self.clients = ClientService(db, clock, ttl)
+        self.defence = build_defence(settings, db, store, clock)
 
     def close(self) -> None:
+        self.defence.tallies.flush()
         client = getattr(self.store, "client", None)
         if client is not None:
             client.close()
@@ -107,6 +110,7 @@ EXTENSIONS: list[str] = [
     "idp.pages.web",
     "idp.oidc.web",
     "idp.operator",
+    "idp.abuse.web",
 ]
 
 

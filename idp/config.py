@@ -67,6 +67,8 @@ class Settings:
     demo: bool = False
     # A folder of Jinja templates that override the default waiting pages (same file names).
     template_dir: str | None = None
+    # Per-client rate limits: "" for the defaults, "off", or "join=100/minute; token=off" (see idp.abuse.limits).
+    rate_limits: str = ""
 
     @property
     def is_production(self) -> bool:
@@ -91,6 +93,12 @@ class Settings:
                 raise ConfigError("production needs IDP_SECRET_KEY of at least 32 characters")
             if not self.issuer.startswith("https://"):
                 raise ConfigError("production needs an https:// IDP_ISSUER")
+        from idp.abuse.limits import LimitSpec
+
+        try:
+            LimitSpec.parse(self.rate_limits)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
         if not self.secret_key:
             return dataclasses.replace(self, secret_key=_development_secret(self.instance_path))
         return self
@@ -160,4 +168,5 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "synthetic_email_domain": ("IDP_SYNTHETIC_EMAIL_DOMAIN", str.strip),
     "demo": ("IDP_DEMO", _bool),
     "template_dir": ("IDP_TEMPLATE_DIR", _optional),
+    "rate_limits": ("IDP_RATE_LIMITS", str.strip),
 }

@@ -135,6 +135,9 @@ def init_app(app: Flask, services: Any) -> None:
         else:
             registry.register(http.requests)
             registry.register(http.latency)
+            defence = getattr(services, "defence", None)
+            for counter in defence.metrics.all() if defence is not None else []:
+                registry.register(counter)
         registry.register(StoreCollector(services))
         response = Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST.split(";")[0])
         response.headers["Content-Type"] = CONTENT_TYPE_LATEST

@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import unquote_plus
 
+from idp.abuse.limits import client_address
+from idp.abuse.service import api_attempt, guard_api_join
 from idp.errors import IdpError
 from idp.events import EVENT_ID_RE, EventNotFoundError
 from idp.logging import access_log
@@ -110,6 +112,12 @@ class FastPath:
         if not isinstance(event_id, str) or not EVENT_ID_RE.match(event_id):
             raise _Delegate
         try:
+            event = self.services.events.get(event_id)
+            address = client_address(environ, self.services.settings.proxy_hops)
+            decoy = guard_api_join(self.services.defence, self.services.room, event, api_attempt(data, address))
+            if decoy is not None:
+                body = json.dumps(decoy, separators=(",", ":")).encode()
+                return self._respond(environ, start_response, _JOIN_ROUTE, 200, body, "private, no-store", started)
             event, entry = self.services.room.join(event_id)
         except EventNotFoundError:
             raise _Delegate from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request
 
+from idp.abuse.service import api_attempt, guard_api_join
 from idp.errors import IdpError
 from idp.http import json_body, json_response, query, required, services
 from idp.queue.engine import PlaceState
@@ -24,7 +25,12 @@ class ExpiryDisabledError(IdpError):
 def assign_queue_num() -> Response:
     """Join the queue; the place exists (with its position) when this answers."""
     data = json_body()
-    event, entry = services().room.join(required(data, "event_id"), request.headers.get("Idempotency-Key"))
+    svc = services()
+    event = svc.events.get(required(data, "event_id"))
+    decoy = guard_api_join(svc.defence, svc.room, event, api_attempt(data, request.remote_addr or "unknown"))
+    if decoy is not None:
+        return json_response(decoy)
+    event, entry = svc.room.join(event.event_id, request.headers.get("Idempotency-Key"))
     return json_response(
         {
             "api_request_id": entry.request_id,
@@ -38,7 +44,19 @@ def assign_queue_num() -> Response:
 @bp.get("/queue_num")
 def queue_num() -> Response:
     event_id = query("event_id")
-    entry = services().room.place(event_id, query("request_id"))
+    svc = services()
+    decoy = svc.defence.decoy_position(query("request_id"))
+    if decoy is not None:
+        event = svc.events.get(event_id)
+        return json_response(
+            {
+                "queue_number": max(decoy, svc.room.serving(event.event_id) + 2),
+                "entry_time": int(svc.clock.now()),
+                "event_id": event.event_id,
+                "status": 1,
+            }
+        )
+    entry = svc.room.place(event_id, query("request_id"))
     return json_response(
         {"queue_number": entry.position, "entry_time": entry.entry_time, "event_id": event_id, "status": 1}
     )
@@ -56,6 +74,9 @@ def waiting_num() -> Response:
 
 @bp.get("/queue_pos_expiry")
 def queue_pos_expiry() -> Response:
+    if services().defence.decoy_position(query("request_id")) is not None:
+        services().events.get(query("event_id"))
+        raise NotServedError()
     event, status = services().room.status(query("event_id"), query("request_id"))
     if status.state is PlaceState.WAITING:
         raise NotServedError()

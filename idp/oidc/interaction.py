@@ -22,6 +22,7 @@ import enum
 import logging
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,19 +150,27 @@ class Interactions:
             _, status = self.services.room.status(event_id, place.request_id)
         except RequestNotFoundError:
             return None  # the event was reset
-        if status.state in (PlaceState.WAITING, PlaceState.ADMITTED):
-            return status.state
+        state: PlaceState = status.state
+        if state in (PlaceState.WAITING, PlaceState.ADMITTED):
+            return state
         if status.state is PlaceState.CLAIMED:
             session = self.records.session_state(place.request_id)
             if session is None or session.active:
                 return status.state
         return None
 
-    def ensure_place(self, visitor_id: str, event_id: str, *, fresh: bool = False) -> Place:
-        """The browser's place in the event's queue, joining (again) when it has none that can still admit."""
+    def ensure_place(
+        self, visitor_id: str, event_id: str, *, fresh: bool = False, guard: Callable[[], None] | None = None
+    ) -> Place:
+        """The browser's place in the event's queue, joining (again) when it has none that can still admit.
+
+        ``guard`` runs just before a new place is taken (the abuse defence: rate limits, the join gate).
+        """
         place = self.records.place(visitor_id, event_id)
         if place is not None and not fresh and self._usable(event_id, place) is not None:
             return place
+        if guard is not None:
+            guard()
         generation = 0 if place is None else place.generation + 1
         _, entry = self.services.room.join(event_id, idempotency_key=f"oidc:{visitor_id}:{generation}")
         return self.records.save_place(Place(visitor_id, event_id, entry.request_id, entry.position, generation))
@@ -204,12 +213,19 @@ class Interactions:
     # --- the state machine ------------------------------------------------------------------------
 
     def park(
-        self, client_id: str, event_id: str, visitor_id: str, params: dict[str, str], *, fresh: bool = False
+        self,
+        client_id: str,
+        event_id: str,
+        visitor_id: str,
+        params: dict[str, str],
+        *,
+        fresh: bool = False,
+        guard: Callable[[], None] | None = None,
     ) -> InteractionRecord:
         """Store the request (parked), then join the queue or find the browser's place (waiting)."""
         now = self.now()
         kept = {k: v for k, v in params.items() if k in KEPT_PARAMS}
-        place = self.ensure_place(visitor_id, event_id, fresh=fresh)
+        place = self.ensure_place(visitor_id, event_id, fresh=fresh, guard=guard)
         record = InteractionRecord(
             interaction_id=secrets.token_urlsafe(24),
             client_id=client_id,

@@ -8,6 +8,7 @@ from flask import Blueprint, Flask, Response, request
 
 from idp.http import json_body, json_response, query, required, services
 from idp.tokens.issuer import InvalidTokenError, attach
+from idp.waiting_room import NotServedError
 
 bp = Blueprint("tokens", __name__)
 
@@ -35,7 +36,15 @@ def public_key() -> Response:
 @bp.post("/api/generate_token")
 def generate_token() -> Response:
     data = json_body()
-    token_set = services().tokens.issue(required(data, "event_id"), required(data, "request_id"))
+    svc = services()
+    event = svc.events.get(required(data, "event_id"))
+    request_id = required(data, "request_id")
+    if svc.defence.decoy_position(request_id) is not None:
+        raise NotServedError()  # a decoy place of the infinite queue is never served
+    if not svc.tokens.has_tokens(request_id):
+        # Only first issuances count: asking again for a request id's tokens is free.
+        svc.defence.limit("generate_token", event, request.remote_addr or "unknown")
+    token_set = svc.tokens.issue(event.event_id, request_id)
     return json_response(token_set)
 
 
