@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import importlib
 import logging
-import secrets
 from typing import Any
 
 from flask import Flask, Response, g, request
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -19,13 +15,15 @@ from idp.api.fastpath import FastPath
 from idp.clients import ClientService
 from idp.clock import Clock, SystemClock
 from idp.config import Settings
-from idp.errors import IdpError, UnavailableError
+from idp.cors import CorsPolicy
+from idp.errors import IdpError
 from idp.events import EventService
 from idp.http import CachedSessionInterface
 from idp.logging import access_log, configure_logging, monotonic_ms
 from idp.queue.engine import QueueEngine, QueueStore
 from idp.storage.db import Database
 from idp.waiting_room import WaitingRoom
+from idp.web import edge
 
 log = logging.getLogger("idp.http")
 
@@ -43,6 +41,7 @@ class Services:
         self.events = EventService(db, clock, ttl, settings.secret_key)
         self.room = WaitingRoom(self.events, self.engine, ttl)
         self.clients = ClientService(db, clock, ttl)
+        self.cors = CorsPolicy(settings.cors_origins, self.events, self.clients, ttl)
         self.defence = build_defence(settings, db, store, clock)
 
     def close(self) -> None:
@@ -55,9 +54,16 @@ class Services:
 
 def build_store(settings: Settings, db: Database) -> QueueStore:
     if settings.redis_url:
+        from idp.queue.ledger import Ledger
         from idp.queue.redis_store import RedisQueueStore
 
-        return RedisQueueStore.from_url(settings.redis_url, retry_after=settings.retry_after_seconds)
+        return RedisQueueStore.from_url(
+            settings.redis_url,
+            Ledger(db),
+            retry_after=settings.retry_after_seconds,
+            block_size=settings.queue_block_size,
+            auto_recover=settings.queue_auto_recover,
+        )
     from idp.queue.sql_store import SqlQueueStore
 
     return SqlQueueStore(db)
@@ -98,7 +104,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     _register_error_handlers(app)
     metrics = app.extensions.get("idp_metrics")
     app.wsgi_app = FastPath(  # type: ignore[method-assign]
-        app.wsgi_app, services, settings.max_body_bytes, metrics.observe if metrics is not None else None
+        app.wsgi_app,
+        services,
+        settings.max_body_bytes,
+        metrics.observe if metrics is not None else None,
+        retry_after=settings.retry_after_seconds,
     )
     return app
 
@@ -110,6 +120,7 @@ EXTENSIONS: list[str] = [
     "idp.pages.web",
     "idp.oidc.web",
     "idp.operator",
+    "idp.landing",
     "idp.abuse.web",
 ]
 
@@ -124,8 +135,7 @@ def _register_request_hooks(app: Flask) -> None:
         req = request._get_current_object()  # type: ignore[attr-defined]
         ctx = g._get_current_object()
         ctx.request_started = monotonic_ms()
-        incoming = req.headers.get("X-Request-Id", "")
-        ctx.request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else secrets.token_hex(16)
+        ctx.request_id = edge.request_id(req.headers.get(edge.REQUEST_ID_HEADER))
         # Refuse an oversized body up front, also on views that never read it (GET with a body).
         limit = config["MAX_CONTENT_LENGTH"]
         if limit is not None and (req.content_length or 0) > limit:
@@ -136,34 +146,30 @@ def _register_request_hooks(app: Flask) -> None:
         ctx = g._get_current_object()
         request_id = ctx.get("request_id", "")
         headers = response.headers
-        headers.setdefault("X-Request-Id", request_id)
-        headers.setdefault("X-Content-Type-Options", "nosniff")
-        headers.setdefault("Referrer-Policy", "no-referrer")
+        headers.setdefault(edge.REQUEST_ID_HEADER, request_id)
+        for name, value in edge.SECURITY_HEADERS:
+            headers.setdefault(name, value)
         if response.mimetype == "text/html":
-            headers.setdefault("X-Frame-Options", "DENY")
-            headers.setdefault(
-                "Content-Security-Policy",
-                "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
-                "frame-ancestors 'none'; base-uri 'none'",
-            )
+            for name, value in edge.PAGE_SECURITY_HEADERS:
+                headers.setdefault(name, value)
         req = request._get_current_object()  # type: ignore[attr-defined]
         started = ctx.get("request_started")
-        # The path, never the query string: it carries request ids and codes.
+        # The route template, never the raw path or query string: they carry handles and codes.
+        rule = req.url_rule
         access_log(
             request_id,
             req.method,
-            req.path,
+            rule.rule if rule is not None else "unmatched",
             response.status_code,
             round(monotonic_ms() - started, 2) if started else None,
         )
         return response
 
 
-def _error_response(code: str, message: str, status: int, headers: dict[str, str] | None = None) -> Response:
-    from idp.http import json_response
-
-    response = json_response({"error": code, "message": message}, status)
-    for key, value in (headers or {}).items():
+def _error_response(answer: edge.ErrorAnswer) -> Response:
+    response = Response(answer.body(), status=answer.status, mimetype=edge.JSON_MIMETYPE)
+    response.headers["Cache-Control"] = edge.NO_STORE
+    for key, value in answer.headers:
         response.headers[key] = value
     return response
 
@@ -175,46 +181,32 @@ def _http_code(exc: HTTPException) -> str:
 
 def _register_error_handlers(app: Flask) -> None:
     render_hooks: list[Any] = app.extensions.setdefault("idp_error_renderers", [])
+    retry_after = app.extensions["idp"].settings.retry_after_seconds
 
-    def render(code: str, message: str, status: int, headers: dict[str, str] | None = None) -> Response:
+    def render(answer: edge.ErrorAnswer) -> Response:
         # A later part (the browser pages) may render an HTML page for its own routes.
         for hook in render_hooks:
-            page = hook(code, message, status)
+            page = hook(answer.code, answer.message, answer.status)
             if page is not None:
-                for key, value in (headers or {}).items():
+                for key, value in answer.headers:
                     page.headers[key] = value
                 return page  # type: ignore[no-any-return]
-        return _error_response(code, message, status, headers)
+        return _error_response(answer)
 
     @app.errorhandler(IdpError)
     def _idp_error(exc: IdpError) -> Response:
-        return render(exc.code, exc.message, exc.status, exc.headers())
+        return render(edge.ErrorAnswer.from_error(exc))
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
         status = exc.code or 500
         description = exc.description or exc.name
-        response = render(_http_code(exc), description, status)
+        response = render(edge.ErrorAnswer(status, _http_code(exc), description))
         if status == 405 and exc.get_response().headers.get("Allow"):
             response.headers["Allow"] = exc.get_response().headers["Allow"]
         return response
 
-    @app.errorhandler(RedisConnectionError)
-    @app.errorhandler(RedisTimeoutError)
-    def _redis_down(exc: Exception) -> Response:
-        log.warning("queue store unavailable", extra={"error": type(exc).__name__})
-        retry_after = app.extensions["idp"].settings.retry_after_seconds
-        err = UnavailableError("The queue store is unavailable.", retry_after=retry_after)
-        return render(err.code, err.message, err.status, err.headers())
-
-    @app.errorhandler(OperationalError)
-    def _db_down(exc: OperationalError) -> Response:
-        log.warning("database unavailable", extra={"error": type(exc.orig).__name__ if exc.orig else "unknown"})
-        retry_after = app.extensions["idp"].settings.retry_after_seconds
-        err = UnavailableError("The database is unavailable.", retry_after=retry_after)
-        return render(err.code, err.message, err.status, err.headers())
-
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
-        log.error("unhandled error", exc_info=exc, extra={"request_id": g.get("request_id")})
-        return render("server_error", "The request could not be completed.", 500)
+        # The same answer the fast path gives: 503 with Retry-After for an unavailable store, else a 500.
+        return render(edge.answer_for(exc, retry_after=retry_after, request_id=g.get("request_id")))

@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from idp.cache import TTLCache
 from idp.clock import Clock
+from idp.cors import clean_origin_list, origin_of_url
 from idp.errors import ConflictError, NotFoundError, ValidationError
 from idp.events import EventNotFoundError, validate_event_id
 from idp.hashing import hash_secret, new_secret, verify_secret
@@ -22,6 +23,8 @@ from idp.storage.models import Client, Event
 CLIENT_ID_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 AUTH_METHODS = ("client_secret_basic", "client_secret_post")
 DEFAULT_AUTH_METHODS = list(AUTH_METHODS)
+# RFC 7591 "none": a public client (a single-page or native app) that holds no secret.
+PUBLIC_METHOD = "none"
 SIGNING_ALGS = ("RS256", "ES256")
 
 
@@ -43,9 +46,23 @@ class ClientConfig:
     id_token_signed_response_alg: str = "RS256"  # noqa: S105 - an algorithm name
     require_pkce: bool = False
     scope: str = "openid profile email"
+    # Browser origins allowed to call discovery, JWKS, token, userinfo and revoke; None: the redirect URIs'.
+    allowed_cors_origins: list[str] | None = None
+    refresh_token_rotation: bool = False
     created_at: int = 0
     updated_at: int = 0
     secret_hash: str = dataclasses.field(default="", repr=False, compare=False)
+
+    @property
+    def is_public(self) -> bool:
+        """A public client authenticates with its client id alone (and must use PKCE S256)."""
+        return self.token_endpoint_auth_methods == [PUBLIC_METHOD]
+
+    @property
+    def cors_origins(self) -> list[str]:
+        if self.allowed_cors_origins is not None:
+            return list(self.allowed_cors_origins)
+        return [origin for origin in (origin_of_url(uri) for uri in self.redirect_uris) if origin]
 
     def check_secret(self, secret: str) -> bool:
         return bool(self.secret_hash) and verify_secret(secret, self.secret_hash)
@@ -69,6 +86,8 @@ class ClientConfig:
             id_token_signed_response_alg=row.id_token_signed_response_alg,
             require_pkce=row.require_pkce,
             scope=row.scope,
+            allowed_cors_origins=None if row.allowed_cors_origins is None else list(row.allowed_cors_origins),
+            refresh_token_rotation=row.refresh_token_rotation,
             created_at=row.created_at,
             updated_at=row.updated_at,
             secret_hash=row.client_secret_hash,
@@ -102,6 +121,9 @@ def clean_client_fields(data: dict[str, Any], *, partial: bool) -> dict[str, Any
         "id_token_signed_response_alg",
         "require_pkce",
         "scope",
+        "token_endpoint_auth_method",
+        "allowed_cors_origins",
+        "refresh_token_rotation",
     }
     if not partial:
         allowed.add("client_id")
@@ -125,14 +147,44 @@ def clean_client_fields(data: dict[str, Any], *, partial: bool) -> dict[str, Any
         out["post_logout_redirect_uris"] = _uri_list(
             data["post_logout_redirect_uris"], "post_logout_redirect_uris", required=False
         )
-    if "token_endpoint_auth_methods" in data:
-        methods = data["token_endpoint_auth_methods"]
-        if not isinstance(methods, list) or not methods or any(m not in AUTH_METHODS for m in methods):
+    if "token_endpoint_auth_method" in data:
+        # RFC 7591's single method, beside our list form.
+        method = data["token_endpoint_auth_method"]
+        if method not in (*AUTH_METHODS, PUBLIC_METHOD):
             raise ValidationError(
-                f"token_endpoint_auth_methods must be a non-empty list of {', '.join(AUTH_METHODS)}.",
+                f"token_endpoint_auth_method must be one of {', '.join((*AUTH_METHODS, PUBLIC_METHOD))}.",
                 code="invalid_field",
             )
-        out["token_endpoint_auth_methods"] = list(dict.fromkeys(methods))
+        if "token_endpoint_auth_methods" in data and data["token_endpoint_auth_methods"] != [method]:
+            raise ValidationError(
+                "token_endpoint_auth_method and token_endpoint_auth_methods disagree.", code="invalid_field"
+            )
+        out["token_endpoint_auth_methods"] = [method]
+    elif "token_endpoint_auth_methods" in data:
+        methods = data["token_endpoint_auth_methods"]
+        if methods == [PUBLIC_METHOD]:
+            out["token_endpoint_auth_methods"] = [PUBLIC_METHOD]
+        elif not isinstance(methods, list) or not methods or any(m not in AUTH_METHODS for m in methods):
+            raise ValidationError(
+                f"token_endpoint_auth_methods must be a non-empty list of {', '.join(AUTH_METHODS)}, "
+                f'or ["{PUBLIC_METHOD}"] alone for a public client.',
+                code="invalid_field",
+            )
+        else:
+            out["token_endpoint_auth_methods"] = list(dict.fromkeys(methods))
+    if "allowed_cors_origins" in data:
+        value = data["allowed_cors_origins"]
+        try:
+            origins = None if value is None else clean_origin_list(value, "allowed_cors_origins")
+        except ValueError as exc:
+            raise ValidationError(str(exc), code="invalid_field") from None
+        if origins == ["*"]:
+            raise ValidationError("allowed_cors_origins must name origins; '*' is not allowed.", code="invalid_field")
+        out["allowed_cors_origins"] = origins
+    if "refresh_token_rotation" in data:
+        if not isinstance(data["refresh_token_rotation"], bool):
+            raise ValidationError("refresh_token_rotation must be true or false.", code="invalid_field")
+        out["refresh_token_rotation"] = data["refresh_token_rotation"]
     if "initiate_login_uri" in data:
         value = data["initiate_login_uri"]
         out["initiate_login_uri"] = None if value is None else _uri(value, "initiate_login_uri")
@@ -159,6 +211,18 @@ def clean_client_fields(data: dict[str, Any], *, partial: bool) -> dict[str, Any
             raise ValidationError("scope must be a space-separated list that includes openid.", code="invalid_field")
         out["scope"] = scope
     return out
+
+
+def apply_public_rules(merged: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """A public client always uses PKCE and rotates its refresh tokens; saying otherwise is refused."""
+    if merged.get("token_endpoint_auth_methods") != [PUBLIC_METHOD]:
+        return merged
+    for name in ("require_pkce", "refresh_token_rotation"):
+        if given.get(name) is False:
+            raise ValidationError(
+                f"A public client (token_endpoint_auth_method none) needs {name}.", code="invalid_field"
+            )
+    return {**merged, "require_pkce": True, "refresh_token_rotation": True}
 
 
 class ClientService:
@@ -193,11 +257,28 @@ class ClientService:
                 stmt = stmt.where(Client.client_id > after)
             return [ClientConfig.from_row(row) for row in session.execute(stmt).scalars()]
 
-    def create(self, data: dict[str, Any]) -> tuple[ClientConfig, str]:
-        """Register a client; returns it with its secret, which is never shown again."""
+    def cors_origins(self) -> tuple[str, ...]:
+        """Every origin some client's browser code may call the token side from."""
+        with self.db.session(readonly=True) as session:
+            rows = session.execute(select(Client.redirect_uris, Client.allowed_cors_origins)).all()
+        origins: set[str] = set()
+        for redirect_uris, allowed in rows:
+            config = ClientConfig(
+                client_id="-",
+                event_id="-",
+                redirect_uris=list(redirect_uris or []),
+                allowed_cors_origins=None if allowed is None else list(allowed),
+            )
+            origins.update(config.cors_origins)
+        return tuple(sorted(origins))
+
+    def create(self, data: dict[str, Any]) -> tuple[ClientConfig, str | None]:
+        """Register a client; returns it with its secret (None for a public client), never shown again."""
         cleaned = clean_client_fields(data, partial=False)
         client_id = cleaned.pop("client_id", None) or secrets.token_hex(12)
-        secret = new_secret()
+        cleaned = apply_public_rules({"token_endpoint_auth_methods": DEFAULT_AUTH_METHODS, **cleaned}, data)
+        public = cleaned["token_endpoint_auth_methods"] == [PUBLIC_METHOD]
+        secret = None if public else new_secret()
         now = int(self.clock.now())
         with self.db.session() as session:
             if session.get(Event, cleaned["event_id"]) is None:
@@ -209,7 +290,7 @@ class ClientService:
                 **{
                     **defaults,
                     **cleaned,
-                    "client_secret_hash": hash_secret(secret),
+                    "client_secret_hash": "" if secret is None else hash_secret(secret),
                     "created_at": now,
                     "updated_at": now,
                 }
@@ -228,8 +309,13 @@ class ClientService:
                 raise ClientNotFoundError()
             if "event_id" in cleaned and session.get(Event, cleaned["event_id"]) is None:
                 raise EventNotFoundError()
+            current = ClientConfig.from_row(row).to_dict()
+            cleaned = apply_public_rules({**current, **cleaned}, data)
+            if cleaned["token_endpoint_auth_methods"] == [PUBLIC_METHOD]:
+                row.client_secret_hash = ""  # a public client holds no secret
             for key, value in cleaned.items():
-                setattr(row, key, value)
+                if key not in ("client_id", "created_at", "updated_at"):
+                    setattr(row, key, value)
             row.updated_at = int(self.clock.now())
             session.flush()
             config = ClientConfig.from_row(row)
@@ -242,6 +328,8 @@ class ClientService:
             row = session.get(Client, client_id)
             if row is None:
                 raise ClientNotFoundError()
+            if list(row.token_endpoint_auth_methods or []) == [PUBLIC_METHOD]:
+                raise ConflictError("A public client has no secret.", code="public_client")
             row.client_secret_hash = hash_secret(secret)
             row.updated_at = int(self.clock.now())
             session.flush()

@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from idp.cors import parse_origin_setting
+
 DEV_SECRET_PREFIX = "dev-insecure-"  # noqa: S105 - a marker, not a secret
 
 
@@ -53,9 +55,15 @@ class Settings:
     # Behind a TLS-terminating proxy: trust X-Forwarded-* from this many hops.
     proxy_hops: int = 0
     retry_after_seconds: int = 5
+    # Redis queue: positions the database reserves ahead at a time (one write per block of joins; a
+    # store loss skips at most this many unused ones), and whether a lost store recovers by itself.
+    queue_block_size: int = 500
+    queue_auto_recover: bool = True
     visitor_cookie: str = "idp_visitor"
     admission_cookie_prefix: str = "idp_admit_"
     verify_cookie: str = "idp_access"
+    # Events /verify accepts when the guard names none (?event_id=E); empty: the guard must name one.
+    verify_events: tuple[str, ...] = ()
     session_cache_seconds: float = 2.0
     key_rotation_grace_seconds: int = 86400
     # How often a process re-reads signing-key metadata to see a rotation made by another process.
@@ -67,6 +75,10 @@ class Settings:
     demo: bool = False
     # A folder of Jinja templates that override the default waiting pages (same file names).
     template_dir: str | None = None
+    # Origins whose scripts may read the public queue API (CORS): "*" (as AWS) or exact origins.
+    cors_origins: tuple[str, ...] = ("*",)
+    # What ``/`` shows: full, minimal or off (404); empty: full, or minimal in production.
+    landing_page: str = ""
     # Per-client rate limits: "" for the defaults, "off", or "join=100/minute; token=off" (see idp.abuse.limits).
     rate_limits: str = ""
 
@@ -79,6 +91,10 @@ class Settings:
         return "redis" if self.redis_url else "sql"
 
     @property
+    def landing_mode(self) -> str:
+        return self.landing_page or ("minimal" if self.is_production else "full")
+
+    @property
     def secret_is_generated(self) -> bool:
         return self.secret_key.startswith(DEV_SECRET_PREFIX)
 
@@ -88,11 +104,15 @@ class Settings:
             raise ConfigError("IDP_ENV must be development, production or test")
         if self.issuer.endswith("/"):
             raise ConfigError("IDP_ISSUER must not end with a slash (Cognito and OIDC discovery require it)")
+        if self.landing_page not in {"", "full", "minimal", "off"}:
+            raise ConfigError("IDP_LANDING_PAGE must be full, minimal or off")
         if self.is_production:
             if not self.secret_key or self.secret_is_generated or len(self.secret_key) < 32:
                 raise ConfigError("production needs IDP_SECRET_KEY of at least 32 characters")
             if not self.issuer.startswith("https://"):
                 raise ConfigError("production needs an https:// IDP_ISSUER")
+        if not 1 <= self.queue_block_size <= 1_000_000:
+            raise ConfigError("IDP_QUEUE_BLOCK_SIZE must be between 1 and 1000000")
         from idp.abuse.limits import LimitSpec
 
         try:
@@ -158,9 +178,12 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "max_body_bytes": ("IDP_MAX_BODY_BYTES", int),
     "proxy_hops": ("IDP_PROXY_HOPS", int),
     "retry_after_seconds": ("IDP_RETRY_AFTER_SECONDS", int),
+    "queue_block_size": ("IDP_QUEUE_BLOCK_SIZE", int),
+    "queue_auto_recover": ("IDP_QUEUE_AUTO_RECOVER", _bool),
     "visitor_cookie": ("IDP_VISITOR_COOKIE", str.strip),
     "admission_cookie_prefix": ("IDP_ADMISSION_COOKIE_PREFIX", str.strip),
     "verify_cookie": ("IDP_VERIFY_COOKIE", str.strip),
+    "verify_events": ("IDP_VERIFY_EVENTS", lambda v: tuple(e.strip() for e in v.split(",") if e.strip())),
     "session_cache_seconds": ("IDP_SESSION_CACHE_SECONDS", float),
     "key_rotation_grace_seconds": ("IDP_KEY_ROTATION_GRACE_SECONDS", int),
     "key_refresh_seconds": ("IDP_KEY_REFRESH_SECONDS", float),
@@ -168,5 +191,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "synthetic_email_domain": ("IDP_SYNTHETIC_EMAIL_DOMAIN", str.strip),
     "demo": ("IDP_DEMO", _bool),
     "template_dir": ("IDP_TEMPLATE_DIR", _optional),
+    "cors_origins": ("IDP_CORS_ORIGINS", parse_origin_setting),
+    "landing_page": ("IDP_LANDING_PAGE", lambda v: v.strip().lower()),
     "rate_limits": ("IDP_RATE_LIMITS", str.strip),
 }

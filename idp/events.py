@@ -9,9 +9,12 @@ from typing import Any
 
 from sqlalchemy import select
 
+from idp import lottery
 from idp.cache import TTLCache
 from idp.clock import Clock
+from idp.cors import clean_origin_list
 from idp.errors import ConflictError, NotFoundError, ValidationError
+from idp.lifecycle import MODES
 from idp.queue.engine import ExpiryPolicy
 from idp.storage.db import Database
 from idp.storage.models import Event
@@ -35,8 +38,23 @@ class EventConfig:
     token_validity_period: int = 3600
     branding: dict[str, Any] = field(default_factory=dict)
     allowed_return_urls: list[str] = field(default_factory=list)
+    # Origins whose scripts may read the public queue API's answers; None follows IDP_CORS_ORIGINS.
+    cors_origins: list[str] | None = None
     created_at: int = 0
     updated_at: int = 0
+    prequeue_opens_at: int | None = None
+    opens_at: int | None = None
+    closes_at: int | None = None
+    mode: str = "queue"
+    max_active: int | None = None
+    max_per_minute: int | None = None
+    session_idle_seconds: int | None = None
+
+    @property
+    def has_targets(self) -> bool:
+        """True when the worker admits by itself to hold ``max_active`` / ``max_per_minute``."""
+        return self.max_active is not None or self.max_per_minute is not None
+
     # Abuse defence (idp.abuse): limits replacing the global ones, the join gate, what refused joins get.
     rate_limits: dict[str, str] | None = None
     challenge: dict[str, Any] | None = None
@@ -72,8 +90,16 @@ class EventConfig:
             token_validity_period=row.token_validity_period,
             branding=dict(row.branding or {}),
             allowed_return_urls=list(row.allowed_return_urls or []),
+            cors_origins=None if row.cors_origins is None else list(row.cors_origins),
             created_at=row.created_at,
             updated_at=row.updated_at,
+            prequeue_opens_at=row.prequeue_opens_at,
+            opens_at=row.opens_at,
+            closes_at=row.closes_at,
+            mode=row.mode or "queue",
+            max_active=row.max_active,
+            max_per_minute=row.max_per_minute,
+            session_idle_seconds=row.session_idle_seconds,
             rate_limits=dict(row.rate_limits) if row.rate_limits else None,
             challenge=dict(row.challenge) if row.challenge else None,
             on_refusal=row.on_refusal or "refuse",
@@ -136,6 +162,28 @@ def _branding(data: dict[str, Any]) -> dict[str, Any]:
     return cleaned
 
 
+SCHEDULE_FIELDS = ("prequeue_opens_at", "opens_at", "closes_at")
+TARGET_FIELDS = {"max_active": 1_000_000_000, "max_per_minute": 1_000_000_000, "session_idle_seconds": MAX_PERIOD}
+MAX_TIME = 2**40
+
+
+def _optional_int(data: dict[str, Any], name: str, low: int, high: int) -> int | None:
+    if data[name] is None:
+        return None
+    return _int_field(data, name, low, high)
+
+
+def check_schedule(values: dict[str, Any]) -> None:
+    """The schedule's times must come in order: pre-queue < opening < closing."""
+    pre, opens, closes = (values.get(name) for name in SCHEDULE_FIELDS)
+    if pre is not None and opens is None:
+        raise ValidationError("prequeue_opens_at needs opens_at (the draw happens at opening).", code="invalid_field")
+    if pre is not None and opens is not None and pre >= opens:
+        raise ValidationError("prequeue_opens_at must be before opens_at.", code="invalid_field")
+    if opens is not None and closes is not None and opens >= closes:
+        raise ValidationError("opens_at must be before closes_at.", code="invalid_field")
+
+
 def clean_event_fields(data: dict[str, Any], *, partial: bool) -> dict[str, Any]:
     """Validate the writable fields of an event; unknown fields are refused so typos are not lost."""
     allowed = {
@@ -146,6 +194,10 @@ def clean_event_fields(data: dict[str, Any], *, partial: bool) -> dict[str, Any]
         "token_validity_period",
         "branding",
         "allowed_return_urls",
+        "mode",
+        *SCHEDULE_FIELDS,
+        *TARGET_FIELDS,
+        "cors_origins",
         "rate_limits",
         "challenge",
         "on_refusal",
@@ -175,6 +227,22 @@ def clean_event_fields(data: dict[str, Any], *, partial: bool) -> dict[str, Any]
         cleaned["allowed_return_urls"] = _url_list(data, "allowed_return_urls")
     if "branding" in data:
         cleaned["branding"] = _branding(data)
+    for name in SCHEDULE_FIELDS:
+        if name in data:
+            cleaned[name] = _optional_int(data, name, 0, MAX_TIME)
+    for name, high in TARGET_FIELDS.items():
+        if name in data:
+            cleaned[name] = _optional_int(data, name, 0 if name != "session_idle_seconds" else 1, high)
+    if "mode" in data:
+        if data["mode"] not in MODES:
+            raise ValidationError(f"mode must be one of {', '.join(MODES)}.", code="invalid_field")
+        cleaned["mode"] = data["mode"]
+    if "cors_origins" in data:
+        value = data["cors_origins"]
+        try:
+            cleaned["cors_origins"] = None if value is None else clean_origin_list(value, "cors_origins")
+        except ValueError as exc:
+            raise ValidationError(str(exc), code="invalid_field") from None
     if "rate_limits" in data:
         from idp.abuse.limits import clean_event_limits
 
@@ -291,6 +359,12 @@ class EventService:
                 stmt = stmt.where(Event.event_id > after)
             return [EventConfig.from_row(row) for row in session.execute(stmt).scalars()]
 
+    def cors_origin_lists(self) -> tuple[tuple[str, ...], ...]:
+        """Every event's own ``cors_origins`` list (events without one follow the default)."""
+        with self.db.session(readonly=True) as session:
+            rows = session.execute(select(Event.cors_origins).where(Event.cors_origins.is_not(None))).scalars()
+            return tuple(tuple(value) for value in rows if value)
+
     def _seal(self, cleaned: dict[str, Any]) -> dict[str, Any]:
         """Encrypt a captcha secret before it is stored (like signing keys, with a key from IDP_SECRET_KEY)."""
         challenge = cleaned.get("challenge")
@@ -310,10 +384,14 @@ class EventService:
             if session.get(Event, cleaned["event_id"]) is not None:
                 raise ConflictError("An event with this event_id exists.", code="event_exists")
             defaults = EventConfig(cleaned["event_id"]).to_dict()
+            check_schedule({**defaults, **cleaned})
             row = Event(**{**defaults, **cleaned, "created_at": now, "updated_at": now})
             session.add(row)
             session.flush()
             config = EventConfig.from_row(row)
+            if config.prequeue_opens_at is not None:
+                # The commitment is made in the request that sets the pre-queue, before any entry.
+                lottery.commit(session, config.event_id, now)
         self._cache.invalidate(config.event_id)
         return config
 
@@ -325,11 +403,14 @@ class EventService:
             row = session.get(Event, event_id)
             if row is None:
                 raise EventNotFoundError()
+            check_schedule({**EventConfig.from_row(row).to_dict(), **cleaned})
             for key, value in cleaned.items():
                 setattr(row, key, value)
             row.updated_at = int(self.clock.now())
             session.flush()
             config = EventConfig.from_row(row)
+            if config.prequeue_opens_at is not None:
+                lottery.commit(session, config.event_id, row.updated_at)
         self._cache.invalidate(event_id)
         return config
 
@@ -340,6 +421,7 @@ class EventService:
             if row is None:
                 raise EventNotFoundError()
             session.delete(row)
+            lottery.discard(session, event_id)
         self._cache.invalidate(event_id)
 
     def ensure(self, event_id: str, name: str = "") -> EventConfig:

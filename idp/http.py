@@ -9,6 +9,7 @@ from flask import Flask, Response, current_app, request
 from flask.sessions import SecureCookieSessionInterface
 from itsdangerous import URLSafeTimedSerializer
 
+from idp.cors import Origins, preflight_headers, response_headers
 from idp.errors import ValidationError
 
 
@@ -17,10 +18,15 @@ def services() -> Any:
     return current_app.extensions["idp"]
 
 
-def json_body() -> dict[str, Any]:
-    """Parse the body as a JSON object; anything else is a 400 with a clear code."""
+def json_body(*, optional: bool = False) -> dict[str, Any]:
+    """Parse the body as a JSON object; anything else is a 400 with a clear code.
+
+    ``optional``: the action's fields are all optional, so no body at all means ``{}``.
+    """
     raw = request.get_data(cache=True)
     if not raw:
+        if optional:
+            return {}
         raise ValidationError("A JSON object body is required.", code="missing_body")
     try:
         data = json.loads(raw)
@@ -50,6 +56,25 @@ def json_response(payload: Any, status: int = 200, *, cache: str = "private, no-
         json.dumps(payload, separators=(",", ":")), status=status, mimetype="application/json"
     )
     response.headers["Cache-Control"] = cache
+    return response
+
+
+def apply_cors(response: Response, allowed: Origins, allow_headers: str) -> Response:
+    """Add the CORS headers of ``idp.cors`` to a Flask answer; a preflight becomes an empty 204."""
+    origin = request.headers.get("Origin")
+    preflight = request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers
+    if preflight and response.status_code in (200, 204):
+        response.status_code = 204
+        response.set_data(b"")
+        response.headers.pop("Content-Type", None)
+        headers = preflight_headers(allowed, origin, allow_headers)
+    else:
+        headers = response_headers(allowed, origin)
+    for name, value in headers:
+        if name == "Vary":
+            response.vary.add(value)
+        else:
+            response.headers[name] = value
     return response
 
 

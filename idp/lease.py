@@ -42,6 +42,10 @@ class Lease(Protocol):
 
     def release(self) -> None: ...
 
+    def held(self) -> bool:
+        """Some worker holds the lease now (read-only: any process may ask, e.g. ``/metrics``)."""
+        ...
+
 
 class RedisLease:
     def __init__(self, client: Any, holder: str, ttl_ms: int, name: str = LEASE_NAME) -> None:
@@ -59,6 +63,10 @@ class RedisLease:
 
     def release(self) -> None:
         self._release(keys=[self.key], args=[self.holder])
+
+    def held(self) -> bool:
+        # The key expires with the lease (PX), so its existence is the answer.
+        return bool(self.client.exists(self.key))
 
 
 class DatabaseLease:
@@ -94,3 +102,8 @@ class DatabaseLease:
             row = session.get(WorkerLease, self.name, with_for_update=True)
             if row is not None and row.holder == self.holder:
                 row.expires_at_ms = 0
+
+    def held(self) -> bool:
+        with self.db.session(readonly=True) as session:
+            row = session.get(WorkerLease, self.name)
+            return row is not None and row.expires_at_ms > self._now_ms()

@@ -1,4 +1,9 @@
-"""Structured logs: one JSON object per line; never tokens, codes, secrets, cookies or query strings."""
+"""Structured logs: one JSON object per line; never tokens, codes, secrets, cookies or query strings.
+
+A record logged with an exception carries its class (``exc_type``) and its formatted traceback
+(``traceback``), so a defect explains itself. Tracebacks hold no local values; the database engine is
+built with ``hide_parameters=True`` so SQL errors never show the values bound to a statement.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +31,10 @@ class JsonFormatter(logging.Formatter):
                 payload[key] = value
         if record.exc_info and record.exc_info[0] is not None:
             payload["exc_type"] = record.exc_info[0].__name__
+            if not record.exc_text:
+                record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            payload["traceback"] = record.exc_text
         return _encode(payload)
 
 

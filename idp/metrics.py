@@ -17,10 +17,13 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from redis.exceptions import RedisError
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
+from idp.errors import UnavailableError
 from idp.storage.models import WorkerJobStat
 
 log = logging.getLogger("idp.metrics")
@@ -57,39 +60,89 @@ class HttpMetrics:
         self.latency.labels(endpoint).observe(seconds)
 
 
+# Failures a scrape survives: the figures it cannot read are left out and the *_up gauges say why.
+_UNAVAILABLE: tuple[type[BaseException], ...] = (UnavailableError, RedisError, SQLAlchemyError, OSError)
+
+
 class StoreCollector(Collector):
-    """Gauges read from the queue store and the database when scraped."""
+    """Gauges read from the queue store and the database when scraped.
+
+    A scrape never fails because a backing service is down: ``idp_queue_store_up`` and
+    ``idp_database_up`` fall to 0, the figures that need the missing service are left out, and the
+    alert rules in ``deploy/prometheus/alerts.yaml`` fire on the gauges.
+    """
 
     def __init__(self, services: Any) -> None:
         self.services = services
 
+    @staticmethod
+    def _up(name: str, ping: Any) -> bool:
+        try:
+            ping()
+            return True
+        except _UNAVAILABLE as exc:
+            log.warning("metrics: a backing service is unavailable", extra={"check": name, "error": type(exc).__name__})
+            return False
+
     def collect(self) -> Iterator[Metric]:
-        from idp.worker import active_tokens
+        from idp.worker import active_tokens, default_lease
 
         svc = self.services
         now = int(svc.clock.now())
+        database_ok = self._up("database", svc.db.ping)
+        store_ok = self._up("queue_store", svc.store.ping)
+        yield GaugeMetricFamily(
+            "idp_database_up", "1 when the database answers this process, else 0", value=int(database_ok)
+        )
+        yield GaugeMetricFamily(
+            "idp_queue_store_up", "1 when the queue store answers this process, else 0", value=int(store_ok)
+        )
+
         queue = GaugeMetricFamily("idp_event_queue", "Positions handed out (queue counter)", labels=["event_id"])
         serving = GaugeMetricFamily("idp_event_serving", "Serving counter", labels=["event_id"])
         waiting = GaugeMetricFamily("idp_event_waiting", "Visitors waiting", labels=["event_id"])
         active = GaugeMetricFamily("idp_event_active_tokens", "Active sessions (tokens)", labels=["event_id"])
-        for event in svc.events.list(limit=MAX_EVENTS):
-            eid = event.event_id
-            counters = svc.room.counters(eid)
-            queue.add_metric([eid], counters.queue)
-            serving.add_metric([eid], counters.serving)
-            waiting.add_metric([eid], counters.waiting)
-            active.add_metric([eid], active_tokens(svc, eid, now))
-        yield from (queue, serving, waiting, active)
+        lost = GaugeMetricFamily(
+            "idp_queue_store_lost",
+            "1 while an event refuses joins because its queue store lost acknowledged state, else 0",
+            labels=["event_id"],
+        )
+        if database_ok and store_ok:
+            try:
+                for event in svc.events.list(limit=MAX_EVENTS):
+                    eid = event.event_id
+                    counters = svc.room.counters(eid)
+                    queue.add_metric([eid], counters.queue)
+                    serving.add_metric([eid], counters.serving)
+                    waiting.add_metric([eid], counters.waiting)
+                    active.add_metric([eid], active_tokens(svc, eid, now))
+                    lost.add_metric([eid], 0)
+            except _UNAVAILABLE as exc:
+                log.warning("metrics: per-event figures unavailable", extra={"error": type(exc).__name__})
+        yield from (queue, serving, waiting, active, lost)
 
         runs = CounterMetricFamily("idp_worker_job_runs", "Worker job runs", labels=["job"])
         failures = CounterMetricFamily("idp_worker_job_failures", "Worker job failures", labels=["job"])
         last = GaugeMetricFamily("idp_worker_job_last_run_timestamp_seconds", "Last run of a job", labels=["job"])
-        with svc.db.session(readonly=True) as session:
-            for stat in session.execute(select(WorkerJobStat).order_by(WorkerJobStat.job)).scalars():
-                runs.add_metric([stat.job], stat.runs)
-                failures.add_metric([stat.job], stat.failures)
-                last.add_metric([stat.job], stat.last_run_at)
+        lease: list[int] = []
+        if database_ok:
+            try:
+                with svc.db.session(readonly=True) as session:
+                    for stat in session.execute(select(WorkerJobStat).order_by(WorkerJobStat.job)).scalars():
+                        runs.add_metric([stat.job], stat.runs)
+                        failures.add_metric([stat.job], stat.failures)
+                        last.add_metric([stat.job], stat.last_run_at)
+                if store_ok or not svc.settings.redis_url:
+                    lease.append(int(default_lease(svc, "metrics", 0).held()))
+            except _UNAVAILABLE as exc:
+                log.warning("metrics: worker figures unavailable", extra={"error": type(exc).__name__})
         yield from (runs, failures, last)
+        held = GaugeMetricFamily(
+            "idp_worker_lease_held", "1 while some idp worker holds the lease (so the periodic jobs run), else 0"
+        )
+        for value in lease:
+            held.add_metric([], value)
+        yield held
 
         lag = GaugeMetricFamily(
             "idp_webhook_delivery_lag_seconds",
@@ -97,10 +150,53 @@ class StoreCollector(Collector):
             labels=["event_id", "webhook"],
         )
         webhooks = getattr(svc, "webhooks", None)
-        if webhooks is not None:
-            for event_id, webhook_id, seconds in webhooks.lags(now):
-                lag.add_metric([event_id, webhook_id], seconds)
+        if webhooks is not None and database_ok:
+            try:
+                for event_id, webhook_id, seconds in webhooks.lags(now):
+                    lag.add_metric([event_id, webhook_id], seconds)
+            except _UNAVAILABLE as exc:
+                log.warning("metrics: webhook figures unavailable", extra={"error": type(exc).__name__})
         yield lag
+
+
+# Families every scrape declares, with their type and help, even before anything was counted (a fresh
+# server, or a gunicorn whose workers have not answered yet): alert rules and dashboards can name them
+# from the start. A part of the service that counts one of them registers it itself; a declaration is
+# added only when no collector produced the family.
+DECLARED: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "idp_http_requests": ("counter", "HTTP requests by endpoint, method and status", ("endpoint", "method", "status")),
+    "idp_http_request_duration_seconds": ("histogram", "HTTP request latency by endpoint", ("endpoint",)),
+    "idp_joins_refused": (
+        "counter",
+        "Joins refused by rate limits and challenges, by event and reason",
+        ("event_id", "reason"),
+    ),
+}
+
+
+def _declaration(name: str) -> Metric:
+    kind, documentation, labels = DECLARED[name]
+    if kind == "counter":
+        return CounterMetricFamily(name, documentation, labels=list(labels))
+    if kind == "histogram":
+        return HistogramMetricFamily(name, documentation, labels=list(labels))
+    return GaugeMetricFamily(name, documentation, labels=list(labels))
+
+
+class _Declared:
+    """What a registry collects, plus a declaration for each family of ``DECLARED`` it lacks."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        seen: set[str] = set()
+        for family in self.registry.collect():
+            seen.add(family.name)
+            yield family
+        for name in DECLARED:
+            if name not in seen:
+                yield _declaration(name)
 
 
 def init_app(app: Flask, services: Any) -> None:
@@ -139,7 +235,7 @@ def init_app(app: Flask, services: Any) -> None:
             for counter in defence.metrics.all() if defence is not None else []:
                 registry.register(counter)
         registry.register(StoreCollector(services))
-        response = Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST.split(";")[0])
+        response = Response(generate_latest(_Declared(registry)), mimetype=CONTENT_TYPE_LATEST.split(";")[0])
         response.headers["Content-Type"] = CONTENT_TYPE_LATEST
         response.headers["Cache-Control"] = "no-store"
         return response

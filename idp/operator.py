@@ -95,7 +95,7 @@ def get_inlet(event_id: str) -> Response:
 def put_inlet(event_id: str) -> Response:
     """Change inlet settings; fields left out keep their value (``{"periodic": {"paused": true}}``)."""
     eid = _event_id(event_id)
-    data = json_body()
+    data = json_body(optional=True)
     config = services().inlets.update(eid, data)
     _audit("update_inlet", eid, config.to_dict())
     return json_response(config.to_dict())
@@ -124,7 +124,7 @@ def resume_inlet(event_id: str) -> Response:
 def max_size_inlet(event_id: str) -> Response:
     """Finish the reported sessions and admit as many as the site has room for."""
     eid = _event_id(event_id)
-    parsed = MaxSizeRequest.parse(json_body())
+    parsed = MaxSizeRequest.parse(json_body(optional=True))
     svc = services()
     report = MaxSizeInlet(svc.room, svc.tokens).apply(eid, svc.inlets.get(eid).max_size, parsed)
     _audit("max_size_inlet", eid, {"increment": report.increment, "updated": report.updated, "exited": parsed.exited})

@@ -6,15 +6,44 @@ count) come from a small in-process cache so polling costs no store round trip m
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from idp import lottery
 from idp.cache import TTLCache
 from idp.errors import IdpError, NotFoundError
 from idp.events import EventConfig, EventService
-from idp.queue.engine import Counters, Entry, PlaceState, PlaceStatus, QueueEngine, SweepResult
+from idp.lifecycle import Phase, gate, has_draw
+from idp.queue.engine import (
+    Counters,
+    DrawOutcome,
+    DrawState,
+    Entry,
+    Pending,
+    PlaceLostError,
+    PlaceState,
+    PlaceStatus,
+    QueueEngine,
+    SweepResult,
+)
+
+log = logging.getLogger("idp.queue")
+DRAW_ATTEMPTS = 10
 
 
 class RequestNotFoundError(NotFoundError):
     code = "request_not_found"
     message = "No such request id in this event."
+
+
+class RequestLostError(RequestNotFoundError):
+    """410: the place existed but was lost with the queue store (callers that rejoin treat it as gone)."""
+
+    code = PlaceLostError.code
+    status = PlaceLostError.status
+    message = PlaceLostError.message
 
 
 class NotServedError(IdpError):
@@ -36,16 +65,128 @@ class WaitingRoom:
         self.events = events
         self.engine = engine
         self._counters: TTLCache[Counters] = TTLCache(cache_ttl)
+        # (event, opening time) pairs known to be drawn: a draw is never undone, so this may be kept.
+        self._drawn: set[tuple[str, int]] = set()
+        self._drawn_lock = threading.Lock()
+        # Set by the admission service: admits a fresh entry at once where the room mode says so.
+        self.admission_hook: Callable[[EventConfig, Entry], None] | None = None
+
+    def _now(self) -> int:
+        return int(self.engine.clock.now())
+
+    def fast_joinable(self, event_id: str) -> bool:
+        """True when a join of this event always answers with a position (no pre-queue to enter)."""
+        return self.events.get(event_id).prequeue_opens_at is None
+
+    def enter(self, event_id: object, idempotency_key: str | None = None) -> tuple[EventConfig, Entry | Pending]:
+        """Join the event as its schedule and mode allow: a place, or a pre-queue entry before the draw."""
+        event = self.events.get(event_id)
+        current = gate(event, event.mode, self._now())
+        if current is Phase.PREQUEUE:
+            pending = self.engine.enqueue_pending(event.event_id, lottery.entry_id, idempotency_key)
+            if pending is not None:
+                return event, pending
+        self.ensure_drawn(event)
+        entry = self.engine.enqueue(event.event_id, idempotency_key)
+        self.admit_on_join(event, entry)
+        return event, entry
 
     def join(self, event_id: object, idempotency_key: str | None = None) -> tuple[EventConfig, Entry]:
-        event = self.events.get(event_id)
-        return event, self.engine.enqueue(event.event_id, idempotency_key)
+        """Join; a pre-queue entry is given as an entry at position 0 (its place comes at the draw)."""
+        event, result = self.enter(event_id, idempotency_key)
+        if isinstance(result, Pending):
+            return event, Entry(result.request_id, 0, result.joined_at)
+        return event, result
 
-    def place(self, event_id: object, request_id: object) -> Entry:
+    def admit_on_join(self, event: EventConfig, entry: Entry) -> None:
+        """Room modes that admit at the door (``passthrough``, ``when_busy`` under its targets)."""
+        hook = self.admission_hook
+        if hook is not None and event.mode in ("passthrough", "when_busy"):
+            hook(event, entry)
+            self._counters.invalidate(event.event_id)
+
+    def ensure_drawn(self, event: EventConfig) -> bool:
+        """Draw the pre-queue if its opening has come and nobody drew it yet; True once it is drawn."""
+        if not has_draw(event):
+            return False
+        assert event.opens_at is not None
+        if self._now() < event.opens_at:
+            return False
+        key = (event.event_id, event.opens_at)
+        if key in self._drawn:
+            return True
+        for _attempt in range(DRAW_ATTEMPTS):
+            state = self.engine.draw_state(event.event_id)
+            if state.drawn_at is not None:
+                break
+            committed = lottery.load(self.events.db, event.event_id)
+            if committed is None:
+                log.warning(
+                    "no committed seed for a pre-queue; committing one at the draw", extra={"event_id": event.event_id}
+                )
+                committed = lottery.renew(self.events.db, event.event_id, self._now())
+            entries = self.engine.pending_entries(event.event_id)
+            by_entry = {p.entry_id: p.request_id for p in entries}
+            order = lottery.draw_order(committed.seed, by_entry)
+            outcome = self.engine.draw(event.event_id, [by_entry[e] for e in order])
+            if outcome is DrawOutcome.DRAWN:
+                log.info("pre-queue drawn", extra={"event_id": event.event_id, "entrants": len(order)})
+            if outcome is not DrawOutcome.STALE:
+                break
+        else:
+            return False
+        self._counters.invalidate(event.event_id)
+        with self._drawn_lock:
+            self._drawn.add(key)
+        return True
+
+    def draw_state(self, event_id: object) -> tuple[EventConfig, DrawState]:
         event = self.events.get(event_id)
-        entry = self.engine.entry(event.event_id, request_id)  # type: ignore[arg-type]
+        self.ensure_drawn(event)
+        return event, self.engine.draw_state(event.event_id)
+
+    def lottery(self, event_id: object) -> dict[str, Any]:
+        """The event's published lottery (see :func:`idp.lottery.publication`)."""
+        event, state = self.draw_state(event_id)
+        committed = lottery.load(self.events.db, event.event_id)
+        entries: list[str] = []
+        if state.drawn_at is not None:
+            entries = [p.entry_id for p in self.engine.pending_entries(event.event_id)]
+        return lottery.publication(
+            event.event_id, committed, event.opens_at, state.entrants, state.drawn_at, state.first_position, entries
+        )
+
+    def _pending_status(self, event: EventConfig, request_id: object) -> PlaceStatus | None:
+        """The status of a pre-queue entry; drawn first when the opening has come."""
+        pending = self.engine.pending(event.event_id, request_id)  # type: ignore[arg-type]
+        if pending is None:
+            return None
+        if self.ensure_drawn(event):
+            status = self.engine.status(event.event_id, pending.request_id, event.policy)
+            if status.state is not PlaceState.UNKNOWN:
+                return status
+        serving = self.counters(event.event_id).serving
+        return PlaceStatus(PlaceState.PENDING, Entry(pending.request_id, 0, pending.joined_at), serving)
+
+    def pending(self, event_id: object, request_id: object) -> Pending | None:
+        event = self.events.get(event_id)
+        return self.engine.pending(event.event_id, request_id)  # type: ignore[arg-type]
+
+    def place(self, event_id: object, request_id: object) -> Entry | Pending:
+        """A place by request id; a pre-queue entry not yet drawn is returned as such."""
+        event = self.events.get(event_id)
+        try:
+            entry = self.engine.entry(event.event_id, request_id)  # type: ignore[arg-type]
+        except PlaceLostError:
+            raise RequestLostError() from None
         if entry is None:
-            raise RequestNotFoundError()
+            pending = self.engine.pending(event.event_id, request_id)  # type: ignore[arg-type]
+            if pending is None:
+                raise RequestNotFoundError()
+            if self.ensure_drawn(event):
+                entry = self.engine.entry(event.event_id, pending.request_id)
+            if entry is None:
+                return pending
         return entry
 
     def counters(self, event_id: object, *, fresh: bool = False) -> Counters:
@@ -63,17 +204,31 @@ class WaitingRoom:
     def status(self, event_id: object, request_id: object) -> tuple[EventConfig, PlaceStatus]:
         """A place's state; unknown request ids raise RequestNotFoundError."""
         event = self.events.get(event_id)
-        status = self.engine.status(event.event_id, request_id, event.policy)  # type: ignore[arg-type]
+        try:
+            status = self.engine.status(event.event_id, request_id, event.policy)  # type: ignore[arg-type]
+        except PlaceLostError:
+            raise RequestLostError() from None
         if status.state is PlaceState.UNKNOWN:
-            raise RequestNotFoundError()
+            pending = self._pending_status(event, request_id)
+            if pending is None:
+                raise RequestNotFoundError()
+            return event, pending
         return event, status
 
     def claim(self, event_id: object, request_id: object) -> tuple[EventConfig, PlaceStatus]:
         """Claim an admitted place (token issuance); idempotent."""
         event = self.events.get(event_id)
-        status = self.engine.claim(event.event_id, request_id, event.policy)  # type: ignore[arg-type]
+        try:
+            status = self.engine.claim(event.event_id, request_id, event.policy)  # type: ignore[arg-type]
+        except PlaceLostError:
+            raise RequestLostError() from None
         if status.state is PlaceState.UNKNOWN:
-            raise RequestNotFoundError()
+            pending = self._pending_status(event, request_id)
+            if pending is None:
+                raise RequestNotFoundError()
+            if pending.state is PlaceState.PENDING:
+                raise NotServedError()
+            status = self.engine.claim(event.event_id, request_id, event.policy)  # type: ignore[arg-type]
         return event, status
 
     def increment_serving(self, event_id: object, by: object) -> int:
@@ -103,3 +258,8 @@ class WaitingRoom:
         event = self.events.get(event_id)
         self.engine.reset(event.event_id)
         self._counters.invalidate(event.event_id)
+        with self._drawn_lock:
+            self._drawn = {key for key in self._drawn if key[0] != event.event_id}
+        if event.prequeue_opens_at is not None:
+            # The old seed may have been revealed by a draw; the next pre-queue gets a new one.
+            lottery.renew(self.events.db, event.event_id, self._now())

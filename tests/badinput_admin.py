@@ -67,6 +67,13 @@ EVENT_SETTINGS = (
         required=False,
         malformed=(["javascript:alert(1)"], ["https://x.example/"] * 51),
     ),
+    Field(
+        "cors_origins",
+        ["https://shop.example"],
+        kind="list",
+        required=False,
+        malformed=(["https://shop.example/path"], ["*", "https://shop.example"], ["ftp://shop.example"]),
+    ),
 )
 CLIENT_SETTINGS = (
     Field("max_parked_seconds", 120, kind="int", required=False, malformed=(86401,)),
@@ -84,9 +91,19 @@ CLIENT_SETTINGS = (
         ["client_secret_post"],
         kind="list",
         required=False,
-        malformed=(["none"], ["private_key_jwt"]),
+        # ["none"] alone registers a public client; mixed with a secret method it is refused.
+        malformed=(["none", "client_secret_post"], ["private_key_jwt"]),
     ),
     Field("id_token_signed_response_alg", "ES256", required=False),
+    Field("token_endpoint_auth_method", "client_secret_basic", required=False, malformed=("private_key_jwt", "")),
+    Field(
+        "allowed_cors_origins",
+        ["https://spa.example"],
+        kind="list",
+        required=False,
+        malformed=(["*"], ["https://spa.example/app"], ["spa.example"]),
+    ),
+    Field("refresh_token_rotation", True, kind="bool", required=False),
 )
 REDIRECT_URIS = Field(
     "redirect_uris",

@@ -7,6 +7,7 @@ each test) and ``redis`` (database 9, flushed before and after each test; the SQ
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,8 +21,36 @@ from idp.config import Settings
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 PG_ADMIN_URL = os.environ.get("IDP_TEST_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 REDIS_TEST_URL = os.environ.get("IDP_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+
+
+def _per_worker_redis_url(url: str) -> str:
+    """Give each pytest-xdist worker a Redis database of its own: the base database plus the worker's number."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        return url
+    base, _, db = url.rpartition("/")
+    return f"{base}/{(int(db or 0) + int(worker[2:])) % 16}"
+
+
+REDIS_TEST_URL = _per_worker_redis_url(REDIS_TEST_URL)
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
 BACKENDS = ("sqlite", "postgres", "redis")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Under CI, refuse to test anything but the checkout itself, run by the checkout's own ``.venv``."""
+    if not IN_CI:
+        return
+    import idp
+
+    repo = Path(__file__).resolve().parents[1]
+    problems = []
+    if Path(sys.prefix).resolve() != (repo / ".venv").resolve():
+        problems.append(f"the interpreter is {sys.executable}, not the checkout's .venv")
+    if Path(idp.__file__).resolve().parent != repo / "idp":
+        problems.append(f"idp was imported from {idp.__file__}, not from {repo / 'idp'}")
+    if problems:
+        pytest.exit("; ".join(problems) + " (run `make test`)", returncode=3)
 
 
 def service_missing(what: str, exc: BaseException) -> None:

@@ -143,9 +143,19 @@ class Signer:
 
     # -- decoy request ids (the infinite queue) --------------------------------------------------
 
+    def _decoy_mask(self, salt: str) -> int:
+        return int(hmac.new(self._key, b"decoy-mask:" + salt.encode(), hashlib.sha256).hexdigest()[:8], 16)
+
     def decoy_id(self, position: int) -> str:
-        """A request id shaped like a real one that names a fake ``position`` (kept under 2^40)."""
-        head = secrets.token_hex(5) + format(min(position, 2**40 - 1), "010x")
+        """A request id shaped like a real (version 4) one that names a fake ``position`` (under 2^32).
+
+        Hex layout: 8 digits of the position masked with a keyed value, 12 random digits (with the
+        version and variant digits of a UUID4 in their places), then 12 digits of MAC over the first 20.
+        """
+        salt = secrets.token_hex(6)
+        salt = salt[:4] + "4" + salt[5:8] + secrets.choice("89ab") + salt[9:]
+        masked = format((min(position, 2**32 - 1) ^ self._decoy_mask(salt)) & 0xFFFFFFFF, "08x")
+        head = masked + salt
         tail = hmac.new(self._key, b"decoy:" + head.encode(), hashlib.sha256).hexdigest()[:12]
         raw = head + tail
         return f"{raw[:8]}-{raw[8:12]}-{raw[12:16]}-{raw[16:20]}-{raw[20:]}"
@@ -161,7 +171,10 @@ class Signer:
         expected = hmac.new(self._key, b"decoy:" + head.encode(), hashlib.sha256).hexdigest()[:12]
         if not hmac.compare_digest(expected, tail):
             return None
-        return int(head[10:], 16)
+        try:
+            return int(head[:8], 16) ^ self._decoy_mask(head[8:])
+        except ValueError:
+            return None
 
 
 class ProofOfWork:

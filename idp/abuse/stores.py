@@ -66,11 +66,17 @@ class RefusalTallies:
 
     def add(self, event_id: str, address: str) -> None:
         with self._lock:
+            first = not self._pending
             if len(self._pending) < MAX_PENDING_ADDRESSES or (event_id, address) in self._pending:
                 self._pending[(event_id, address[:64])] += 1
             due = time.monotonic() - self._flushed_at >= TALLY_FLUSH_SECONDS
         if due:
             self.flush()
+        elif first:
+            # The last refusals of a burst are written a moment later even if no other refusal follows.
+            timer = threading.Timer(TALLY_FLUSH_SECONDS, self.flush)
+            timer.daemon = True
+            timer.start()
 
     def flush(self) -> None:
         with self._lock:

@@ -90,6 +90,9 @@ def _configure_clients(parser: argparse.ArgumentParser) -> None:
     create.add_argument("--post-logout-redirect-uri", action="append", dest="post_logout_redirect_uris")
     create.add_argument("--name")
     create.add_argument("--client-id")
+    create.add_argument(
+        "--public", action="store_true", help="a browser or native app: no secret, PKCE and refresh rotation"
+    )
     sub.add_parser("list", help="list clients (never their secrets)")
 
 
@@ -103,6 +106,8 @@ def _run_clients(args: argparse.Namespace, settings: Settings) -> int:
         for name in ("initiate_login_uri", "post_logout_redirect_uris", "name", "client_id"):
             if getattr(args, name) is not None:
                 data[name] = getattr(args, name)
+        if args.public:
+            data["token_endpoint_auth_method"] = "none"  # noqa: S105 - the RFC 7591 method name
         client, secret = services.clients.create(data)
         audit.record(
             key_id=None,
@@ -110,8 +115,11 @@ def _run_clients(args: argparse.Namespace, settings: Settings) -> int:
             target=client.client_id,
             detail={"event_id": client.event_id, "redirect_uris": client.redirect_uris, "via": "cli"},
         )
-        print(json.dumps({**client.to_dict(), "client_secret": secret}, indent=2))
-        print("The client_secret is shown this once; store it now.", file=sys.stderr)
+        if secret is None:
+            print(json.dumps(client.to_dict(), indent=2))
+        else:
+            print(json.dumps({**client.to_dict(), "client_secret": secret}, indent=2))
+            print("The client_secret is shown this once; store it now.", file=sys.stderr)
     finally:
         services.close()
     return 0

@@ -247,7 +247,7 @@ def get_event(event_id: str) -> Response:
 @bp.patch("/events/<event_id>")
 @require_scope("events:write")
 def update_event(event_id: str) -> Response:
-    data = json_body()
+    data = json_body(optional=True)
     event = services().events.update(event_id, data)
     _audit("event.update", event.event_id, data)
     return json_response(event.to_dict())
@@ -316,7 +316,9 @@ def create_client() -> Response:
     data = json_body()
     client, secret = services().clients.create(data)
     _audit("client.create", client.client_id, {k: v for k, v in data.items() if k != "client_id"})
-    response = json_response({**client.to_dict(), "client_secret": secret}, 201)
+    # A public client (token_endpoint_auth_method none) has no secret to show.
+    body = client.to_dict() if secret is None else {**client.to_dict(), "client_secret": secret}
+    response = json_response(body, 201)
     response.headers["Location"] = url_for("admin_api.get_client", client_id=client.client_id)
     return response
 
@@ -330,7 +332,7 @@ def get_client(client_id: str) -> Response:
 @bp.patch("/clients/<client_id>")
 @require_scope("clients:write")
 def update_client(client_id: str) -> Response:
-    data = json_body()
+    data = json_body(optional=True)
     services().clients.get(client_id)
     client = services().clients.update(client_id, data)
     _audit("client.update", client.client_id, data)
@@ -372,7 +374,7 @@ def list_signing_keys() -> Response:
 @require_scope("keys:write")
 def rotate_signing_key() -> Response:
     """Make a new active key; the previous one keeps verifying until its tokens have expired."""
-    data = json_body()
+    data = json_body(optional=True)
     unknown = set(data) - {"alg"}
     if unknown:
         raise ValidationError(f"Unknown field(s): {', '.join(sorted(unknown))}.", code="unknown_field")

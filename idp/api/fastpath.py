@@ -5,7 +5,8 @@ waiting visitor and every join hits. Their well-formed requests are answered her
 request context, routes, opens a session and runs its hooks; the answer, headers, request log line and
 metrics are the same as the Flask views give. Anything else (another method or path, extra or repeated
 parameters, an ``Idempotency-Key``, a body that is not a small JSON object, an unknown event) goes on to
-Flask unchanged, so every error is still rendered in one place.
+Flask unchanged. The request id, headers, bodies and error answers come from ``idp.web.edge``, as Flask's
+do: any exception met here (a store outage, a defect) answers exactly as the Flask views would.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import secrets
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -21,9 +21,10 @@ from urllib.parse import unquote_plus
 
 from idp.abuse.limits import client_address
 from idp.abuse.service import api_attempt, guard_api_join
-from idp.errors import IdpError
+from idp.cors import response_headers as cors_response_headers
 from idp.events import EVENT_ID_RE, EventNotFoundError
 from idp.logging import access_log
+from idp.web import edge
 
 log = logging.getLogger("idp.http")
 
@@ -54,43 +55,54 @@ def _event_id_from_query(query: str) -> str:
 class FastPath:
     """Wraps the Flask WSGI app; see the module docstring for what it answers itself."""
 
-    def __init__(self, app: WsgiApp, services: Any, max_body: int, observe: Callable[..., None] | None) -> None:
+    def __init__(
+        self,
+        app: WsgiApp,
+        services: Any,
+        max_body: int,
+        observe: Callable[..., None] | None,
+        *,
+        retry_after: int = 5,
+    ) -> None:
         self.app = app
         self.services = services
         self.max_body = max_body
         self.observe = observe
+        self.retry_after = retry_after
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         method = environ.get("REQUEST_METHOD", "")
+        started = time.perf_counter()
         try:
             if method == "GET" and path in _COUNTER_ROUTES:
-                return self._counter(environ, start_response, path)
+                return self._counter(environ, start_response, path, started)
             if method == "POST" and path == _JOIN_ROUTE:
-                return self._join(environ, start_response)
+                return self._join(environ, start_response, started)
         except _Delegate:
             pass
+        except Exception as exc:  # noqa: BLE001 - every failure is answered as the Flask side answers it
+            return self._error(environ, start_response, path, exc, started)
         return self.app(environ, start_response)
 
     # -- answers ---------------------------------------------------------------------------------
 
-    def _counter(self, environ: dict[str, Any], start_response: StartResponse, path: str) -> Iterable[bytes]:
+    def _counter(
+        self, environ: dict[str, Any], start_response: StartResponse, path: str, started: float
+    ) -> Iterable[bytes]:
         if environ.get("CONTENT_LENGTH") not in (None, "", "0") or environ.get("HTTP_TRANSFER_ENCODING"):
             raise _Delegate
-        started = time.perf_counter()
         event_id = _event_id_from_query(environ.get("QUERY_STRING", ""))
         try:
             counters = self.services.room.counters(event_id)
         except EventNotFoundError:
             raise _Delegate from None
-        except IdpError as exc:
-            return self._error(environ, start_response, path, exc, started)
         field = _COUNTER_ROUTES[path]
         value = counters.serving if field == "serving_counter" else counters.waiting
         body = f'{{"{field}":{value}}}'.encode()
-        return self._respond(environ, start_response, path, 200, body, "public, max-age=1", started)
+        return self._respond(environ, start_response, path, 200, body, "public, max-age=1", started, event_id=event_id)
 
-    def _join(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    def _join(self, environ: dict[str, Any], start_response: StartResponse, started: float) -> Iterable[bytes]:
         if environ.get("HTTP_IDEMPOTENCY_KEY") is not None or environ.get("HTTP_TRANSFER_ENCODING"):
             raise _Delegate
         try:
@@ -99,7 +111,6 @@ class FastPath:
             raise _Delegate from None
         if length <= 0 or length > min(self.max_body, 4096):
             raise _Delegate
-        started = time.perf_counter()
         raw = environ["wsgi.input"].read(length)
         # From here on Flask must see the same body if it takes over.
         environ["wsgi.input"] = io.BytesIO(raw)
@@ -112,34 +123,47 @@ class FastPath:
         if not isinstance(event_id, str) or not EVENT_ID_RE.match(event_id):
             raise _Delegate
         try:
+            if not self.services.room.fast_joinable(event_id):
+                raise _Delegate  # a pre-queue join answers without a position: the Flask view's job
+            # The abuse defence (rate limit, join gate) before the place is taken; refusals raise.
             event = self.services.events.get(event_id)
             address = client_address(environ, self.services.settings.proxy_hops)
             decoy = guard_api_join(self.services.defence, self.services.room, event, api_attempt(data, address))
             if decoy is not None:
-                body = json.dumps(decoy, separators=(",", ":")).encode()
-                return self._respond(environ, start_response, _JOIN_ROUTE, 200, body, "private, no-store", started)
+                body = edge.json_text(decoy).encode()
+                return self._respond(
+                    environ, start_response, _JOIN_ROUTE, 200, body, edge.NO_STORE, started, event_id=event.event_id
+                )
             event, entry = self.services.room.join(event_id)
         except EventNotFoundError:
             raise _Delegate from None
-        except IdpError as exc:
-            return self._error(environ, start_response, _JOIN_ROUTE, exc, started)
-        body = json.dumps(
+        body = edge.json_text(
             {
                 "api_request_id": entry.request_id,
                 "queue_number": entry.position,
                 "entry_time": entry.entry_time,
                 "event_id": event.event_id,
-            },
-            separators=(",", ":"),
+            }
         ).encode()
-        return self._respond(environ, start_response, _JOIN_ROUTE, 200, body, "private, no-store", started)
+        return self._respond(
+            environ, start_response, _JOIN_ROUTE, 200, body, edge.NO_STORE, started, event_id=event.event_id
+        )
 
     def _error(
-        self, environ: dict[str, Any], start_response: StartResponse, route: str, exc: IdpError, started: float
+        self, environ: dict[str, Any], start_response: StartResponse, route: str, exc: Exception, started: float
     ) -> Iterable[bytes]:
-        body = json.dumps(exc.to_dict(), separators=(",", ":")).encode()
+        request_id = edge.request_id(environ.get("HTTP_X_REQUEST_ID"))
+        answer = edge.answer_for(exc, retry_after=self.retry_after, request_id=request_id)
         return self._respond(
-            environ, start_response, route, exc.status, body, "private, no-store", started, exc.headers()
+            environ,
+            start_response,
+            route,
+            answer.status,
+            answer.body(),
+            edge.NO_STORE,
+            started,
+            answer.headers,
+            request_id=request_id,
         )
 
     def _respond(
@@ -151,20 +175,23 @@ class FastPath:
         body: bytes,
         cache: str,
         started: float,
-        extra: dict[str, str] | None = None,
+        extra: tuple[tuple[str, str], ...] = (),
+        *,
+        request_id: str | None = None,
+        event_id: str | None = None,
     ) -> Iterable[bytes]:
-        incoming = environ.get("HTTP_X_REQUEST_ID", "")
-        request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else secrets.token_hex(16)
+        if request_id is None:
+            request_id = edge.request_id(environ.get("HTTP_X_REQUEST_ID"))
         headers = [
-            ("Content-Type", "application/json"),
+            ("Content-Type", edge.JSON_MIMETYPE),
             ("Content-Length", str(len(body))),
             ("Cache-Control", cache),
-            ("X-Request-Id", request_id),
-            ("X-Content-Type-Options", "nosniff"),
-            ("Referrer-Policy", "no-referrer"),
+            (edge.REQUEST_ID_HEADER, request_id),
+            *edge.SECURITY_HEADERS,
+            *extra,
+            # The same CORS headers as the Flask views (idp.cors): every answer, errors included.
+            *cors_response_headers(self.services.cors.queue_api_for(event_id), environ.get("HTTP_ORIGIN")),
         ]
-        if extra:
-            headers.extend(extra.items())
         start_response(_STATUS_LINES.get(status) or f"{status} {_reason(status)}", headers)
         elapsed = time.perf_counter() - started
         if self.observe is not None:

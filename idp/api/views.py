@@ -2,17 +2,41 @@
 
 from __future__ import annotations
 
+import json
+
 from flask import Blueprint, Response, request
+from werkzeug.exceptions import HTTPException
 
 from idp.abuse.service import api_attempt, guard_api_join
+from idp.cors import PUBLIC_API_HEADERS
 from idp.errors import IdpError
-from idp.http import json_body, json_response, query, required, services
-from idp.queue.engine import PlaceState
+from idp.http import apply_cors, json_body, json_response, query, required, services
+from idp.queue.engine import Entry, PlaceState
 from idp.waiting_room import NotServedError, PositionExpiredError
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 PUBLIC_SHORT_CACHE = "public, max-age=1"
+
+
+@bp.after_app_request
+def _cross_origin(response: Response) -> Response:
+    """CORS on every answer under /api/ (errors and preflights included), as the fast path gives it."""
+    if request.path.startswith("/api/"):
+        apply_cors(response, services().cors.queue_api_for(_event_id()), PUBLIC_API_HEADERS)
+    return response
+
+
+def _event_id() -> object:
+    """The event a public API request names (query or small JSON body), if any; never raises."""
+    value = request.args.get("event_id")
+    if value or request.method != "POST" or not 0 < (request.content_length or 0) <= 4096:
+        return value
+    try:
+        data = json.loads(request.get_data(cache=True))
+    except (ValueError, UnicodeDecodeError, RecursionError, HTTPException):
+        return None
+    return data.get("event_id") if isinstance(data, dict) else None
 
 
 class ExpiryDisabledError(IdpError):
@@ -30,7 +54,18 @@ def assign_queue_num() -> Response:
     decoy = guard_api_join(svc.defence, svc.room, event, api_attempt(data, request.remote_addr or "unknown"))
     if decoy is not None:
         return json_response(decoy)
-    event, entry = svc.room.join(event.event_id, request.headers.get("Idempotency-Key"))
+    event, entry = svc.room.enter(event.event_id, request.headers.get("Idempotency-Key"))
+    if not isinstance(entry, Entry):
+        # A pre-queue entry: a request id now, a position at the draw (``queue_num`` answers 202 till then).
+        return json_response(
+            {
+                "api_request_id": entry.request_id,
+                "event_id": event.event_id,
+                "status": "pending",
+                "entry_id": entry.entry_id,
+                "opens_at": event.opens_at,
+            }
+        )
     return json_response(
         {
             "api_request_id": entry.request_id,
@@ -56,10 +91,29 @@ def queue_num() -> Response:
                 "status": 1,
             }
         )
-    entry = svc.room.place(event_id, query("request_id"))
+    room = svc.room
+    entry = room.place(event_id, query("request_id"))
+    if not isinstance(entry, Entry):
+        return json_response(
+            {
+                "error": "not_assigned_yet",
+                "message": "Places are drawn when the waiting room opens.",
+                "status": "pending",
+                "event_id": event_id,
+                "entry_id": entry.entry_id,
+                "opens_at": room.events.get(event_id).opens_at,
+            },
+            202,
+        )
     return json_response(
         {"queue_number": entry.position, "entry_time": entry.entry_time, "event_id": event_id, "status": 1}
     )
+
+
+@bp.get("/lottery")
+def lottery() -> Response:
+    """The pre-queue lottery: commitment, entrant count and draw time; seed and entry ids once drawn."""
+    return json_response(services().room.lottery(query("event_id")), cache=PUBLIC_SHORT_CACHE)
 
 
 @bp.get("/serving_num")
@@ -78,7 +132,7 @@ def queue_pos_expiry() -> Response:
         services().events.get(query("event_id"))
         raise NotServedError()
     event, status = services().room.status(query("event_id"), query("request_id"))
-    if status.state is PlaceState.WAITING:
+    if status.state in (PlaceState.WAITING, PlaceState.PENDING):
         raise NotServedError()
     if status.state is PlaceState.EXPIRED:
         raise PositionExpiredError()

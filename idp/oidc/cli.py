@@ -15,6 +15,7 @@ def demo_client(settings: Settings, services: Any, event: Any, base: str) -> lis
     """Register (or re-key) the demo relying party and print how to sign in through the queue."""
     redirect_uri = f"{base}/demo/callback"
     existing = services.clients.find(DEMO_CLIENT_ID)
+    secret: str | None
     if existing is None:
         _, secret = services.clients.create(
             {

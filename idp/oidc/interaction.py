@@ -29,7 +29,7 @@ from typing import Any
 from idp.errors import IdpError
 from idp.oidc.claims import VISITOR_ID_RE, Admission
 from idp.oidc.records import InteractionRecord, OidcRecords, Place
-from idp.queue.engine import PlaceState
+from idp.queue.engine import PlaceState, PlaceStatus
 from idp.waiting_room import RequestNotFoundError
 
 log = logging.getLogger("idp.oidc")
@@ -147,12 +147,11 @@ class Interactions:
     def _usable(self, event_id: str, place: Place) -> PlaceState | None:
         """The state of the browser's place if it can still lead to a login; None if it cannot."""
         try:
-            _, status = self.services.room.status(event_id, place.request_id)
+            status: PlaceStatus = self.services.room.status(event_id, place.request_id)[1]
         except RequestNotFoundError:
             return None  # the event was reset
-        state: PlaceState = status.state
-        if state in (PlaceState.WAITING, PlaceState.ADMITTED):
-            return state
+        if status.state in (PlaceState.WAITING, PlaceState.ADMITTED, PlaceState.PENDING):
+            return status.state
         if status.state is PlaceState.CLAIMED:
             session = self.records.session_state(place.request_id)
             if session is None or session.active:
@@ -271,7 +270,7 @@ class Interactions:
         except RequestNotFoundError:
             return Progress("expired", 0, 0)
         position = status.entry.position if status.entry else 0
-        if status.state is PlaceState.WAITING:
+        if status.state in (PlaceState.WAITING, PlaceState.PENDING):
             return Progress("waiting", position, status.serving)
         if status.state in (PlaceState.ADMITTED, PlaceState.CLAIMED):
             return Progress("admitted", position, status.serving, status.admitted_at)

@@ -16,7 +16,14 @@ from sqlalchemy.exc import IntegrityError
 
 from idp.clock import Clock
 from idp.storage.db import Database
-from idp.storage.models import OidcCode, OidcGrant, OidcInteraction, OidcPlace, TokenRecord
+from idp.storage.models import (
+    OidcCode,
+    OidcGrant,
+    OidcInteraction,
+    OidcPlace,
+    OidcUsedRefreshToken,
+    TokenRecord,
+)
 
 
 def digest(value: str) -> str:
@@ -297,6 +304,7 @@ class OidcRecords:
         with self.db.session() as session:
             session.execute(delete(OidcCode).where(OidcCode.expires_at < codes_before))
             session.execute(delete(OidcInteraction).where(OidcInteraction.created_at < interactions_before))
+            session.execute(delete(OidcUsedRefreshToken).where(OidcUsedRefreshToken.expires_at < codes_before))
 
     # --- grants ---------------------------------------------------------------------------------
 
@@ -334,6 +342,37 @@ class OidcRecords:
                 select(OidcGrant).where(OidcGrant.refresh_hash == digest(refresh_token))
             ).scalar_one_or_none()
             return None if row is None else _grant(row)
+
+    def rotate_refresh(self, grant: GrantRecord, old_token: str, new_token_value: str) -> bool:
+        """Replace the grant's refresh token; False when ``old_token`` is no longer current (used already).
+
+        Compare-and-set on the stored digest, so two concurrent refreshes with one token cannot both win.
+        """
+        old_hash = digest(old_token)
+        with self.db.session() as session:
+            result = session.execute(
+                update(OidcGrant)
+                .where(
+                    OidcGrant.grant_id == grant.grant_id,
+                    OidcGrant.refresh_hash == old_hash,
+                    OidcGrant.revoked_at.is_(None),
+                )
+                .values(refresh_hash=digest(new_token_value))
+            )
+            if not result.rowcount:  # type: ignore[attr-defined]
+                return False
+            session.add(
+                OidcUsedRefreshToken(
+                    refresh_hash=old_hash, grant_id=grant.grant_id, used_at=self.now(), expires_at=grant.expires_at
+                )
+            )
+            return True
+
+    def grant_of_used_refresh(self, refresh_token: str) -> str | None:
+        """The grant a refresh token belonged to before rotation replaced it, or None."""
+        with self.db.session(readonly=True) as session:
+            row = session.get(OidcUsedRefreshToken, digest(refresh_token))
+            return None if row is None else row.grant_id
 
     def revoke_grant(self, grant_id: str) -> None:
         with self.db.session() as session:

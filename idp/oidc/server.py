@@ -9,8 +9,10 @@
 * Revocation (RFC 7009), introspection (RFC 7662), RP-initiated logout.
 
 Access tokens are JWTs with the claim shape of the waiting-room access token (``aud`` = event id,
-``sub`` = request id, ``token_use`` = access), so ``/verify`` accepts them, plus ``client_id``,
-``scope`` and ``gid`` (the grant) so ``/userinfo`` and introspection can tell clients apart.
+``token_use`` = access), so ``/verify`` accepts them, plus ``client_id``, ``scope`` and ``gid`` (the
+grant) so ``/userinfo`` and introspection can tell clients apart. Their ``sub`` is the pairwise
+subject, never the request id: the request id is the place's bearer secret and no token given to a
+relying party carries it.
 """
 
 from __future__ import annotations
@@ -57,6 +59,9 @@ ACCESS_TOKEN_LIFETIME = 3600
 ID_TOKEN_LIFETIME = 3600
 GRANT_TYPES = ("authorization_code", "refresh_token")
 AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+# Public clients (RFC 7591 "none") authenticate with their client id alone, at the token and
+# revocation endpoints; introspection stays with clients that hold a secret.
+PUBLIC_AUTH_METHODS = [*AUTH_METHODS, "none"]
 NO_STORE = [("Cache-Control", "no-store"), ("Pragma", "no-cache")]
 
 
@@ -162,7 +167,7 @@ class Pkce(CodeChallenge):
         data = grant.request.payload.data
         challenge, method = data.get("code_challenge"), data.get("code_challenge_method")
         client = grant.request.client
-        if not challenge and client is not None and client.config.require_pkce:
+        if not challenge and client is not None and (client.config.require_pkce or client.config.is_public):
             raise InvalidRequestError("This client must send a PKCE code_challenge (S256).")
         if challenge and not method:
             raise InvalidRequestError("code_challenge_method must be S256.")
@@ -240,7 +245,7 @@ class _AuthTime:
 
 
 class CodeGrant(AuthorizationCodeGrant):
-    TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
+    TOKEN_ENDPOINT_AUTH_METHODS = PUBLIC_AUTH_METHODS
     AUTHORIZATION_CODE_LENGTH = 43
 
     @property
@@ -321,7 +326,12 @@ class CodeGrant(AuthorizationCodeGrant):
 
 
 class RefreshGrant(RefreshTokenGrant):
-    TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
+    """Refresh tokens; a client with ``refresh_token_rotation`` (every public client) gets a new one each
+    time, and a refresh token presented after it was rotated revokes the whole grant (RFC 9700 §4.14.2):
+    either the client or a thief used it twice, and the server cannot tell which.
+    """
+
+    TOKEN_ENDPOINT_AUTH_METHODS = PUBLIC_AUTH_METHODS
 
     @property
     def oidc(self) -> OidcServer:
@@ -330,10 +340,23 @@ class RefreshGrant(RefreshTokenGrant):
     def authenticate_refresh_token(self, refresh_token: str) -> GrantRecord | None:
         if not isinstance(refresh_token, str) or not 20 <= len(refresh_token) <= 128:
             return None
-        grant = self.oidc.services.oidc_records.grant_by_refresh(refresh_token)
-        if grant is None or grant.is_revoked() or grant.expires_at <= self.oidc.now():
+        records = self.oidc.services.oidc_records
+        grant = records.grant_by_refresh(refresh_token)
+        if grant is None:
+            reused = records.grant_of_used_refresh(refresh_token)
+            if reused is not None:
+                self._revoke_family(reused)
+            return None
+        if grant.is_revoked() or grant.expires_at <= self.oidc.now():
             return None
         return grant
+
+    def _revoke_family(self, grant_id: str) -> None:
+        log.warning(
+            "rotated refresh token reused; grant revoked", extra={"client_id": self.request.client.get_client_id()}
+        )
+        # As a reused code: the grant and the visitor's session end, so no token of it works any more.
+        self.oidc.revoke_grant_id(grant_id, finish=-1)
 
     def authenticate_user(self, refresh_token: GrantRecord) -> Admission:
         return Admission(
@@ -358,7 +381,18 @@ class RefreshGrant(RefreshTokenGrant):
         self.request.user = self.authenticate_user(grant)
         self.request.authorization_code = _AuthTime(grant.auth_time)
         self.request.credential = grant
+        client = self.request.client
+        rotated: str | None = None
+        if client.config.refresh_token_rotation:
+            rotated = new_token()
+            presented = self.request.payload.data.get("refresh_token", "")
+            if not self.oidc.services.oidc_records.rotate_refresh(grant, presented, rotated):
+                # Another request used this refresh token first.
+                self._revoke_family(grant.grant_id)
+                raise InvalidGrantError("The refresh token has already been used.")
         token = self.oidc.access_token(grant, session)
+        if rotated is not None:
+            token["refresh_token"] = rotated
         return 200, token, self.TOKEN_RESPONSE_HEADER
 
 
@@ -372,7 +406,7 @@ class _TokenLookup:
 
 
 class Revocation(_TokenLookup, RevocationEndpoint):
-    CLIENT_AUTH_METHODS = AUTH_METHODS
+    CLIENT_AUTH_METHODS = PUBLIC_AUTH_METHODS
 
     def revoke_token(self, token: GrantRecord, request: OAuth2Request) -> None:
         # Access and refresh token are one grant: revoking either ends both, and the visitor's
@@ -455,7 +489,7 @@ class OidcServer(AuthorizationServer):
         self.issuer: str = services.settings.issuer
         self._query_client = self._find_client
         self.register_token_generator("default", self._no_generator)
-        self.register_grant(CodeGrant, [IdToken(self), Pkce(required=False)])
+        self.register_grant(CodeGrant, [IdToken(self), Pkce(required=True)])
         self.register_grant(RefreshGrant, [IdToken(self)])
         self.register_extension(Issuer(self.issuer))
         self.register_endpoint(Revocation(self))
@@ -511,9 +545,11 @@ class OidcServer(AuthorizationServer):
 
         now = self.now()
         exp = min(now + ACCESS_TOKEN_LIFETIME, session.expires_at)
+        user = Admission(grant.visitor_id, grant.event_id, grant.request_id, grant.queue_position, grant.auth_time)
         claims = {
             "aud": grant.event_id,
-            "sub": grant.request_id,
+            # The pairwise subject, as in the ID token: never the place's request id, which is a credential.
+            "sub": self.user_claims(user, grant.client_id, "")["sub"],
             "queue_position": grant.queue_position,
             "token_use": "access",
             "iat": now,
@@ -543,9 +579,14 @@ class OidcServer(AuthorizationServer):
         grant = self.services.oidc_records.grant(grant_id)
         if grant is None or grant.is_revoked() or grant.client_id != claims["client_id"]:
             raise InvalidTokenError("The access token has been revoked.")
-        if grant.request_id != claims.get("sub"):
-            raise InvalidTokenError("The access token does not match its grant.")
         return claims, grant
+
+    def grant_place(self, grant_id: str, client_id: str) -> str | None:
+        """The request id behind a live grant of ``client_id`` (for /verify), or None."""
+        grant = self.services.oidc_records.grant(grant_id)
+        if grant is None or grant.is_revoked() or grant.client_id != client_id:
+            return None
+        return str(grant.request_id)
 
     def find_grant(self, token: Any, hint: str | None) -> GrantRecord | None:
         if not isinstance(token, str) or not token or len(token) > 8192:

@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,18 +27,21 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from joserfc import jwt
 from joserfc.errors import JoseError
 
+from idp.cors import OIDC_HEADERS
+from idp.crypto import keyed_digest
 from idp.errors import IdpError
-from idp.http import json_response, services
+from idp.http import apply_cors, json_response, services
 from idp.oidc.claims import CLAIMS_SUPPORTED, Admission
 from idp.oidc.interaction import (
     InteractionError,
     InteractionFinishedError,
+    Progress,
     State,
     new_visitor_id,
     valid_visitor_id,
 )
 from idp.oidc.records import InteractionRecord
-from idp.oidc.server import AUTH_METHODS, OidcServer, StoredRequest, append_params
+from idp.oidc.server import AUTH_METHODS, PUBLIC_AUTH_METHODS, OidcServer, StoredRequest, append_params
 
 log = logging.getLogger("idp.oidc")
 
@@ -46,11 +50,22 @@ bp = Blueprint("oidc", __name__, template_folder=TEMPLATES)
 
 VISITOR_COOKIE_SECONDS = 400 * 86400  # browsers cap cookie lifetimes at 400 days
 DISCOVERY_CACHE = "public, max-age=300"
+# What a browser app calls across origins (CORS for the registered clients' origins, idp.cors);
+# /authorize and /logout are navigations, /introspect is for servers.
+CORS_PATHS = frozenset({"/.well-known/openid-configuration", "/jwks.json", "/token", "/userinfo", "/revoke"})
 # Pages that render HTML errors instead of JSON.
 HTML_PATHS = ("/authorize", "/logout")
 
 
 # --- helpers ---------------------------------------------------------------------------------------
+
+
+@bp.after_app_request
+def _cross_origin(response: Response) -> Response:
+    """CORS for browser apps: the exact origin of a registered client is echoed, any other gets none."""
+    if request.path in CORS_PATHS:
+        apply_cors(response, services().cors.oidc(), OIDC_HEADERS)
+    return response
 
 
 def _server() -> OidcServer:
@@ -170,22 +185,50 @@ def _as_303(response: Response) -> Response:
     return response
 
 
-def _ticket(record: InteractionRecord, salt: str) -> str:
-    return _serializer(salt).dumps(
-        [
-            record.interaction_id,
-            record.event_id,
-            record.request_id,
-            record.visitor_id,
-            record.client_id,
-            record.queue_position,
-            str(record.params.get("ui_locales", ""))[:100],
-        ]
+@dataclass(frozen=True)
+class WaitTicket:
+    """What the waiting page of a parked request needs while the visitor waits, without a database read.
+
+    It travels in the page's URLs, signed but readable, so it holds no secret: no request id and no
+    cookie value. ``owner`` is a keyed hash of the visitor cookie: it lets the cookie of the browser
+    that owns the request be checked without revealing it.
+    """
+
+    interaction_id: str
+    event_id: str
+    owner: str
+    client_id: str
+    position: int
+    ui_locales: str
+
+    @property
+    def params(self) -> dict[str, str]:
+        return {"ui_locales": self.ui_locales} if self.ui_locales else {}
+
+
+def _owner_tag(visitor_id: str) -> str:
+    return keyed_digest(services().settings.secret_key, "waiting-page owner", visitor_id).hex()[:32]
+
+
+def _ticket_of(record: InteractionRecord) -> WaitTicket:
+    return WaitTicket(
+        record.interaction_id,
+        record.event_id,
+        _owner_tag(record.visitor_id),
+        record.client_id,
+        record.queue_position,
+        str(record.params.get("ui_locales", ""))[:100],
     )
 
 
-def _record_from_ticket(raw: str | None, salt: str) -> InteractionRecord | None:
-    """The waiting interaction a signed ticket names (no database read); None for anything else."""
+def _ticket(ticket: WaitTicket, salt: str) -> str:
+    return _serializer(salt).dumps(
+        [ticket.interaction_id, ticket.event_id, ticket.owner, ticket.client_id, ticket.position, ticket.ui_locales]
+    )
+
+
+def _read_ticket(raw: str | None, salt: str) -> WaitTicket | None:
+    """The ticket a signed value names (no database read); None for anything else."""
     if not raw or len(raw) > 1000:
         return None
     try:
@@ -194,39 +237,52 @@ def _record_from_ticket(raw: str | None, salt: str) -> InteractionRecord | None:
         return None
     if not (
         isinstance(value, list)
-        and len(value) == 7
-        and type(value[5]) is int
-        and all(isinstance(v, str) for i, v in enumerate(value) if i != 5)
+        and len(value) == 6
+        and type(value[4]) is int
+        and all(isinstance(v, str) for i, v in enumerate(value) if i != 4)
     ):
         return None
-    iid, event_id, request_id, owner, client_id, position, ui_locales = value
-    params = {"ui_locales": ui_locales} if ui_locales else {}
-    return InteractionRecord(iid, client_id, event_id, owner, request_id, position, params, State.WAITING.value, 0, 0)
+    return WaitTicket(*value)
 
 
-def _status_ticket(record: InteractionRecord) -> str:
-    return _ticket(record, "idp-oidc-status")
+def _owned(ticket: WaitTicket, visitor_id: str | None) -> bool:
+    return visitor_id is not None and hmac.compare_digest(ticket.owner, _owner_tag(visitor_id))
 
 
-def wait_url(record: InteractionRecord) -> str:
-    """The waiting page of ``record``; its signed ``w`` lets a waiting reload skip the database."""
-    return f"/authorize/wait/{record.interaction_id}?w={_ticket(record, 'idp-oidc-wait')}"
+def _status_url(ticket: WaitTicket) -> str:
+    return f"/authorize/status/{_ticket(ticket, 'idp-oidc-status')}"
 
 
-def _record_from_wait_ticket(interaction_id: str, visitor_id: str | None) -> InteractionRecord | None:
-    """The waiting interaction of a valid ``w`` ticket of this browser, without a database read."""
-    record = _record_from_ticket(request.args.get("w"), "idp-oidc-wait")
-    if record is None or visitor_id is None or record.interaction_id != interaction_id:
+def wait_url(record: InteractionRecord | WaitTicket) -> str:
+    """The waiting page of a parked request; its signed ``w`` lets a waiting reload skip the database."""
+    ticket = record if isinstance(record, WaitTicket) else _ticket_of(record)
+    return f"/authorize/wait/{ticket.interaction_id}?w={_ticket(ticket, 'idp-oidc-wait')}"
+
+
+def _wait_ticket(interaction_id: str, visitor_id: str | None) -> WaitTicket | None:
+    """The ticket of a valid ``w`` of this browser's request, without a database read."""
+    ticket = _read_ticket(request.args.get("w"), "idp-oidc-wait")
+    if ticket is None or ticket.interaction_id != interaction_id or not _owned(ticket, visitor_id):
         return None
-    if not hmac.compare_digest(record.visitor_id.encode(), visitor_id.encode()):
-        return None
-    return record
+    return ticket
+
+
+def _still_waiting(ticket: WaitTicket) -> Progress | None:
+    """The progress of a place known to be waiting from the event's cached counters; None near the front.
+
+    Positions never change and a place above the serving counter is waiting, so a waiting visitor's
+    reloads and polls read neither the database nor the queue store.
+    """
+    counters = services().room.counters(ticket.event_id)
+    if counters.serving < ticket.position <= counters.queue:
+        return Progress("waiting", ticket.position, counters.serving)
+    return None
 
 
 # --- the waiting page --------------------------------------------------------------------------------
 
 
-def waiting_context(record: InteractionRecord, progress: Any) -> dict[str, Any]:
+def waiting_context(ticket: WaitTicket, progress: Any) -> dict[str, Any]:
     """Everything the waiting page shows; the template (and any script) reads only these names.
 
     ``event`` (an ``EventConfig``: ``event_id``, ``name``, ``branding``), ``position`` (the visitor's
@@ -235,20 +291,20 @@ def waiting_context(record: InteractionRecord, progress: Any) -> dict[str, Any]:
     admitted), ``poll_after_ms`` and ``refresh_seconds`` (when to look again), ``interaction_id``,
     ``client_id``, ``ui_locales`` (from the authorization request, may be empty).
     """
-    event = services().events.get(record.event_id)
+    event = services().events.get(ticket.event_id)
     poll_ms = progress.poll_after_ms or 1000
     return {
         "event": event,
         "position": progress.position,
         "ahead": progress.ahead,
         "serving": progress.serving,
-        "status_url": f"/authorize/status/{_status_ticket(record)}",
-        "continue_url": wait_url(record),
+        "status_url": _status_url(ticket),
+        "continue_url": wait_url(ticket),
         "poll_after_ms": poll_ms,
         "refresh_seconds": max(1, poll_ms // 1000),
-        "interaction_id": record.interaction_id,
-        "client_id": record.client_id,
-        "ui_locales": record.params.get("ui_locales", ""),
+        "interaction_id": ticket.interaction_id,
+        "client_id": ticket.client_id,
+        "ui_locales": ticket.ui_locales,
     }
 
 
@@ -282,8 +338,8 @@ def discovery_document(issuer: str) -> dict[str, Any]:
         "grant_types_supported": ["authorization_code", "refresh_token"],
         "subject_types_supported": ["pairwise"],
         "id_token_signing_alg_values_supported": ["RS256", "ES256"],
-        "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
-        "revocation_endpoint_auth_methods_supported": list(AUTH_METHODS),
+        "token_endpoint_auth_methods_supported": list(PUBLIC_AUTH_METHODS),
+        "revocation_endpoint_auth_methods_supported": list(PUBLIC_AUTH_METHODS),
         "introspection_endpoint_auth_methods_supported": list(AUTH_METHODS),
         "code_challenge_methods_supported": ["S256"],
         "claims_supported": list(CLAIMS_SUPPORTED),
@@ -443,12 +499,12 @@ def wait(interaction_id: str) -> Response:
     svc = services()
     interactions = svc.oidc_interactions
     visitor_id = _visitor()
-    ticket_record = _record_from_wait_ticket(interaction_id, visitor_id)
-    if ticket_record is not None:
-        # Still waiting? Then only the queue store is asked; the database is read once admitted.
-        progress = interactions.progress(ticket_record.event_id, ticket_record.request_id)
-        if progress.state == "waiting":
-            return render_waiting(waiting_context(ticket_record, progress))
+    ticket = _wait_ticket(interaction_id, visitor_id)
+    if ticket is not None:
+        # Still waiting? Then only the cached counters are read; the database once near the front.
+        waiting = _still_waiting(ticket)
+        if waiting is not None:
+            return render_waiting(waiting_context(ticket, waiting))
     record = interactions.load(interaction_id, visitor_id)
     client = svc.clients.find(record.client_id)
     if client is None:
@@ -465,7 +521,7 @@ def wait(interaction_id: str) -> Response:
             pass
         return _expired_page(client)
     if progress.state == "waiting":
-        return render_waiting(waiting_context(record, progress))
+        return render_waiting(waiting_context(_ticket_of(record), progress))
     return _finish(record, client)
 
 
@@ -517,17 +573,29 @@ def status(ticket: str) -> Response:
     """JSON progress of a parked sign-in, for a script on the waiting page to poll.
 
     ``GET /authorize/status/<ticket>`` (the ticket is ``status_url`` in the waiting page's context; it
-    is signed and names the interaction, event and place, so answering reads only the queue store).
+    is signed, names the interaction, event and position and holds no secret). Only the browser that
+    owns the request (its visitor cookie) gets an answer; a waiting place is answered from the cached
+    counters, a place near or past the front from the queue store.
     Answers 200 ``{"state", "position", "ahead", "serving", "poll_after_ms", "continue_url"}``:
     ``state`` is ``waiting`` (poll again after ``poll_after_ms``), ``admitted`` (navigate to
     ``continue_url``, which finishes the sign-in with a redirect to the site) or ``expired`` (the place
-    was not used in time; ``continue_url`` shows why). An unknown ticket is a 404 JSON error.
+    was not used in time; ``continue_url`` shows why). An unknown ticket, or another browser's, is a
+    404 JSON error.
     """
-    record = _record_from_ticket(ticket, "idp-oidc-status")
-    if record is None:
+    parsed = _read_ticket(ticket, "idp-oidc-status")
+    if parsed is None or not _owned(parsed, _visitor()):
         return json_response({"error": "not_found", "message": "Unknown status ticket."}, 404, cache="no-store")
+    svc = services()
+    request_id = None
+    if _still_waiting(parsed) is None:
+        record = svc.oidc_records.interaction(parsed.interaction_id)
+        if record is None:
+            return json_response({"error": "not_found", "message": "Unknown status ticket."}, 404, cache="no-store")
+        request_id = record.request_id
     # The waiting pages' status (idp.pages.status): adds the estimate, waiting count and their schedule.
-    payload = services().wait_status.interaction_payload(record.event_id, record.request_id, wait_url(record))
+    payload = svc.wait_status.interaction_payload(
+        parsed.event_id, request_id, wait_url(parsed), position=parsed.position
+    )
     return json_response(payload, cache="no-store")
 
 

@@ -17,6 +17,7 @@ def init_app(app: Flask, svc: Any) -> None:
     svc.oidc_records = OidcRecords(svc.db, svc.clock)
     svc.oidc_interactions = Interactions(svc, svc.oidc_records)
     svc.oidc_server = OidcServer(svc)
+    svc.tokens.grant_places = svc.oidc_server.grant_place
     app.register_blueprint(views.bp)
     if svc.settings.demo and not svc.settings.is_production:
         app.register_blueprint(views.demo_bp)

@@ -179,10 +179,21 @@ class WaitStatusService:
             status = PlaceStatus(PlaceState.UNKNOWN, serving=self.room.serving(event.event_id))
         return self.describe(event, status, continue_url)
 
-    def interaction_payload(self, event_id: str, request_id: str, continue_url: str) -> dict[str, Any]:
+    def interaction_payload(
+        self, event_id: str, request_id: str | None, continue_url: str, *, position: int | None = None
+    ) -> dict[str, Any]:
         """The status JSON of a parked sign-in: ``state`` is waiting, admitted or expired, and
-        ``continue_url`` (the interaction's page, which finishes or explains) is always present."""
-        data = self.for_place(event_id, request_id, continue_url).to_dict()
+        ``continue_url`` (the interaction's page, which finishes or explains) is always present.
+
+        Without ``request_id`` the caller has seen from the cached counters that the place at
+        ``position`` is waiting; it is described as such, without a queue-store call."""
+        if request_id is None:
+            event = self.room.events.get(event_id)
+            serving = min(self.room.serving(event.event_id), max(0, (position or 1) - 1))
+            entry = Entry("", position or 0, 0)
+            data = self.describe(event, PlaceStatus(PlaceState.WAITING, entry, serving), continue_url).to_dict()
+        else:
+            data = self.for_place(event_id, request_id, continue_url, position=position).to_dict()
         if data["state"] not in (WAITING, ADMITTED):
             data["state"] = EXPIRED
         data["continue_url"] = continue_url

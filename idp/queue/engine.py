@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from idp.clock import Clock, SystemClock
-from idp.errors import IdpError, ValidationError
+from idp.errors import IdpError, NotFoundError, UnavailableError, ValidationError
 
 INT64_MAX = 2**63 - 1
 REQUEST_ID_RE = re.compile(r"\A[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
@@ -34,6 +34,21 @@ class CounterOverflowError(IdpError):
     code = "counter_overflow"
     status = 400
     message = "The serving counter would exceed 2^63-1."
+
+
+class StoreLostError(UnavailableError):
+    """The event's queue store lost data; it answers nothing that may already be held until recovered."""
+
+    code = "queue_store_lost"
+    message = "The queue store of this event lost data; joins resume once it is recovered."
+
+
+class PlaceLostError(NotFoundError):
+    """The place existed but was lost with the queue store; its position is never handed out again."""
+
+    code = "place_lost"
+    status = 410
+    message = "This place was lost with the queue store; join the queue again."
 
 
 @dataclass(frozen=True)
@@ -52,12 +67,37 @@ class Entry:
     entry_time: int
 
 
+@dataclass(frozen=True)
+class Pending:
+    """A pre-queue join: a request id and its public lottery entry id, no position yet."""
+
+    request_id: str
+    entry_id: str
+    joined_at: int
+
+
+@dataclass(frozen=True)
+class DrawState:
+    """An event's pre-queue: how many entered, and when (and from which position) it was drawn."""
+
+    entrants: int = 0
+    drawn_at: int | None = None
+    first_position: int = 0
+
+
+class DrawOutcome(enum.Enum):
+    DRAWN = 1  # this call drew
+    ALREADY_DRAWN = 2  # another call drew before; nothing changed
+    STALE = 3  # the entrants changed since they were read; read them again and retry
+
+
 class PlaceState(enum.Enum):
     UNKNOWN = 0
     WAITING = 1  # position above the serving counter
     ADMITTED = 2  # served, may claim its token
     CLAIMED = 3  # served and its token was issued
     EXPIRED = 4  # served, not claimed within the period
+    PENDING = 5  # joined during a pre-queue, no position until the draw
 
 
 @dataclass(frozen=True)
@@ -81,11 +121,13 @@ class Counters:
     completed: int = 0
     abandoned: int = 0
     max_expired: int = 0
+    # Positions lost with an earlier store (held by nobody now), skipped by the serving counter.
+    lost: int = 0
 
     @property
     def waiting(self) -> int:
-        """Queued, not yet issued a token, and not expired."""
-        return max(0, self.queue - self.tokens - self.expired)
+        """Queued, not yet issued a token, not expired and not lost."""
+        return max(0, self.queue - self.tokens - self.expired - self.lost)
 
 
 @dataclass(frozen=True)
@@ -116,6 +158,23 @@ class QueueStore(Protocol):
     def record_session(self, event_id: str, outcome: int) -> None: ...
 
     def reset(self, event_id: str) -> None: ...
+
+    def enqueue_pending(
+        self, event_id: str, request_id: str, entry_id: str, now: int, idempotency_key: str | None
+    ) -> Pending | None:
+        """Join the pre-queue; None once the event has been drawn (the caller then joins the queue)."""
+
+    def pending(self, event_id: str, request_id: str) -> Pending | None: ...
+
+    def pending_entries(self, event_id: str) -> list[Pending]: ...
+
+    def draw_state(self, event_id: str) -> DrawState: ...
+
+    def draw(self, event_id: str, ordered_request_ids: list[str], now: int) -> DrawOutcome:
+        """Give the pre-queue positions queue+1.. in the given order, all at once and only once."""
+
+    def admit_up_to(self, event_id: str, cap: int, by: int, now: int, mark: str) -> tuple[int, int]:
+        """Raise serving to ``min(cap, queue, serving + by)`` at most once per mark: (serving, admitted)."""
 
     def ping(self) -> None: ...
 
@@ -221,3 +280,37 @@ class QueueEngine:
 
     def reset(self, event_id: str) -> None:
         self.store.reset(event_id)
+
+    # -- the pre-queue and automatic admission ---------------------------------------------------
+
+    def enqueue_pending(
+        self, event_id: str, entry_id_of: Callable[[str], str], idempotency_key: str | None = None
+    ) -> Pending | None:
+        """Join the pre-queue with a new request id; None when the draw has happened already."""
+        key = validate_idempotency_key(idempotency_key)
+        request_id = str(uuid.uuid4())
+        return self.store.enqueue_pending(event_id, request_id, entry_id_of(request_id), self._now(), key)
+
+    def pending(self, event_id: str, request_id: str) -> Pending | None:
+        return self.store.pending(event_id, validate_request_id(request_id))
+
+    def pending_entries(self, event_id: str) -> list[Pending]:
+        return self.store.pending_entries(event_id)
+
+    def draw_state(self, event_id: str) -> DrawState:
+        return self.store.draw_state(event_id)
+
+    def draw(self, event_id: str, ordered_request_ids: list[str]) -> DrawOutcome:
+        return self.store.draw(event_id, ordered_request_ids, self._now())
+
+    def admit_up_to(self, event_id: str, cap: int, by: int, mark: str = "") -> tuple[int, int]:
+        """Admit up to ``by`` waiting visitors without the serving counter passing ``cap``.
+
+        With a mark the step is applied at most once (a worker tick retried after a crash); the
+        counter never passes the queue counter, so nobody is admitted before they have joined.
+        """
+        if mark and not MARK_RE.match(mark):
+            raise ValidationError("mark must be 1 to 100 printable ASCII characters.", code="invalid_mark")
+        if by <= 0:
+            return self.store.counters(event_id).serving, 0
+        return self.store.admit_up_to(event_id, min(cap, INT64_MAX), min(by, INT64_MAX), self._now(), mark)

@@ -48,6 +48,11 @@ def serving_marks(event_id: str) -> str:
     return _key(event_id, "m")
 
 
+def pending(event_id: str) -> str:
+    """Hash: 16-byte request id of a pre-queue join -> "entry_id:joined_at" (kept after the draw)."""
+    return _key(event_id, "w")
+
+
 def event_keys(event_id: str) -> list[str]:
     """Keys in the order every script expects them."""
     return [

@@ -16,8 +16,11 @@ from idp.queue.engine import (
     INT64_MAX,
     CounterOverflowError,
     Counters,
+    DrawOutcome,
+    DrawState,
     Entry,
     ExpiryPolicy,
+    Pending,
     PlaceState,
     PlaceStatus,
     SweepResult,
@@ -26,7 +29,7 @@ from idp.queue.engine import (
     last_expired_position,
 )
 from idp.storage.db import Database
-from idp.storage.models import QueueEntry, QueueState, ServingIssue, ServingMark
+from idp.storage.models import PendingEntry, QueueDraw, QueueEntry, QueueState, ServingIssue, ServingMark
 
 
 class SqlQueueStore:
@@ -223,6 +226,115 @@ class SqlQueueStore:
             session.execute(delete(QueueEntry).where(QueueEntry.event_id == event_id))
             session.execute(delete(ServingIssue).where(ServingIssue.event_id == event_id))
             session.execute(delete(QueueState).where(QueueState.event_id == event_id))
+            session.execute(delete(PendingEntry).where(PendingEntry.event_id == event_id))
+            session.execute(delete(QueueDraw).where(QueueDraw.event_id == event_id))
+
+    # -- the pre-queue and automatic admission ---------------------------------------------------
+
+    def enqueue_pending(
+        self, event_id: str, request_id: str, entry_id: str, now: int, idempotency_key: str | None
+    ) -> Pending | None:
+        for _attempt in range(3):
+            try:
+                return self._enqueue_pending_once(event_id, request_id, entry_id, now, idempotency_key)
+            except IntegrityError:
+                continue  # a concurrent join with the same idempotency key won; find it next time
+        raise RuntimeError("pre-queue join kept conflicting")  # pragma: no cover - three lost races
+
+    def _enqueue_pending_once(
+        self, event_id: str, request_id: str, entry_id: str, now: int, idempotency_key: str | None
+    ) -> Pending | None:
+        with self.db.session() as session:
+            self._lock_state(session, event_id)
+            if session.get(QueueDraw, event_id) is not None:
+                return None
+            if idempotency_key is not None:
+                existing = session.execute(
+                    select(PendingEntry).where(
+                        PendingEntry.event_id == event_id, PendingEntry.idempotency_key == idempotency_key
+                    )
+                ).scalar_one_or_none()
+                if existing is not None:
+                    return Pending(existing.request_id, existing.entry_id, existing.joined_at)
+            session.add(
+                PendingEntry(
+                    event_id=event_id,
+                    request_id=request_id,
+                    entry_id=entry_id,
+                    joined_at=now,
+                    idempotency_key=idempotency_key,
+                )
+            )
+            session.flush()
+            return Pending(request_id, entry_id, now)
+
+    def pending(self, event_id: str, request_id: str) -> Pending | None:
+        with self.db.session(readonly=True) as session:
+            row = session.get(PendingEntry, (event_id, request_id))
+            return None if row is None else Pending(row.request_id, row.entry_id, row.joined_at)
+
+    def pending_entries(self, event_id: str) -> list[Pending]:
+        with self.db.session(readonly=True) as session:
+            rows = session.execute(select(PendingEntry).where(PendingEntry.event_id == event_id)).scalars()
+            return [Pending(r.request_id, r.entry_id, r.joined_at) for r in rows]
+
+    def draw_state(self, event_id: str) -> DrawState:
+        with self.db.session(readonly=True) as session:
+            entrants = session.execute(
+                select(func.count()).select_from(PendingEntry).where(PendingEntry.event_id == event_id)
+            ).scalar_one()
+            drawn = session.get(QueueDraw, event_id)
+            if drawn is None:
+                return DrawState(int(entrants))
+            return DrawState(int(entrants), drawn.drawn_at, drawn.first_position)
+
+    def draw(self, event_id: str, ordered_request_ids: list[str], now: int) -> DrawOutcome:
+        with self.db.session() as session:
+            state = self._lock_state(session, event_id)
+            if session.get(QueueDraw, event_id) is not None:
+                return DrawOutcome.ALREADY_DRAWN
+            known = set(
+                session.execute(select(PendingEntry.request_id).where(PendingEntry.event_id == event_id)).scalars()
+            )
+            if known != set(ordered_request_ids) or len(known) != len(ordered_request_ids):
+                return DrawOutcome.STALE
+            start = state.queue_counter
+            drawn_at = max(now, state.last_entry_time)
+            rows = session.execute(
+                select(PendingEntry.request_id, PendingEntry.idempotency_key).where(PendingEntry.event_id == event_id)
+            ).all()
+            keys_of = {row.request_id: row.idempotency_key for row in rows}
+            session.add_all(
+                QueueEntry(
+                    event_id=event_id,
+                    position=start + i,
+                    request_id=request_id,
+                    entry_time=drawn_at,
+                    claimed=False,
+                    idempotency_key=keys_of.get(request_id),
+                )
+                for i, request_id in enumerate(ordered_request_ids, start=1)
+            )
+            if ordered_request_ids:
+                state.queue_counter = start + len(ordered_request_ids)
+                state.last_entry_time = drawn_at
+            session.add(QueueDraw(event_id=event_id, drawn_at=drawn_at, first_position=start + 1, entrants=len(known)))
+            return DrawOutcome.DRAWN
+
+    def admit_up_to(self, event_id: str, cap: int, by: int, now: int, mark: str) -> tuple[int, int]:
+        with self.db.session() as session:
+            state = self._lock_state(session, event_id)
+            serving = state.serving_counter
+            if mark and session.get(ServingMark, (event_id, mark)) is not None:
+                return serving, 0
+            target = min(cap, state.queue_counter, serving + by)
+            if target <= serving:
+                return serving, 0
+            state.serving_counter = target
+            self._record_issue(session, state, now)
+            if mark:
+                session.add(ServingMark(event_id=event_id, mark=mark, serving=target, applied_at=now))
+            return target, target - serving
 
     def ping(self) -> None:
         self.db.ping()

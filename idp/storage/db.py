@@ -8,12 +8,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg2
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
-from idp.errors import UnavailableError
+from idp.storage.outage import unavailable_error
 
 # The repository keeps migrations/ beside idp/; an installed wheel is told where they are.
 MIGRATIONS_DIR = Path(os.environ.get("IDP_MIGRATIONS_DIR") or Path(__file__).resolve().parents[2] / "migrations")
@@ -25,7 +26,8 @@ def make_engine(url: str, *, readonly: bool = False) -> Engine:
     On SQLite a writer begins ``IMMEDIATE`` (two writers never deadlock on a lock upgrade) while a
     reader begins ``DEFERRED`` so reads run beside the writer under WAL.
     """
-    kwargs: dict[str, Any] = {"future": True}
+    # Errors never carry the values bound to a statement (codes, hashes, ids): they reach the logs.
+    kwargs: dict[str, Any] = {"future": True, "hide_parameters": True}
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1] if "///" in url else ""
         if path and path != ":memory:":
@@ -80,9 +82,10 @@ class Database:
         try:
             with factory() as session, session.begin():
                 yield session
-        except OperationalError as exc:
-            if _is_disconnect(exc):
-                raise UnavailableError("The database is unavailable.", retry_after=self.retry_after) from exc
+        except (SQLAlchemyError, psycopg2.Error) as exc:
+            unavailable = unavailable_error(exc, self.retry_after)
+            if unavailable is not None and unavailable is not exc:
+                raise unavailable from exc
             raise
 
     def ping(self) -> None:
@@ -96,22 +99,6 @@ class Database:
     def dispose(self) -> None:
         self.engine.dispose()
         self.read_engine.dispose()
-
-
-def _is_disconnect(exc: DBAPIError) -> bool:
-    if exc.connection_invalidated:
-        return True
-    message = str(exc.orig).lower() if exc.orig is not None else ""
-    markers = (
-        "could not connect",
-        "connection refused",
-        "server closed",
-        "terminating connection",
-        "connection timed out",
-        "unable to open database",
-        "no connection",
-    )
-    return any(marker in message for marker in markers)
 
 
 def alembic_config(url: str) -> Any:

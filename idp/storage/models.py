@@ -55,12 +55,36 @@ class Event(Base):
     allowed_return_urls: Mapped[list[str]] = mapped_column(default=list)
     created_at: Mapped[int] = mapped_column(default=0)
     updated_at: Mapped[int] = mapped_column(default=0)
+    # The sale's lifecycle (epoch seconds, each optional): pre-queue, draw and opening, closing.
+    prequeue_opens_at: Mapped[int | None] = mapped_column(nullable=True)
+    opens_at: Mapped[int | None] = mapped_column(nullable=True)
+    closes_at: Mapped[int | None] = mapped_column(nullable=True)
+    # queue | when_busy | passthrough | closed
+    mode: Mapped[str] = mapped_column(String(16), default="queue")
+    # Targets the worker holds by itself; either one turns automatic admission on.
+    max_active: Mapped[int | None] = mapped_column(nullable=True)
+    max_per_minute: Mapped[int | None] = mapped_column(nullable=True)
+    session_idle_seconds: Mapped[int | None] = mapped_column(nullable=True)
+    # Origins allowed to read the public queue API for this event (CORS); NULL follows IDP_CORS_ORIGINS.
+    cors_origins: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True), nullable=True, default=None)
+
     # Per-event rate limits replacing the global ones: {"join": "1000/minute", "generate_token": ...}.
     rate_limits: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True, default=None)
     # The join gate: {"kind": "proof_of_work", "difficulty": N} or a captcha (its secret encrypted).
     challenge: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True, default=None)
     # What refused joins get: "refuse" (a 4xx) or "infinite_queue" (a waiting page that never admits).
     on_refusal: Mapped[str] = mapped_column(String(20), default="refuse")
+
+
+class Lottery(Base):
+    """The committed seed of an event's pre-queue draw; written once, when the pre-queue is set."""
+
+    __tablename__ = "lotteries"
+
+    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seed: Mapped[str] = mapped_column(String(64))
+    commitment: Mapped[str] = mapped_column(String(64))
+    committed_at: Mapped[int] = mapped_column()
 
 
 # --- Abuse defence --------------------------------------------------------------------------------
@@ -117,6 +141,29 @@ class QueueState(Base):
     last_issue_time: Mapped[int] = mapped_column(default=0)
 
 
+class QueueLedger(Base):
+    """The durable record of an event's queue kept in Redis: which Redis state is current, and how far it may go.
+
+    ``epoch`` is written into the event's Redis state; Redis may hand out positions up to ``reserved`` only,
+    and this row is raised (a block at a time) before it does. A Redis state without this epoch, or from
+    another server run, is a loss: it continues above ``reserved`` under a new epoch and ``generation``.
+    """
+
+    __tablename__ = "queue_ledger"
+
+    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    epoch: Mapped[str] = mapped_column(String(32))
+    generation: Mapped[int] = mapped_column(default=1)
+    reserved: Mapped[int] = mapped_column(default=0)
+    serving: Mapped[int] = mapped_column(default=0)
+    status: Mapped[str] = mapped_column(String(16), default="ok")
+    losses: Mapped[int] = mapped_column(default=0)
+    lost_positions: Mapped[int] = mapped_column(default=0)
+    last_loss_at: Mapped[int | None] = mapped_column(nullable=True)
+    last_loss_reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    updated_at: Mapped[int] = mapped_column(default=0)
+
+
 class QueueEntry(Base):
     """One visitor's place."""
 
@@ -129,6 +176,30 @@ class QueueEntry(Base):
     entry_time: Mapped[int] = mapped_column()
     claimed: Mapped[bool] = mapped_column(Boolean, default=False)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+
+class PendingEntry(Base):
+    """A pre-queue join (SQL queue store): a request id with a public entry id, no position yet."""
+
+    __tablename__ = "queue_pending"
+    __table_args__ = (UniqueConstraint("event_id", "idempotency_key"),)
+
+    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    entry_id: Mapped[str] = mapped_column(String(64))
+    joined_at: Mapped[int] = mapped_column()
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+
+class QueueDraw(Base):
+    """The draw of an event's pre-queue (SQL queue store); the primary key makes it happen once."""
+
+    __tablename__ = "queue_draws"
+
+    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    drawn_at: Mapped[int] = mapped_column()
+    first_position: Mapped[int] = mapped_column()
+    entrants: Mapped[int] = mapped_column()
 
 
 class ServingIssue(Base):
@@ -203,6 +274,10 @@ class Client(Base):
     scope: Mapped[str] = mapped_column(String(300), default="openid profile email")
     created_at: Mapped[int] = mapped_column(default=0)
     updated_at: Mapped[int] = mapped_column(default=0)
+    # Browser origins allowed to call the token side (CORS); NULL means the redirect URIs' origins.
+    allowed_cors_origins: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True), nullable=True, default=None)
+    # Each refresh hands out a new refresh token; presenting a used one revokes the grant.
+    refresh_token_rotation: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class AdminKey(Base):
@@ -316,6 +391,19 @@ class OidcGrant(Base):
     # The end of the visitor's session: no token of this grant outlives it.
     expires_at: Mapped[int] = mapped_column()
     revoked_at: Mapped[int | None] = mapped_column(nullable=True)
+
+
+class OidcUsedRefreshToken(Base):
+    """A refresh token given up by rotation (SHA-256); presenting it again revokes its grant."""
+
+    __tablename__ = "oidc_used_refresh_tokens"
+    __table_args__ = (Index("ix_oidc_used_refresh_tokens_grant_id", "grant_id"),)
+
+    refresh_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    grant_id: Mapped[str] = mapped_column(String(64))
+    used_at: Mapped[int] = mapped_column()
+    # Kept until the grant's session ends; nothing can be refreshed after that anyway.
+    expires_at: Mapped[int] = mapped_column()
 
 
 # --- Worker, inlet strategies, notifications and metrics samples ---------------------------------

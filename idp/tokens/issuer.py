@@ -18,6 +18,7 @@ import binascii
 import json
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from idp.cache import TTLCache
 from idp.clock import Clock
 from idp.config import Settings
+from idp.crypto import keyed_digest
 from idp.errors import ConflictError, IdpError, ValidationError
 from idp.events import MAX_PERIOD
 from idp.notify import outbox
@@ -156,6 +158,9 @@ class TokenService:
         self.settings = settings
         self.alg = validate_alg(alg)
         self._sessions: TTLCache[SessionState | None] = TTLCache(settings.session_cache_seconds)
+        # Set by the OpenID Connect part: (grant id, client id) -> the request id of a live grant, or None.
+        # Tokens given to relying parties name their grant, never the place's request id.
+        self.grant_places: Callable[[str, str], str | None] | None = None
 
     def _now(self) -> int:
         return int(self.clock.now())
@@ -222,7 +227,7 @@ class TokenService:
             stmt = builder(TokenRecord).values(**values).on_conflict_do_nothing(index_elements=["request_id"])
             created = session.execute(stmt).rowcount == 1  # type: ignore[attr-defined]
             if created:
-                payload = {"event_id": event_id, "request_id": request_id}
+                payload = {"event_id": event_id, "place": self.place_reference(event_id, request_id)}
                 outbox.record(session, event_id, "token_generated", payload, now=now)
             stmt_read = select(TokenRecord).where(TokenRecord.request_id == request_id)
             row = session.execute(stmt_read.execution_options(populate_existing=True)).scalar_one()
@@ -291,7 +296,7 @@ class TokenService:
                 session,
                 event.event_id,
                 "session_updated",
-                {"event_id": event.event_id, "request_id": rid, "status": label},
+                {"event_id": event.event_id, "place": self.place_reference(event.event_id, rid), "status": label},
                 now=now,
             )
         self._sessions.invalidate(rid)
@@ -360,6 +365,17 @@ class TokenService:
 
     def verify_access_token(self, token: object, event_id: str | None = None) -> dict[str, Any]:
         """Return the claims of a valid waiting-room access token or raise InvalidTokenError (401)."""
+        return self.verify_place_token(token, event_id)[0]
+
+    def place_reference(self, event_id: str, request_id: str) -> str:
+        """An opaque, stable value for one place: safe to hand to origins and subscribers.
+
+        No endpoint accepts it as a credential, and it cannot be turned back into the request id."""
+        digest = keyed_digest(self.settings.secret_key, "place reference", f"{event_id}\x00{request_id}")
+        return digest[:16].hex()
+
+    def verify_place_token(self, token: object, event_id: str | None = None) -> tuple[dict[str, Any], str]:
+        """The claims of a valid access token and the request id of its place; InvalidTokenError otherwise."""
         if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS:
             raise InvalidTokenError("The access token is missing or too long.")
         parts = token.split(".")
@@ -391,7 +407,24 @@ class TokenService:
             raise InvalidTokenError("The access token claims are malformed.")
         return self._check_claims(claims, event_id)
 
-    def _check_claims(self, claims: dict[str, Any], event_id: str | None) -> dict[str, Any]:
+    def _place_of(self, claims: dict[str, Any], sub: str) -> str:
+        """The request id behind a token: its ``sub``, or for a relying party's token its grant's place."""
+        grant_id = claims.get("gid")
+        if grant_id is None:
+            try:
+                return validate_request_id(sub)
+            except ValidationError:
+                raise InvalidTokenError("The access token has no valid subject.") from None
+        resolve = self.grant_places
+        client_id = claims.get("client_id")
+        if resolve is None or not isinstance(grant_id, str) or not isinstance(client_id, str) or len(grant_id) > 64:
+            raise InvalidTokenError("The access token names no usable grant.")
+        request_id = resolve(grant_id, client_id)
+        if request_id is None:
+            raise InvalidTokenError("The access token has been revoked.")
+        return request_id
+
+    def _check_claims(self, claims: dict[str, Any], event_id: str | None) -> tuple[dict[str, Any], str]:
         now = self.clock.now()
         exp, nbf, sub, aud = claims.get("exp"), claims.get("nbf"), claims.get("sub"), claims.get("aud")
         for name, value in (("exp", exp), ("nbf", nbf)):
@@ -407,10 +440,7 @@ class TokenService:
             raise InvalidTokenError("The access token has no subject or audience.")
         if event_id is not None and aud != event_id:
             raise InvalidTokenError("The access token is for another event.")
-        try:
-            rid = validate_request_id(sub)
-        except ValidationError:
-            raise InvalidTokenError("The access token has no valid subject.") from None
+        rid = self._place_of(claims, sub)
         state = self._session(rid)
         if state is None or state.event_id != aud:
             raise InvalidTokenError("The access token belongs to no known session.")
@@ -418,4 +448,4 @@ class TokenService:
             raise InvalidTokenError("The access token has the wrong issuer.")
         if state.session_status != 0:
             raise InvalidTokenError("The session of this access token has finished.")
-        return claims
+        return claims, rid

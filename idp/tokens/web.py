@@ -67,7 +67,11 @@ def _refuse(exc: InvalidTokenError) -> Response:
 
 @bp.route("/verify", methods=VERIFY_METHODS, provide_automatic_options=False)
 def verify() -> Response:
-    """Answer 200 with the visitor's request id and position for a valid access token, else 401."""
+    """Answer 200 with the visitor's event, position and opaque place for a valid access token, else 401.
+
+    The accepted events are explicit: ``?event_id=E``, or the operator's ``IDP_VERIFY_EVENTS`` when the
+    guard names none. The request id never leaves the service: ``X-Queue-Place`` is an opaque value
+    per place that no endpoint accepts as a credential."""
     token = _bearer()
     if token is None:
         return _refuse(InvalidTokenError("A Bearer access token or the access cookie is required."))
@@ -75,16 +79,21 @@ def verify() -> Response:
     if len(events) > 1 or (events and not events[0]):
         # A guard misconfigured to send an empty or repeated event fails closed.
         return _refuse(InvalidTokenError("event_id must be given once and not empty."))
-    event_id = events[0] if events else None
+    svc = services()
+    accepted = tuple(events) or svc.settings.verify_events
+    if not accepted:
+        return _refuse(InvalidTokenError("Name the accepted event: ?event_id=E, or set IDP_VERIFY_EVENTS."))
     try:
-        claims = services().tokens.verify_access_token(token, event_id)
+        claims, request_id = svc.tokens.verify_place_token(token, events[0] if events else None)
     except InvalidTokenError as exc:
         return _refuse(exc)
-    response = json_response(
-        {"request_id": claims["sub"], "event_id": claims["aud"], "queue_position": claims.get("queue_position")},
-        cache="no-store",
-    )
-    response.headers["X-Queue-Request-Id"] = str(claims["sub"])
-    response.headers["X-Queue-Position"] = str(claims.get("queue_position", ""))
-    response.headers["X-Queue-Event-Id"] = str(claims["aud"])
+    if claims["aud"] not in accepted:
+        return _refuse(InvalidTokenError("The access token is for another event."))
+    event_id = str(claims["aud"])
+    place = svc.tokens.place_reference(event_id, request_id)
+    position = claims.get("queue_position")
+    response = json_response({"place": place, "event_id": event_id, "queue_position": position}, cache="no-store")
+    response.headers["X-Queue-Place"] = place
+    response.headers["X-Queue-Position"] = str(position if position is not None else "")
+    response.headers["X-Queue-Event-Id"] = event_id
     return response

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.admin_support import bearer, claims
+from tests.commands import child_env
 from tests.openapi_check import ValidatingSession
 
 pytestmark = pytest.mark.e2e
@@ -27,6 +28,16 @@ def _readme_blocks() -> list[str]:
     return re.findall(r"```sh\n(.*?)```", section, flags=re.S)
 
 
+def test_the_readme_calls_the_installed_command_by_its_path() -> None:
+    """Right after ``make run`` there is no ``idp`` on ``PATH``: every shell example names ``.venv/bin/idp``."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```(?:sh|bash|console)\n(.*?)```", text, flags=re.S)
+    bare = [line for block in blocks for line in block.splitlines() if re.search(r"(^|[\s$(`;|&])idp\s", line)]
+    assert bare == []
+    inline = re.findall(r"`(idp [^`]*)`", text)
+    assert inline == []
+
+
 def test_the_readme_quotes_the_script_exactly() -> None:
     blocks = _readme_blocks()
     assert len(blocks) == 2
@@ -38,7 +49,10 @@ def test_the_readme_quotes_the_script_exactly() -> None:
 def test_the_readme_example_runs_against_a_live_server(live_server: Any, backend: str) -> None:
     server = live_server(backend)
     setup = _readme_blocks()[0]
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("IDP_")}, **server.env, "BASE": server.url}
+    # The block runs exactly as a reader pastes it, from the checkout's root, with no ``idp`` on PATH.
+    assert (REPO / ".venv" / "bin" / "idp").exists(), "run the tests with the checkout's .venv (make test)"
+    env = child_env({**server.env, "BASE": server.url}, with_venv=False)
+    assert shutil.which("idp", path=env["PATH"]) is None
     result = subprocess.run(
         ["bash", "-c", "set -eu\n" + setup], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
     )
@@ -139,8 +153,8 @@ def test_a_whole_event_against_gunicorn(live_server: Any) -> None:
             ).status_code
             == 409
         )
-        assert api.get("/verify", headers=bearer(tokens[1]["access_token"])).status_code == 401
-        assert api.get("/verify", headers=bearer(tokens[9]["access_token"])).status_code == 200
+        assert api.get("/verify?event_id=live", headers=bearer(tokens[1]["access_token"])).status_code == 401
+        assert api.get("/verify?event_id=live", headers=bearer(tokens[9]["access_token"])).status_code == 200
         stats = api.get("/admin/api/events/live/stats", headers=admin).json()
         assert stats == {
             "event_id": "live",
@@ -157,7 +171,7 @@ def test_a_whole_event_against_gunicorn(live_server: Any) -> None:
 
         assert api.post("/admin/api/reset_initial_state", headers=admin, json={"event_id": "live"}).status_code == 200
         assert api.get("/admin/api/events/live/stats", headers=admin).json()["queue"] == 0
-        assert api.get("/verify", headers=bearer(tokens[9]["access_token"])).status_code == 401
+        assert api.get("/verify?event_id=live", headers=bearer(tokens[9]["access_token"])).status_code == 401
         assert api.get("/api/queue_num", params={"event_id": "live", "request_id": by_position[9]}).status_code == 404
         assert api.post("/api/assign_queue_num", json={"event_id": "live"}).json()["queue_number"] == 1
         assert api.checked > 130

@@ -70,9 +70,12 @@ def test_rs256_and_es256_tokens_verify_with_pyjwt_and_jwcrypto(live_server, back
     assert pyjwt.get_unverified_header(es_token)["alg"] == "ES256"
     assert pyjwt_verify(server, es_token)["sub"] == joined["api_request_id"]
     assert jwcrypto_verify(server, es_token)["token_use"] == "access"
-    gate = requests.get(server.url + "/verify", headers={"Authorization": f"Bearer {es_token}"}, timeout=10)
+    gate = requests.get(
+        server.url + "/verify?event_id=sale", headers={"Authorization": f"Bearer {es_token}"}, timeout=10
+    )
     assert gate.status_code == 200
-    assert gate.headers["X-Queue-Request-Id"] == joined["api_request_id"]
+    assert gate.headers["X-Queue-Place"] == services.tokens.place_reference("sale", joined["api_request_id"])
+    assert joined["api_request_id"] not in str(gate.headers) + gate.text
     assert gate.headers["X-Queue-Position"] == "2"
 
 
@@ -91,7 +94,9 @@ def test_a_token_signed_before_idp_keys_rotate_still_verifies_after_it(live_serv
     assert published == {old_kid, new_kid}
     assert pyjwt_verify(server, old["access_token"])["sub"] == old_rid
     assert jwcrypto_verify(server, old["id_token"])["sub"] == old_rid
-    gate = requests.get(server.url + "/verify", headers={"Authorization": f"Bearer {old['access_token']}"}, timeout=10)
+    gate = requests.get(
+        server.url + "/verify?event_id=sale", headers={"Authorization": f"Bearer {old['access_token']}"}, timeout=10
+    )
     assert gate.status_code == 200
     # Asking again for the old request id gives the same tokens; a new visitor gets the new key.
     again = requests.post(
@@ -118,8 +123,12 @@ def test_garbage_and_oversized_credentials_never_get_a_5xx(live_server):
         "Bearer W10.e30.c2ln",  # header is a JSON array
         "Bearer eyJhbGciOiJub25lIn0.e30.",
     ):
-        answer = requests.get(server.url + "/verify", headers={"Authorization": authorization}, timeout=10)
+        answer = requests.get(
+            server.url + "/verify?event_id=sale", headers={"Authorization": authorization}, timeout=10
+        )
         assert 400 <= answer.status_code < 500, (authorization[:40], answer.status_code)
-    cookie = requests.get(server.url + "/verify", cookies={"idp_access": body["access_token"]}, timeout=10)
+    cookie = requests.get(
+        server.url + "/verify?event_id=sale", cookies={"idp_access": body["access_token"]}, timeout=10
+    )
     assert cookie.status_code == 200
     assert server.running, server.log()

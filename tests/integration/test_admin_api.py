@@ -114,8 +114,8 @@ def test_a_whole_event_through_the_admin_api(
     )
     # A finished session's token can no longer be fetched, and no longer passes forward auth.
     assert api.post("/api/generate_token", json={"event_id": "tour", "request_id": ids[0]}).status_code == 410
-    assert api.get("/verify", headers=bearer(tokens[ids[0]]["access_token"])).status_code == 401
-    assert api.get("/verify", headers=bearer(tokens[ids[20]]["access_token"])).status_code == 200
+    assert api.get("/verify?event_id=tour", headers=bearer(tokens[ids[0]]["access_token"])).status_code == 401
+    assert api.get("/verify?event_id=tour", headers=bearer(tokens[ids[20]]["access_token"])).status_code == 200
 
     stats = api.get("/admin/api/events/tour/stats", headers=admin).get_json()
     assert stats == {
@@ -141,7 +141,7 @@ def test_a_whole_event_through_the_admin_api(
 
     # Reset: synchronous; counters zero, earlier ids unknown, earlier tokens inactive, joins start at 1.
     clock.advance(-601)
-    assert api.get("/verify", headers=bearer(tokens[ids[20]]["access_token"])).status_code == 200
+    assert api.get("/verify?event_id=tour", headers=bearer(tokens[ids[20]]["access_token"])).status_code == 200
     reset = api.post("/admin/api/reset_initial_state", headers=admin, json={"event_id": "tour"})
     assert reset.status_code == 200 and reset.get_json()["event_id"] == "tour"
     stats = api.get("/admin/api/events/tour/stats", headers=admin).get_json()
@@ -162,7 +162,7 @@ def test_a_whole_event_through_the_admin_api(
         ).status_code
         == 404
     )
-    assert api.get("/verify", headers=bearer(tokens[ids[20]]["access_token"])).status_code == 401
+    assert api.get("/verify?event_id=tour", headers=bearer(tokens[ids[20]]["access_token"])).status_code == 401
     assert api.get("/admin/api/expired_tokens?event_id=tour", headers=admin).get_json() == []
     again_joined = [_join(api, "tour") for _ in range(3)]
     assert [j["queue_number"] for j in again_joined] == [1, 2, 3]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -83,3 +85,50 @@ def test_worker_job_runs_failures_and_webhook_lag(client, services, event, clock
     assert value(samples, "idp_worker_job_failures_total", job="webhooks") == 0
     hooks = [k for k in samples if k[0] == "idp_webhook_delivery_lag_seconds"]
     assert len(hooks) == 1 and samples[hooks[0]] == 90
+
+
+def _gauge(text: str, name: str) -> str | None:
+    match = re.search(rf"^{name} (\S+)$", text, flags=re.M)
+    return match.group(1) if match else None
+
+
+@pytest.mark.parametrize("backend_settings", ["sqlite", "redis"], indirect=True)
+def test_the_worker_lease_gauge_follows_the_lease(client, services, clock):
+    from idp.worker import default_lease
+
+    assert _gauge(client.get("/metrics").get_data(as_text=True), "idp_worker_lease_held") == "0.0"
+    lease = default_lease(services, "worker-a", 30_000)
+    assert lease.acquire()
+    assert _gauge(client.get("/metrics").get_data(as_text=True), "idp_worker_lease_held") == "1.0"
+    lease.release()
+    assert _gauge(client.get("/metrics").get_data(as_text=True), "idp_worker_lease_held") == "0.0"
+
+
+def test_a_scrape_survives_a_queue_store_that_is_down(backend_settings, clock):
+    import dataclasses
+
+    from idp.app import create_app
+
+    app = create_app(dataclasses.replace(backend_settings, redis_url="redis://127.0.0.1:1/0"), clock=clock)
+    try:
+        app.extensions["idp"].events.create({"event_id": "sale", "name": "Sale"})
+        response = app.test_client().get("/metrics")
+        assert response.status_code == 200
+        text = response.get_data(as_text=True)
+        assert _gauge(text, "idp_queue_store_up") == "0.0"
+        assert _gauge(text, "idp_database_up") == "1.0"
+        # Figures that need the store are left out rather than guessed; their families stay declared.
+        assert "# TYPE idp_event_waiting gauge" in text
+        assert 'idp_event_waiting{event_id="sale"}' not in text
+    finally:
+        app.extensions["idp"].close()
+
+
+def test_families_nobody_counted_yet_are_declared_once(client):
+    text = client.get("/metrics").get_data(as_text=True)
+    for name in ("idp_http_requests_total", "idp_http_request_duration_seconds", "idp_joins_refused_total"):
+        assert text.count(f"# TYPE {name} ") == 1, name
+    client.get("/api/serving_num?event_id=none")
+    text = client.get("/metrics").get_data(as_text=True)
+    assert text.count("# TYPE idp_http_requests_total counter") == 1
+    assert 'idp_http_requests_total{endpoint="/api/serving_num"' in text

@@ -50,7 +50,8 @@ def test_discovery_document(client: Any, rp: Any) -> None:
     assert doc["code_challenge_methods_supported"] == ["S256"]
     assert doc["authorization_response_iss_parameter_supported"] is True
     assert doc["request_parameter_supported"] is False and doc["request_uri_parameter_supported"] is False
-    assert set(doc["token_endpoint_auth_methods_supported"]) == {"client_secret_basic", "client_secret_post"}
+    # "none": public clients (browser and native apps) with PKCE.
+    assert set(doc["token_endpoint_auth_methods_supported"]) == {"client_secret_basic", "client_secret_post", "none"}
     assert doc["subject_types_supported"] == ["pairwise"]
     assert "RS256" in doc["id_token_signing_alg_values_supported"]
     assert {"sub", "email", "preferred_username", "auth_time"} <= set(doc["claims_supported"])
@@ -241,7 +242,7 @@ def test_code_reuse_after_30_seconds_is_invalid_grant_and_revokes(
     assert again.status_code == 400 and again.get_json()["error"] == "invalid_grant"
     bearer = {"Authorization": "Bearer " + first["access_token"]}
     assert client.get("/userinfo", headers=bearer).status_code == 401
-    assert client.get("/verify", headers=bearer).status_code == 401
+    assert client.get("/verify?event_id=sale", headers=bearer).status_code == 401
     refresh = client.post(
         "/token", data={"grant_type": "refresh_token", "refresh_token": first["refresh_token"]}, headers=basic(*rp)
     )
@@ -309,16 +310,18 @@ def test_refresh_keeps_auth_time_and_stops_when_session_finishes(
     assert client.get("/userinfo", headers={"Authorization": "Bearer " + body["access_token"]}).status_code == 200
     other, other_secret = make_client(services, client_id="other")
     assert client.post("/token", data=data, headers=basic("other", other_secret)).get_json()["error"] == "invalid_grant"
-    services.tokens.update_session("sale", _request_id(client, body["access_token"]), 1)
+    services.tokens.update_session("sale", _request_id(services, body["access_token"]), 1)
     assert client.post("/token", data=data, headers=basic(*rp)).get_json()["error"] == "invalid_grant"
 
 
-def _request_id(client: Any, access_token: str) -> str:
+def _request_id(services: Any, access_token: str) -> str:
+    """The place behind a relying party's access token: its grant knows it, the token does not."""
     import base64
     import json
 
     payload = access_token.split(".")[1]
-    return str(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["sub"])
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return str(services.oidc_records.grant(claims["gid"]).request_id)
 
 
 def test_refresh_stops_when_session_expires(client: Any, services: Any, clock: Any, rp: Any) -> None:
@@ -351,7 +354,7 @@ def test_introspection_and_revocation(client: Any, services: Any, rp: Any) -> No
         assert body == {"active": False}
     bearer = {"Authorization": "Bearer " + tokens["access_token"]}
     assert client.get("/userinfo", headers=bearer).status_code == 401
-    assert client.get("/verify", headers=bearer).status_code == 401
+    assert client.get("/verify?event_id=sale", headers=bearer).status_code == 401
 
 
 def test_logout_completes_session_and_redirects_with_state(client: Any, services: Any, rp: Any) -> None:
@@ -371,7 +374,7 @@ def test_logout_completes_session_and_redirects_with_state(client: Any, services
     assert services.room.counters("sale", fresh=True).completed == before + 1
     bearer = {"Authorization": "Bearer " + tokens["access_token"]}
     assert client.get("/userinfo", headers=bearer).status_code == 401
-    assert client.get("/verify", headers=bearer).status_code == 401
+    assert client.get("/verify?event_id=sale", headers=bearer).status_code == 401
     # The admitted cookie is gone: the next authorize queues again.
     again = client.get("/authorize", query_string=auth_params())
     assert again.headers["Location"].startswith("/authorize/wait/")

@@ -100,7 +100,7 @@ def test_code_exchange_basic_and_post_userinfo_and_id_token(client: Any, service
         posted = client.post("/userinfo", data={"access_token": tokens["access_token"]})
         assert posted.status_code == 200 and posted.get_json()["sub"] == claims["sub"]
         # The access token is a waiting-room access token: forward auth accepts it.
-        verify = client.get("/verify", headers={"Authorization": "Bearer " + tokens["access_token"]})
+        verify = client.get("/verify?event_id=sale", headers={"Authorization": "Bearer " + tokens["access_token"]})
         assert verify.status_code == 200
 
 

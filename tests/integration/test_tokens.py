@@ -100,7 +100,7 @@ def test_es256_tokens_verify_with_pyjwt_and_jwcrypto(client, services, event, ba
         assert header(token)["alg"] == "ES256" and header(token)["kid"] == kid
         assert pyjwt_verify(client, token)["token_use"] == use
         assert jwcrypto_verify(client, token)["sub"] == rid
-    ok = client.get("/verify", headers={"Authorization": f"Bearer {body['access_token']}"})
+    ok = client.get("/verify?event_id=sale", headers={"Authorization": f"Bearer {body['access_token']}"})
     assert ok.status_code == 200
 
 
@@ -171,13 +171,13 @@ def test_repeated_calls_return_the_same_tokens_with_falling_expires_in_until_exp
     assert {k: v for k, v in later.items() if k != "expires_in"} == {
         k: v for k, v in first.items() if k != "expires_in"
     }
-    ok = client.get("/verify", headers={"Authorization": f"Bearer {first['access_token']}"})
+    ok = client.get("/verify?event_id=sale", headers={"Authorization": f"Bearer {first['access_token']}"})
     assert ok.status_code == 200
     clock.advance(1)  # now == exp: the token is no longer valid (RFC 7519: "on or after")
     expired = generate(client, rid)
     assert expired.status_code == 410
     assert expired.get_json()["error"] == "token_expired"
-    refused = client.get("/verify", headers={"Authorization": f"Bearer {first['access_token']}"})
+    refused = client.get("/verify?event_id=sale", headers={"Authorization": f"Bearer {first['access_token']}"})
     assert refused.status_code == 401
     assert "expired" in refused.get_json()["message"]
     assert services.room.counters("sale", fresh=True).tokens == 1
@@ -294,7 +294,7 @@ def test_finished_sessions_end_their_tokens_once(client, services, event, status
     gone = generate(client, rid)
     assert gone.status_code == 410
     assert gone.get_json()["error"] == "session_finished"
-    refused = client.get("/verify", headers={"Authorization": f"Bearer {token}"})
+    refused = client.get("/verify?event_id=sale", headers={"Authorization": f"Bearer {token}"})
     assert refused.status_code == 401
     from idp.errors import ConflictError
 
@@ -306,7 +306,7 @@ def test_finished_sessions_end_their_tokens_once(client, services, event, status
         notes = (
             session.execute(select(OutboxEntry.payload).where(OutboxEntry.kind == "session_updated")).scalars().all()
         )
-    assert notes == [{"event_id": "sale", "request_id": rid, "status": label}]
+    assert notes == [{"event_id": "sale", "place": services.tokens.place_reference("sale", rid), "status": label}]
 
 
 def test_update_session_refuses_unknown_requests_and_bad_status(services, event):
@@ -376,7 +376,10 @@ def test_rotation_keeps_old_tokens_valid_until_they_expire(client, services, eve
     assert new_kid != old_kid
     # The old token still verifies through the published JWKS and through /verify.
     assert pyjwt_verify(client, old["access_token"])["sub"] == old_rid
-    assert client.get("/verify", headers={"Authorization": f"Bearer {old['access_token']}"}).status_code == 200
+    assert (
+        client.get("/verify?event_id=sale", headers={"Authorization": f"Bearer {old['access_token']}"}).status_code
+        == 200
+    )
     # Asking again returns the very same tokens, still signed by the retiring key.
     assert generate(client, old_rid).get_json()["access_token"] == old["access_token"]
     new = generate(client, admitted(services)).get_json()

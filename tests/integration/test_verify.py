@@ -34,7 +34,7 @@ def claims_of(token: str) -> dict[str, Any]:
     return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
 
 
-def verify(client: Any, token: str | None = None, *, query: str = "", **kwargs: Any) -> Any:
+def verify(client: Any, token: str | None = None, *, query: str = "?event_id=sale", **kwargs: Any) -> Any:
     headers = kwargs.pop("headers", {})
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
@@ -59,14 +59,33 @@ def refused(answer: Any, words: str | None = None) -> None:
 
 
 @all_backends
-def test_a_good_access_token_passes_with_the_visitor_headers(client, issued):
-    for query in ("", "?event_id=sale"):
-        answer = verify(client, issued["access_token"], query=query)
-        assert answer.status_code == 200
-        assert answer.headers["X-Queue-Request-Id"] == issued["request_id"]
-        assert answer.headers["X-Queue-Position"] == "1"
-        assert answer.headers["Cache-Control"] == "no-store"
-        assert answer.get_json() == {"request_id": issued["request_id"], "event_id": "sale", "queue_position": 1}
+def test_a_good_access_token_passes_with_the_visitor_headers(client, issued, services):
+    place = services.tokens.place_reference("sale", issued["request_id"])
+    answer = verify(client, issued["access_token"])
+    assert answer.status_code == 200
+    assert answer.headers["X-Queue-Place"] == place and len(place) == 32
+    assert answer.headers["X-Queue-Position"] == "1"
+    assert answer.headers["Cache-Control"] == "no-store"
+    assert answer.get_json() == {"place": place, "event_id": "sale", "queue_position": 1}
+    # The request id is the place's bearer secret: it never reaches the origin.
+    assert issued["request_id"] not in str(answer.headers) + answer.get_data(as_text=True)
+
+
+def test_the_accepted_events_are_explicit(client, issued, backend_settings, clock):
+    from idp.app import create_app
+
+    # A guard that names no event is refused: any event's token would otherwise open the origin.
+    refused(verify(client, issued["access_token"], query=""), "IDP_VERIFY_EVENTS")
+    for events, accepted in ((("other", "sale"), True), (("other",), False)):
+        listed = create_app(dataclasses.replace(backend_settings, verify_events=events), clock=clock)
+        try:
+            answer = verify(listed.test_client(), issued["access_token"], query="")
+            if accepted:
+                assert answer.status_code == 200
+            else:
+                refused(answer, "another event")
+        finally:
+            listed.extensions["idp"].close()
 
 
 def test_the_token_may_come_in_the_configured_cookie(client, issued, services):
@@ -78,7 +97,9 @@ def test_the_token_may_come_in_the_configured_cookie(client, issued, services):
 
 def test_forward_auth_answers_whatever_method_the_guarded_request_used(client, issued):
     for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"):
-        ok = client.open("/verify", method=method, headers={"Authorization": f"Bearer {issued['access_token']}"})
+        ok = client.open(
+            "/verify?event_id=sale", method=method, headers={"Authorization": f"Bearer {issued['access_token']}"}
+        )
         assert ok.status_code == 200, method
         assert client.open("/verify", method=method).status_code == 401, method
 
@@ -166,7 +187,9 @@ def test_tokens_we_signed_with_wrong_claims_are_refused(client, services, issued
         (dict(claims, token_use=None), "not an access token"),
     ]
     for changed, words in cases:
-        refused(verify(client, sign_jwt(changed, services.keys)), words)
+        aud = changed.get("aud")
+        query = f"?event_id={aud}" if isinstance(aud, str) and aud else "?event_id=sale"
+        refused(verify(client, sign_jwt(changed, services.keys), query=query), words)
     # A validly signed payload that is not a JSON object.
     key = services.keys.signing_key()
     for payload in (b"[1, 2]", b"not json", b"\xff\xfe", b'"text"'):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from idp.notify.webhooks import BACKOFF_CAP_SECONDS, verify
@@ -53,8 +55,11 @@ def test_every_notification_arrives_signed_and_in_order(services, sale, clock):
         messages = [r.message for r in receiver.received]
         assert [m["kind"] for m in messages] == expected_kinds()
         assert [m["id"] for m in messages] == sorted(m["id"] for m in messages)
-        assert messages[0]["detail"] == {"event_id": "sale", "request_id": ids[0]}
-        assert messages[2]["detail"] == {"event_id": "sale", "request_id": ids[0], "status": "completed"}
+        place = services.tokens.place_reference("sale", ids[0])
+        # Subscribers get an opaque place value, never the request id (the place's bearer secret).
+        assert messages[0]["detail"] == {"event_id": "sale", "place": place}
+        assert messages[2]["detail"] == {"event_id": "sale", "place": place, "status": "completed"}
+        assert not any(rid in json.dumps(m) for m in messages for rid in ids)
         assert messages[3]["detail"] == {
             "event_id": "sale",
             "previous_serving_counter_position": 4,

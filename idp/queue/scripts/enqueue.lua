@@ -1,9 +1,20 @@
 -- Join the queue: the next position, an entry time that never goes backwards.
--- ARGV[1] request id (16 raw bytes), ARGV[2] now (epoch s), ARGV[3] idempotency key or ''
--- Returns {request_id, position, entry_time}.
-local rid = ARGV[1]
-local now = tonumber(ARGV[2])
-local ikey = ARGV[3]
+-- ARGV[1] epoch, ARGV[2] request id (16 raw bytes), ARGV[3] now (epoch s), ARGV[4] idempotency key or '',
+-- ARGV[5] deadline in ms of this server's clock (0: none): a join that runs later (a paused server) was
+-- already answered 503 and is refused, so it never leaves a place nobody knows about.
+-- Returns {request_id, position, entry_time}; error IDPBLOCK when the positions the database reserved
+-- are used up (the caller reserves more and calls again), IDPLATE past the deadline, IDPLOST (common.lua).
+check_identity()
+local rid = ARGV[2]
+local now = tonumber(ARGV[3])
+local ikey = ARGV[4]
+local deadline = tonumber(ARGV[5])
+if deadline > 0 then
+  local t = redis.call('TIME')
+  if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > deadline then
+    return redis.error_reply('IDPLATE')
+  end
+end
 if ikey ~= '' then
   local existing = redis.call('HGET', KEYS[6], ikey)
   if existing then
@@ -11,11 +22,14 @@ if ikey ~= '' then
     if p then return {existing, p, entry_time(p)} end
   end
 end
+if num(redis.call('HGET', KEYS[1], 'queue')) >= num(redis.call('HGET', KEYS[1], 'limit')) then
+  return redis.error_reply('IDPBLOCK')
+end
 local pos = redis.call('HINCRBY', KEYS[1], 'queue', 1)
 local last = num(redis.call('HGET', KEYS[1], 'last_time'))
 local t = now
 if last > t then t = last end
-if t > last or pos == 1 then
+if t > last or redis.call('ZCARD', KEYS[3]) == 0 then
   redis.call('ZADD', KEYS[3], pos, t)
   redis.call('HSET', KEYS[1], 'last_time', t)
 end

@@ -1,7 +1,7 @@
 """Abuse defence: per-event limits and join gate, rate-limit hits, spent challenges, refusal tallies
 
-Revision ID: 0004_abuse
-Revises: 0003_worker
+Revision ID: 0007_abuse
+Revises: 0006_sale_lifecycle
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004_abuse"
-down_revision = "0003_worker"
+revision = "0007_abuse"
+down_revision = "0006_sale_lifecycle"
 branch_labels = None
 depends_on = None
 

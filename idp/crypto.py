@@ -1,0 +1,90 @@
+"""The service's symmetric cryptography, in one place: keyed hashes and authenticated encryption.
+
+* :func:`keyed_digest` is HMAC-SHA256 under a key derived from a secret for one *purpose*, so a
+  digest made for one use (a waiting-page owner tag, an opaque place value) is worthless for another.
+* :class:`Aead` seals values with AES-256-GCM under the current secret and opens values sealed under
+  any of the previous secrets too, so the secret can rotate without losing what was stored.
+
+Nothing here imports Flask or touches storage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from collections.abc import Sequence
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+_NONCE_BYTES = 12
+_VERSION = b"\x02"
+
+
+class DecryptionError(ValueError):
+    """A sealed value opens under none of the known secrets, or was altered."""
+
+
+def derive_key(secret: str | bytes, purpose: str, *, salt: bytes = b"idp-keys") -> bytes:
+    """A 32-byte key for ``purpose`` derived from ``secret`` with HKDF-SHA256."""
+    material = secret.encode("utf-8", "surrogatepass") if isinstance(secret, str) else secret
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=purpose.encode()).derive(material)
+
+
+_DERIVED: dict[tuple[str | bytes, str], bytes] = {}
+
+
+def _cached_key(secret: str | bytes, purpose: str) -> bytes:
+    key = _DERIVED.get((secret, purpose))
+    if key is None:
+        key = derive_key(secret, "digest " + purpose)
+        if len(_DERIVED) < 256:
+            _DERIVED[(secret, purpose)] = key
+    return key
+
+
+def keyed_digest(secret: str | bytes, purpose: str, value: str | bytes) -> bytes:
+    """HMAC-SHA256 of ``value`` under a key derived from ``secret`` for ``purpose`` (32 bytes)."""
+    data = value.encode("utf-8", "surrogatepass") if isinstance(value, str) else value
+    return hmac.new(_cached_key(secret, purpose), data, hashlib.sha256).digest()
+
+
+class Aead:
+    """AES-256-GCM with rotatable secrets: seal under the first, open under any.
+
+    A sealed value is ``version || key id (4 bytes) || nonce (12) || ciphertext+tag``; the key id is
+    a digest of the key, so opening tries the right secret first and never guesses between many.
+    ``aad`` binds a value to its place (a row id, a column name): moved elsewhere it does not open.
+    """
+
+    def __init__(self, secrets: Sequence[str | bytes], purpose: str) -> None:
+        if not secrets or not all(secrets):
+            raise ValueError("at least one non-empty secret is required")
+        self._keys: list[tuple[bytes, AESGCM]] = []
+        for secret in secrets:
+            key = derive_key(secret, "aead " + purpose)
+            self._keys.append((hashlib.sha256(key).digest()[:4], AESGCM(key)))
+
+    def seal(self, plaintext: bytes, aad: bytes = b"") -> bytes:
+        key_id, aead = self._keys[0]
+        nonce = os.urandom(_NONCE_BYTES)
+        return _VERSION + key_id + nonce + aead.encrypt(nonce, plaintext, aad)
+
+    def open(self, sealed: bytes, aad: bytes = b"") -> bytes:
+        if len(sealed) < 1 + 4 + _NONCE_BYTES + 16 or sealed[:1] != _VERSION:
+            raise DecryptionError("not a sealed value of this service")
+        key_id, nonce, body = sealed[1:5], sealed[5 : 5 + _NONCE_BYTES], sealed[5 + _NONCE_BYTES :]
+        for candidate_id, aead in self._keys:
+            if hmac.compare_digest(candidate_id, key_id):
+                try:
+                    return aead.decrypt(nonce, body, aad)
+                except InvalidTag:
+                    break
+        raise DecryptionError("the value opens under none of the configured secrets")
+
+    def needs_resealing(self, sealed: bytes) -> bool:
+        """True when ``sealed`` was sealed under a previous secret (seal it again under the current)."""
+        return sealed[1:5] != self._keys[0][0]

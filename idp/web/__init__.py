@@ -1,0 +1,1 @@
+"""The HTTP edge shared by the Flask app and the WSGI fast path."""

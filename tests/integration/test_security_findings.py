@@ -1,0 +1,130 @@
+"""Attacks on the sign-in journey, tried over HTTP as an attacker would, and shown refused.
+
+Each test reproduces one way a visitor's place or login could be taken, leaked or tampered with.
+The cross-site ones are also tried in a real browser (tests/e2e/test_cross_site_browser.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+
+from tests.leaks import leaked, path_and_query, urls_in_html
+from tests.oidc_flow import REDIRECT, admit_everyone, auth_params, exchange, login, make_client
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def rp(services: Any, event: Any) -> tuple[str, str]:
+    config, secret = make_client(services, post_logout_redirect_uris=["https://rp.example/bye"])
+    return config.client_id, secret
+
+
+def _visitor_cookie(client: Any, services: Any) -> str:
+    cookie = client.get_cookie(services.settings.visitor_cookie)
+    assert cookie is not None
+    return str(cookie.value)
+
+
+def _claims(token: str) -> dict[str, Any]:
+    payload = token.split(".")[1]
+    return dict(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))))
+
+
+def _status_url(html: str) -> str:
+    return next(url for url in urls_in_html(html) if url.startswith("/authorize/status/"))
+
+
+def test_waiting_page_urls_reveal_neither_the_cookie_nor_the_request_id(client: Any, services: Any, rp: Any) -> None:
+    services.room.join("sale")  # someone ahead, so the visitor waits
+    first = client.get("/authorize", query_string=auth_params())
+    wait_url = first.headers["Location"]
+    visitor = _visitor_cookie(client, services)
+    place = services.oidc_records.place(visitor, "sale")
+    secrets = [visitor, place.request_id]
+    page = client.get(wait_url)
+    html = page.get_data(as_text=True)
+    status_url = _status_url(html)
+    seen = [wait_url, status_url, html, *urls_in_html(html)]
+    status = client.get(status_url)
+    seen.append(status.get_data(as_text=True))
+    admit_everyone(services)
+    seen.append(client.get(status_url).get_data(as_text=True))
+    done = client.get(wait_url)
+    assert done.status_code == 303 and done.headers["Location"].startswith(REDIRECT)
+    seen.append(done.headers["Location"])
+    for text in seen:
+        assert leaked(text, secrets) == [], text[:300]
+
+
+def test_another_browser_given_the_waiting_urls_gets_nothing(app: Any, client: Any, services: Any, rp: Any) -> None:
+    services.room.join("sale")
+    wait_url = client.get("/authorize", query_string=auth_params()).headers["Location"]
+    status_url = _status_url(client.get(wait_url).get_data(as_text=True))
+    admit_everyone(services)
+    attacker = app.test_client()
+    # With no cookie, or with a visitor cookie of its own, the handles are useless.
+    attacker.get("/authorize", query_string=auth_params())
+    for url in (wait_url, status_url):
+        answer = attacker.get(url)
+        assert answer.status_code in (403, 404), (url, answer.status_code)
+        assert "code=" not in answer.headers.get("Location", "")
+    assert app.test_client().get(status_url).status_code == 404
+    # The owner still finishes its sign-in.
+    assert client.get(wait_url).headers["Location"].startswith(REDIRECT)
+
+
+def test_the_request_log_names_route_templates_not_handles(
+    client: Any, services: Any, rp: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from idp import logging as idp_logging
+
+    services.room.join("sale")
+    handler, idp_logging._HANDLER = idp_logging._HANDLER, None  # log through the logging module
+    try:
+        with caplog.at_level(logging.INFO, logger="idp.http"):
+            wait_url = client.get("/authorize", query_string=auth_params()).headers["Location"]
+            status_url = _status_url(client.get(wait_url).get_data(as_text=True))
+            client.get(status_url)
+            client.get("/authorize/wait/unknown-handle-0123456789?w=abc")
+    finally:
+        idp_logging._HANDLER = handler
+    paths = [record.__dict__.get("path") for record in caplog.records if record.name == "idp.http"]
+    assert "/authorize/wait/<interaction_id>" in paths and "/authorize/status/<ticket>" in paths
+    interaction_id = path_and_query(wait_url).split("/")[3].split("?")[0]
+    for record in caplog.records:
+        line = json.dumps(record.__dict__, default=str)
+        assert interaction_id not in line and "unknown-handle" not in line
+
+
+def test_relying_party_tokens_carry_no_place_secret(client: Any, services: Any, rp: Any) -> None:
+    client_id, secret = rp
+    callback = login(client, services, auth_params())
+    tokens = exchange(client, callback["code"], client_id, secret).get_json()
+    place = services.oidc_records.place(_visitor_cookie(client, services), "sale")
+    request_id = place.request_id
+    session_end = services.oidc_records.session_state(request_id).expires_at
+    for name in ("access_token", "id_token"):
+        claims = _claims(tokens[name])
+        assert request_id not in json.dumps(claims), name
+        # Whatever the token holds, no claim is a request id /api/generate_token would accept.
+        for value in claims.values():
+            if isinstance(value, str):
+                answer = client.post("/api/generate_token", json={"event_id": "sale", "request_id": value})
+                assert answer.status_code in (400, 404), (name, value, answer.status_code)
+    assert leaked(json.dumps(tokens), [request_id]) == []
+    # Forward auth accepts the access token and names the place only by an opaque value.
+    verified = client.get("/verify?event_id=sale", headers={"Authorization": "Bearer " + tokens["access_token"]})
+    assert verified.status_code == 200
+    assert request_id not in str(verified.headers) + verified.get_data(as_text=True)
+    assert verified.headers["X-Queue-Place"] == services.tokens.place_reference("sale", request_id)
+    for value in (verified.headers["X-Queue-Place"], verified.headers["X-Queue-Place"].upper()):
+        assert client.post("/api/generate_token", json={"event_id": "sale", "request_id": value}).status_code == 400
+    # The access token never outlives the visitor's session.
+    assert _claims(tokens["access_token"])["exp"] <= session_end
