@@ -1,4 +1,4 @@
-"""The application factory: settings -> logging -> database -> queue store -> services -> blueprints -> errors."""
+"""The application factory: settings -> logging -> services (built once, typed) -> blueprints -> errors."""
 
 from __future__ import annotations
 
@@ -10,68 +10,18 @@ from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from idp.abuse.service import build_defence
 from idp.api.fastpath import FastPath
-from idp.clients import ClientService
-from idp.clock import Clock, SystemClock
+from idp.clock import Clock
 from idp.config import Settings
-from idp.cors import CorsPolicy
 from idp.errors import IdpError
-from idp.events import EventService
 from idp.http import CachedSessionInterface
 from idp.logging import access_log, configure_logging, monotonic_ms
-from idp.queue.engine import QueueEngine, QueueStore
-from idp.storage.db import Database
-from idp.waiting_room import WaitingRoom
+from idp.services import Services, build_services, build_store
 from idp.web import edge
 
 log = logging.getLogger("idp.http")
 
-
-class Services:
-    """Everything a request needs, built once per process; views reach it through ``services()``."""
-
-    def __init__(self, settings: Settings, clock: Clock, db: Database, store: QueueStore) -> None:
-        self.settings = settings
-        self.clock = clock
-        self.db = db
-        self.store = store
-        self.engine = QueueEngine(store, clock)
-        ttl = settings.cache_ttl_ms / 1000.0
-        self.events = EventService(db, clock, ttl, settings.secret_key)
-        self.room = WaitingRoom(self.events, self.engine, ttl)
-        self.clients = ClientService(db, clock, ttl)
-        self.cors = CorsPolicy(settings.cors_origins, self.events, self.clients, ttl)
-        self.defence = build_defence(settings, db, store, clock)
-
-    def close(self) -> None:
-        self.defence.tallies.flush()
-        client = getattr(self.store, "client", None)
-        if client is not None:
-            client.close()
-        self.db.dispose()
-
-
-def build_store(settings: Settings, db: Database) -> QueueStore:
-    if settings.redis_url:
-        from idp.queue.ledger import Ledger
-        from idp.queue.redis_store import RedisQueueStore
-
-        return RedisQueueStore.from_url(
-            settings.redis_url,
-            Ledger(db),
-            retry_after=settings.retry_after_seconds,
-            block_size=settings.queue_block_size,
-            auto_recover=settings.queue_auto_recover,
-        )
-    from idp.queue.sql_store import SqlQueueStore
-
-    return SqlQueueStore(db)
-
-
-def build_services(settings: Settings, clock: Clock | None = None) -> Services:
-    db = Database(settings.database_url, retry_after=settings.retry_after_seconds)
-    return Services(settings, clock or SystemClock(), db, build_store(settings, db))
+__all__ = ["Services", "build_services", "build_store", "create_app"]
 
 
 def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> Flask:
@@ -113,7 +63,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     return app
 
 
-# Parts of the service with their own blueprints; each module has ``init_app(app, services)``.
+# Parts of the service with their own blueprints; each module's ``init_app(app, services)`` registers
+# its routes (and error pages) and changes nothing in ``services``.
 EXTENSIONS: list[str] = [
     "idp.tokens.web",
     "idp.admin.web",

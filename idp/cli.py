@@ -169,6 +169,8 @@ CLI_MODULES: list[str] = [
     "idp.tokens.cli",
     "idp.worker",
     "idp.oidc.cli",
+    "idp.queue.cli",
+    "idp.lottery_cli",
 ]
 
 

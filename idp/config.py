@@ -87,6 +87,15 @@ class Settings:
         return self.env == "production"
 
     @property
+    def secure_cookies(self) -> bool:
+        """Cookies are Secure and ``__Host-`` prefixed (host-only, path /) when the issuer is https."""
+        return self.issuer.startswith("https://")
+
+    def cookie_name(self, name: str) -> str:
+        """The name a cookie of this service is set and read under (``__Host-`` prefixed under https)."""
+        return "__Host-" + name if self.secure_cookies and not name.startswith("__Host-") else name
+
+    @property
     def queue_backend(self) -> str:
         return "redis" if self.redis_url else "sql"
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, current_app, request
 from flask.sessions import SecureCookieSessionInterface
@@ -12,10 +12,14 @@ from itsdangerous import URLSafeTimedSerializer
 from idp.cors import Origins, preflight_headers, response_headers
 from idp.errors import ValidationError
 
+if TYPE_CHECKING:
+    from idp.services import Services
 
-def services() -> Any:
-    """The application's service container (see ``idp.app.Services``)."""
-    return current_app.extensions["idp"]
+
+def services() -> Services:
+    """The application's service graph (see ``idp.services.Services``)."""
+    graph: Services = current_app.extensions["idp"]
+    return graph
 
 
 def json_body(*, optional: bool = False) -> dict[str, Any]:
@@ -60,10 +64,9 @@ def json_response(payload: Any, status: int = 200, *, cache: str = "private, no-
 
 
 def apply_cors(response: Response, allowed: Origins, allow_headers: str) -> Response:
-    """Add the CORS headers of ``idp.cors`` to a Flask answer; a preflight becomes an empty 204."""
+    """Add the CORS headers of ``idp.cors`` to a Flask answer; ``OPTIONS`` (a preflight) becomes an empty 204."""
     origin = request.headers.get("Origin")
-    preflight = request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers
-    if preflight and response.status_code in (200, 204):
+    if request.method == "OPTIONS" and response.status_code in (200, 204):
         response.status_code = 204
         response.set_data(b"")
         response.headers.pop("Content-Type", None)

@@ -9,13 +9,16 @@ production: the service's name and its discovery document, nothing about the dep
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from flask import Blueprint, Flask, Response, abort, render_template, url_for
 from werkzeug.routing import BuildError
 
 from idp.http import services
+
+if TYPE_CHECKING:
+    from idp.services import Services
 
 PAGES = Path(__file__).resolve().parent.parent / "waiting_pages"
 DEMO_CLIENT_ID = "demo-rp"
@@ -29,7 +32,7 @@ bp = Blueprint(
 )
 
 
-def init_app(app: Flask, svc: Any) -> None:
+def init_app(app: Flask, svc: Services) -> None:
     app.register_blueprint(bp)
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from flask import Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -24,7 +24,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from idp.errors import UnavailableError
+from idp.queue.engine import StoreLostError
 from idp.storage.models import WorkerJobStat
+
+if TYPE_CHECKING:
+    from idp.services import Services
 
 log = logging.getLogger("idp.metrics")
 
@@ -72,11 +76,11 @@ class StoreCollector(Collector):
     alert rules in ``deploy/prometheus/alerts.yaml`` fire on the gauges.
     """
 
-    def __init__(self, services: Any) -> None:
+    def __init__(self, services: Services) -> None:
         self.services = services
 
     @staticmethod
-    def _up(name: str, ping: Any) -> bool:
+    def _up(name: str, ping: Callable[[], object]) -> bool:
         try:
             ping()
             return True
@@ -107,19 +111,38 @@ class StoreCollector(Collector):
             "1 while an event refuses joins because its queue store lost acknowledged state, else 0",
             labels=["event_id"],
         )
+        losses = CounterMetricFamily(
+            "idp_queue_store_losses", "Losses of an event's queue store state detected", labels=["event_id"]
+        )
+        lost_positions = GaugeMetricFamily(
+            "idp_queue_lost_positions",
+            "Positions skipped after queue store losses (held by nobody)",
+            labels=["event_id"],
+        )
         if database_ok and store_ok:
             try:
+                ledger = getattr(svc.store, "ledger", None)
+                rows = {row.event_id: row for row in ledger.all()} if ledger is not None else {}
                 for event in svc.events.list(limit=MAX_EVENTS):
                     eid = event.event_id
-                    counters = svc.room.counters(eid)
+                    row = rows.get(eid)
+                    try:
+                        counters = svc.room.counters(eid)
+                    except StoreLostError:
+                        lost.add_metric([eid], 1)
+                        continue
+                    finally:
+                        if row is not None:
+                            losses.add_metric([eid], row.losses)
+                            lost_positions.add_metric([eid], row.lost_positions)
                     queue.add_metric([eid], counters.queue)
                     serving.add_metric([eid], counters.serving)
                     waiting.add_metric([eid], counters.waiting)
                     active.add_metric([eid], active_tokens(svc, eid, now))
-                    lost.add_metric([eid], 0)
+                    lost.add_metric([eid], int(row is not None and row.status == "lost"))
             except _UNAVAILABLE as exc:
                 log.warning("metrics: per-event figures unavailable", extra={"error": type(exc).__name__})
-        yield from (queue, serving, waiting, active, lost)
+        yield from (queue, serving, waiting, active, lost, losses, lost_positions)
 
         runs = CounterMetricFamily("idp_worker_job_runs", "Worker job runs", labels=["job"])
         failures = CounterMetricFamily("idp_worker_job_failures", "Worker job failures", labels=["job"])
@@ -149,10 +172,9 @@ class StoreCollector(Collector):
             "Age of the oldest notification not yet delivered to a subscriber",
             labels=["event_id", "webhook"],
         )
-        webhooks = getattr(svc, "webhooks", None)
-        if webhooks is not None and database_ok:
+        if database_ok:
             try:
-                for event_id, webhook_id, seconds in webhooks.lags(now):
+                for event_id, webhook_id, seconds in svc.webhooks.lags(now):
                     lag.add_metric([event_id, webhook_id], seconds)
             except _UNAVAILABLE as exc:
                 log.warning("metrics: webhook figures unavailable", extra={"error": type(exc).__name__})
@@ -199,7 +221,7 @@ class _Declared:
                 yield _declaration(name)
 
 
-def init_app(app: Flask, services: Any) -> None:
+def init_app(app: Flask, services: Services) -> None:
     http = HttpMetrics()
     app.extensions["idp_metrics"] = http
 

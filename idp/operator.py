@@ -1,7 +1,7 @@
 """Operator surfaces of the worker's domain: inlet settings, the MaxSize inlet, webhooks, the dashboard
 and ``/metrics``.
 
-``init_app`` attaches ``services.inlets`` and ``services.webhooks`` and registers the blueprints:
+``init_app`` registers the blueprints:
 the admin API routes under ``/admin/api/events/<event_id>/...`` (guarded by admin API keys), the
 dashboard page under ``/admin/dashboard/<event_id>`` (its data comes from the admin API with the key the
 operator pastes in), and the Prometheus endpoint.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask, Response, render_template, request
 from sqlalchemy import select
@@ -20,9 +20,10 @@ from idp.admin.auth import current_admin_key, require_scope
 from idp.errors import ValidationError
 from idp.http import json_body, json_response, services
 from idp.inlet.max_size import MaxSizeInlet, MaxSizeRequest
-from idp.inlet.settings import InletService
-from idp.notify.webhooks import WebhookService
 from idp.storage.models import MetricsSample
+
+if TYPE_CHECKING:
+    from idp.services import Services
 
 PAGES = Path(__file__).resolve().parent.parent / "waiting_pages"
 
@@ -42,9 +43,7 @@ DASHBOARD_CSP = (
 )
 
 
-def init_app(app: Flask, svc: Any) -> None:
-    svc.inlets = InletService(svc.db, svc.clock)
-    svc.webhooks = WebhookService(svc.db, svc.clock, svc.settings.secret_key)
+def init_app(app: Flask, svc: Services) -> None:
     app.register_blueprint(api)
     app.register_blueprint(pages)
     from idp import metrics
@@ -53,11 +52,8 @@ def init_app(app: Flask, svc: Any) -> None:
 
 
 def _audit(action: str, target: str, detail: dict[str, Any] | None = None) -> None:
-    audit = getattr(services(), "audit", None)
-    if audit is None:
-        return
     key = current_admin_key()
-    audit.record(key_id=key.key_id if key else None, action=action, target=target, detail=detail or {})
+    services().audit.record(key_id=key.key_id if key else None, action=action, target=target, detail=detail or {})
 
 
 def _event_id(event_id: str) -> str:
@@ -226,6 +222,19 @@ def dashboard(event_id: str) -> Response:
     """The page holds no data: its script asks the admin API with the key the operator pastes in."""
     eid = _event_id(event_id)
     response = Response(render_template("admin/dashboard.html", event_id=eid), mimetype="text/html")
+    response.headers["Content-Security-Policy"] = DASHBOARD_CSP
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@pages.get("/admin/console")
+def console() -> Response:
+    """The operator console: events, relying parties, signing keys and the audit log through the admin API.
+
+    Like the dashboard, the page holds no data; its script asks the admin API with the key the operator
+    pastes in, and what it may change follows that key's scopes.
+    """
+    response = Response(render_template("admin/console.html"), mimetype="text/html")
     response.headers["Content-Security-Policy"] = DASHBOARD_CSP
     response.headers["Cache-Control"] = "no-store"
     return response

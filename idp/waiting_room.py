@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from typing import Any
 
-from idp import lottery
+from idp import admission, lottery
 from idp.cache import TTLCache
 from idp.errors import IdpError, NotFoundError
 from idp.events import EventConfig, EventService
@@ -68,8 +67,6 @@ class WaitingRoom:
         # (event, opening time) pairs known to be drawn: a draw is never undone, so this may be kept.
         self._drawn: set[tuple[str, int]] = set()
         self._drawn_lock = threading.Lock()
-        # Set by the admission service: admits a fresh entry at once where the room mode says so.
-        self.admission_hook: Callable[[EventConfig, Entry], None] | None = None
 
     def _now(self) -> int:
         return int(self.engine.clock.now())
@@ -100,10 +97,12 @@ class WaitingRoom:
 
     def admit_on_join(self, event: EventConfig, entry: Entry) -> None:
         """Room modes that admit at the door (``passthrough``, ``when_busy`` under its targets)."""
-        hook = self.admission_hook
-        if hook is not None and event.mode in ("passthrough", "when_busy"):
-            hook(event, entry)
+        if event.mode in ("passthrough", "when_busy") and admission.admit_at_door(self, event, entry):
             self._counters.invalidate(event.event_id)
+
+    def invalidate(self, event_id: str) -> None:
+        """Forget this process's cached counters of an event (another part just changed them)."""
+        self._counters.invalidate(event_id)
 
     def ensure_drawn(self, event: EventConfig) -> bool:
         """Draw the pre-queue if its opening has come and nobody drew it yet; True once it is drawn."""

@@ -17,20 +17,24 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from idp import ticks
+from idp.admission import TargetHolder
 from idp.events import EventConfig, EventNotFoundError
 from idp.inlet.periodic import HealthCheck, PeriodicInlet, http_health
-from idp.inlet.settings import InletService
 from idp.lease import DatabaseLease, Lease, RedisLease
 from idp.notify import outbox
 from idp.notify.webhooks import Poster, WebhookDeliverer, http_post
-from idp.storage.models import MetricsSample, OutboxEntry, TokenRecord, WebhookDelivery, WorkerJobStat
+from idp.queue.redis_store import RedisQueueStore
+from idp.storage.models import MetricsSample, OutboxEntry, WebhookDelivery, WorkerJobStat
+
+if TYPE_CHECKING:
+    from idp.services import Services
 
 log = logging.getLogger("idp.worker")
 
@@ -40,6 +44,8 @@ DEFAULT_INTERVALS = {
     "metrics": 10.0,
     "webhooks": 1.0,
     "cleanup": 3600.0,
+    "lottery_draw": 1.0,
+    "targets": 1.0,
 }
 LEASE_TTL_MS = 30_000
 KEEP_TICKS_SECONDS = 2 * 86400
@@ -64,22 +70,12 @@ class TickReport:
     results: dict[str, Any] = field(default_factory=dict)
 
 
-def active_tokens(services: Any, event_id: str, now: int) -> int:
-    """Active sessions of an event: the token service's count, or the same query without it."""
-    tokens = getattr(services, "tokens", None)
-    if tokens is not None:
-        return int(tokens.active_count(event_id))
-    with services.db.session(readonly=True) as session:
-        return int(
-            session.execute(
-                select(func.count())
-                .select_from(TokenRecord)
-                .where(TokenRecord.event_id == event_id, TokenRecord.expires_at > now, TokenRecord.session_status == 0)
-            ).scalar_one()
-        )
+def active_tokens(services: Services, event_id: str, now: int) -> int:
+    """Active sessions of an event."""
+    return int(services.tokens.active_count(event_id))
 
 
-def iter_events(services: Any, page: int = 200) -> Iterator[EventConfig]:
+def iter_events(services: Services, page: int = 200) -> Iterator[EventConfig]:
     after: str | None = None
     while True:
         batch = services.events.list(limit=page, after=after)
@@ -89,17 +85,16 @@ def iter_events(services: Any, page: int = 200) -> Iterator[EventConfig]:
         after = batch[-1].event_id
 
 
-def default_lease(services: Any, holder: str, ttl_ms: int) -> Lease:
-    client = getattr(services.store, "client", None)
-    if services.settings.redis_url and client is not None:
-        return RedisLease(client, holder, ttl_ms)
+def default_lease(services: Services, holder: str, ttl_ms: int) -> Lease:
+    if isinstance(services.store, RedisQueueStore):
+        return RedisLease(services.store.client, holder, ttl_ms)
     return DatabaseLease(services.db, services.clock, holder, ttl_ms)
 
 
 class Worker:
     def __init__(
         self,
-        services: Any,
+        services: Services,
         *,
         holder: str | None = None,
         lease: Lease | None = None,
@@ -113,7 +108,7 @@ class Worker:
         self.clock = services.clock
         self.holder = holder or f"{uuid.uuid4().hex[:12]}"
         self.lease = lease or default_lease(services, self.holder, lease_ttl_ms)
-        self.inlets: InletService = getattr(services, "inlets", None) or InletService(services.db, services.clock)
+        self.inlets = services.inlets
         self.periodic = PeriodicInlet(services.db, services.room, health_check)
         self.deliverer = WebhookDeliverer(services.db, services.settings.secret_key, post)
         chosen = {**DEFAULT_INTERVALS, **(intervals or {})}
@@ -123,7 +118,11 @@ class Worker:
             Job("metrics", chosen["metrics"], self.run_metrics),
             Job("webhooks", chosen["webhooks"], self.run_webhooks),
             Job("cleanup", chosen["cleanup"], self.run_cleanup),
+            Job("lottery_draw", chosen["lottery_draw"], self.run_draws),
+            Job("targets", chosen["targets"], self.run_targets),
         ]
+        self.targets = TargetHolder(services.room)
+        self.health_check = health_check
         self._stop = threading.Event()
         self._active = False
 
@@ -309,6 +308,33 @@ class Worker:
 
         return self._each_event(sample)
 
+    def run_draws(self, now: float) -> dict[str, Any]:
+        """Draw every pre-queue whose opening has come (the web processes may have drawn it first)."""
+
+        def draw(event: EventConfig) -> bool:
+            if event.opens_at is None or event.prequeue_opens_at is None or now < event.opens_at:
+                return False
+            return bool(self.services.room.ensure_drawn(event))
+
+        return self._each_event(draw)
+
+    def run_targets(self, now: float) -> dict[str, Any]:
+        """Admit waiting visitors to hold each event's ``max_active`` / ``max_per_minute`` targets."""
+        inlets = {c.event_id: c for c in self.inlets.all()}
+
+        def hold(event: EventConfig) -> str:
+            if not event.has_targets and event.mode != "passthrough":
+                return "off"
+            periodic = inlets[event.event_id].periodic if event.event_id in inlets else None
+            if periodic is not None and periodic.paused:
+                return "paused"
+            healthy = True
+            if periodic is not None and periodic.health_url:
+                healthy = self.health_check(periodic.health_url, periodic.health_timeout)
+            return self.targets.tick(event, now, healthy=healthy).action
+
+        return self._each_event(hold)
+
     def run_webhooks(self, now: float) -> Any:
         return self.deliverer.deliver_due(now)
 
@@ -340,14 +366,11 @@ def _run(args: Any, settings: Any) -> int:
     from idp.logging import configure_logging
 
     configure_logging(settings.log_level)
+    from idp.queue.cli import warn_without_persistence
+
+    warn_without_persistence(settings)
     services = build_services(settings)
     try:
-        try:
-            from idp.tokens.issuer import attach
-
-            attach(services)
-        except ImportError:  # pragma: no cover - the token service is part of every release
-            pass
         worker = Worker(services, lease_ttl_ms=max(500, args.lease_ms))
         if args.once:
             report = worker.tick()

@@ -416,10 +416,6 @@ def check_answer(case: Case, status: int, content_type: str, body: bytes) -> str
 
 def _verify_context(services: Any, ctx: Context) -> None:
     """A separate event with one admitted visitor and its access token (the ``sale`` place stays waiting)."""
-    if not hasattr(services, "tokens"):  # a bare container built beside a live server
-        from idp.tokens.issuer import attach
-
-        attach(services)
     event = services.events.create({"event_id": "verify-room", "name": "Verify"})
     _event, entry = services.room.join(event.event_id)
     services.room.increment_serving(event.event_id, 1)

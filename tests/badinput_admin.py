@@ -31,12 +31,7 @@ CLIENT_ID = "badinput-client"
 
 def admin_context(services: Any, ctx: Context) -> None:
     """An admin key (in ``ctx.extra["admin_key"]``) and a client of the event."""
-    keys = getattr(services, "admin_keys", None)
-    if keys is None:  # a bare container built beside a live server
-        from idp.admin.auth import AdminKeyService
-
-        keys = AdminKeyService(services.db, services.clock)
-    _record, plaintext = keys.create("bad-input", ["admin"])
+    _record, plaintext = services.admin_keys.create("bad-input", ["admin"])
     ctx.extra["admin_key"] = plaintext
     services.clients.create(
         {"client_id": CLIENT_ID, "event_id": ctx.event_id, "redirect_uris": ["https://rp.example/cb"]}

@@ -119,9 +119,7 @@ def _forget_sessions(svc: Any) -> None:
 
     Other processes notice within IDP_SESSION_CACHE_SECONDS.
     """
-    sessions = getattr(svc.tokens, "_sessions", None)
-    if sessions is not None:
-        sessions.invalidate()
+    svc.tokens.forget_sessions()
 
 
 def _delete_tokens(session: Any, event_id: str) -> int:
@@ -290,8 +288,28 @@ def event_stats(event_id: str) -> Response:
             "abandoned": counters.abandoned,
             "max_expired": counters.max_expired,
             "active_tokens": int(svc.tokens.active_count(event.event_id)),
+            "lost": counters.lost,
+            **_queue_store_stats(svc, event.event_id),
         }
     )
+
+
+def _queue_store_stats(svc: Any, event_id: str) -> dict[str, Any]:
+    """What the database records about the event's Redis queue state (losses detected); {} on SQL."""
+    ledger_row = getattr(svc.store, "ledger_row", None)
+    row = ledger_row(event_id) if ledger_row is not None else None
+    if row is None:
+        return {}
+    return {
+        "queue_store": {
+            "status": row.status,
+            "generation": row.generation,
+            "losses": row.losses,
+            "lost_positions": row.lost_positions,
+            "last_loss_at": row.last_loss_at,
+            "last_loss_reason": row.last_loss_reason,
+        }
+    }
 
 
 # --- clients (reads need clients:write too: they are security-relevant) --------------------------

@@ -13,7 +13,8 @@ finish the request once. It also owns "one place per browser per event": the bro
 visitor cookie maps to one queue place per event (a second authorize from the same browser finds the
 same place); the join uses an idempotency key derived from the visitor and a generation number, so
 concurrent first joins get one place, and a forced re-login (``prompt=login``, a stale ``max_age``)
-moves to the next generation, a new place at the back of the queue.
+after the place was used moves to the next generation, a new place at the back of the queue; while
+the place can still lead to a login, re-logins reuse it.
 """
 
 from __future__ import annotations
@@ -22,15 +23,19 @@ import enum
 import logging
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from idp.errors import IdpError
 from idp.oidc.claims import VISITOR_ID_RE, Admission
 from idp.oidc.records import InteractionRecord, OidcRecords, Place
 from idp.queue.engine import PlaceState, PlaceStatus
-from idp.waiting_room import RequestNotFoundError
+from idp.waiting_room import RequestNotFoundError, WaitingRoom
+
+if TYPE_CHECKING:
+    from idp.clock import Clock
+    from idp.tokens.issuer import TokenService
 
 log = logging.getLogger("idp.oidc")
 
@@ -111,6 +116,19 @@ def valid_visitor_id(value: object) -> str | None:
     return value if isinstance(value, str) and VISITOR_ID_RE.match(value) else None
 
 
+def read_visitor_cookie(cookies: Mapping[str, str], settings: Any) -> tuple[str | None, bool]:
+    """The browser's visitor id, and True when it came under the name used before ``__Host-`` cookies.
+
+    A browser that got its cookie before the service moved to ``__Host-`` names keeps its visitor id
+    (and so its ``sub`` at every relying party); the caller sets it again under the new name."""
+    name = settings.cookie_name(settings.visitor_cookie)
+    current = valid_visitor_id(cookies.get(name))
+    if current is not None or name == settings.visitor_cookie:
+        return current, False
+    legacy = valid_visitor_id(cookies.get(settings.visitor_cookie))
+    return legacy, legacy is not None
+
+
 @dataclass(frozen=True)
 class Progress:
     """Where a parked request stands in the queue."""
@@ -135,19 +153,21 @@ class Progress:
 class Interactions:
     """Park, follow and finish authorization requests of visitors waiting in the queue."""
 
-    def __init__(self, services: Any, records: OidcRecords) -> None:
-        self.services = services
+    def __init__(self, clock: Clock, room: WaitingRoom, tokens: TokenService, records: OidcRecords) -> None:
+        self.clock = clock
+        self.room = room
+        self.tokens = tokens
         self.records = records
 
     def now(self) -> int:
-        return int(self.services.clock.now())
+        return int(self.clock.now())
 
     # --- places -----------------------------------------------------------------------------------
 
     def _usable(self, event_id: str, place: Place) -> PlaceState | None:
         """The state of the browser's place if it can still lead to a login; None if it cannot."""
         try:
-            status: PlaceStatus = self.services.room.status(event_id, place.request_id)[1]
+            status: PlaceStatus = self.room.status(event_id, place.request_id)[1]
         except RequestNotFoundError:
             return None  # the event was reset
         if status.state in (PlaceState.WAITING, PlaceState.ADMITTED, PlaceState.PENDING):
@@ -163,15 +183,20 @@ class Interactions:
     ) -> Place:
         """The browser's place in the event's queue, joining (again) when it has none that can still admit.
 
-        ``guard`` runs just before a new place is taken (the abuse defence: rate limits, the join gate).
-        """
+        ``fresh`` (a forced re-login: ``prompt=login``, a stale ``max_age``) asks for a new admission,
+        but a place still waiting, or admitted and not yet used, already leads to one: it is reused.
+        Only a place whose admission was used gives way to a new one, so a browser takes at most one
+        new place per admission and never holds two waiting places in one event. ``guard`` runs just before
+        a new place is taken (the abuse defence: rate limits, the join gate)."""
         place = self.records.place(visitor_id, event_id)
-        if place is not None and not fresh and self._usable(event_id, place) is not None:
-            return place
+        if place is not None:
+            state = self._usable(event_id, place)
+            if state is not None and not (fresh and state is PlaceState.CLAIMED):
+                return place
         if guard is not None:
             guard()
         generation = 0 if place is None else place.generation + 1
-        _, entry = self.services.room.join(event_id, idempotency_key=f"oidc:{visitor_id}:{generation}")
+        _, entry = self.room.join(event_id, idempotency_key=f"oidc:{visitor_id}:{generation}")
         return self.records.save_place(Place(visitor_id, event_id, entry.request_id, entry.position, generation))
 
     def admission(
@@ -192,14 +217,14 @@ class Interactions:
         if place is None:
             return None
         try:
-            _, status = self.services.room.status(event_id, place.request_id)
+            _, status = self.room.status(event_id, place.request_id)
         except RequestNotFoundError:
             return None
         if status.admitted_at is None:
             return None
         if status.state is PlaceState.ADMITTED and claim:
             try:
-                self.services.tokens.issue(event_id, place.request_id)
+                self.tokens.issue(event_id, place.request_id)
             except IdpError:
                 return None
         elif status.state is not PlaceState.CLAIMED:
@@ -207,7 +232,8 @@ class Interactions:
         session = self.records.session_state(place.request_id)
         if session is None or not session.active:
             return None
-        return Admission(visitor_id, event_id, place.request_id, place.queue_position, status.admitted_at)
+        position = status.entry.position if status.entry is not None else place.queue_position
+        return Admission(visitor_id, event_id, place.request_id, position, status.admitted_at)
 
     # --- the state machine ------------------------------------------------------------------------
 
@@ -266,7 +292,7 @@ class Interactions:
     def progress(self, event_id: str, request_id: str) -> Progress:
         """Where a place stands; reads only the queue store (and the cached event settings)."""
         try:
-            _, status = self.services.room.status(event_id, request_id)
+            _, status = self.room.status(event_id, request_id)
         except RequestNotFoundError:
             return Progress("expired", 0, 0)
         position = status.entry.position if status.entry else 0
@@ -281,15 +307,15 @@ class Interactions:
         progress = self.progress(record.event_id, record.request_id)
         if progress.state != "admitted" or progress.admitted_at is None:
             raise InteractionError("This place has not been admitted.")
-        self.services.tokens.issue(record.event_id, record.request_id)
+        self.tokens.issue(record.event_id, record.request_id)
         session = self.records.session_state(record.request_id)
         if session is None or not session.active:
             raise InteractionError("The session of this place has finished.")
         if record.state == State.WAITING.value:
             self.move(record, State.ADMITTED)
-        admission = Admission(
-            record.visitor_id, record.event_id, record.request_id, record.queue_position, progress.admitted_at
-        )
+        # A pre-queue entry was parked before the draw gave it a position: the store's position counts.
+        position = progress.position or record.queue_position
+        admission = Admission(record.visitor_id, record.event_id, record.request_id, position, progress.admitted_at)
         return admission, session.expires_at
 
     def parked_too_long(self, record: InteractionRecord, max_parked_seconds: int) -> bool:

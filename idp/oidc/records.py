@@ -331,6 +331,13 @@ class OidcRecords:
             session.execute(update(OidcCode).where(OidcCode.code_hash == code.code_hash).values(grant_id=grant_id))
             return _grant(row)
 
+    def grant_place(self, grant_id: str, client_id: str) -> str | None:
+        """The request id behind a live grant of ``client_id`` (for /verify), or None."""
+        grant = self.grant(grant_id)
+        if grant is None or grant.is_revoked() or grant.client_id != client_id:
+            return None
+        return str(grant.request_id)
+
     def grant(self, grant_id: str) -> GrantRecord | None:
         with self.db.session(readonly=True) as session:
             row = session.get(OidcGrant, grant_id)

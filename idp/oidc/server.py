@@ -47,10 +47,14 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwt import JWTClaimsRegistry
 
-from idp.clients import ClientConfig
+from idp.clients import ClientConfig, ClientService
+from idp.clock import Clock
+from idp.config import Settings
 from idp.errors import IdpError
 from idp.oidc.claims import Admission, user_claims
-from idp.oidc.records import CodeRecord, GrantRecord, SessionState, new_token
+from idp.oidc.records import CodeRecord, GrantRecord, OidcRecords, SessionState, new_token
+from idp.tokens.issuer import TokenService
+from idp.tokens.keys import KeyManager
 
 log = logging.getLogger("idp.oidc")
 
@@ -182,7 +186,7 @@ class IdToken(OpenIDCode):
         self.server = server
 
     def resolve_client_private_key(self, client: OidcClient) -> Any:
-        return self.server.services.keys.signing_keyset(self.get_client_algorithm(client))
+        return self.server.keys.signing_keyset(self.get_client_algorithm(client))
 
     def get_client_algorithm(self, client: OidcClient) -> str:
         return client.config.id_token_signed_response_alg or "RS256"
@@ -222,7 +226,7 @@ class IdToken(OpenIDCode):
         if isinstance(request.credential, GrantRecord):
             # The session id names the grant, so logout can end the session from the hint alone.
             claims["sid"] = request.credential.grant_id
-        return sign_jwt(claims, self.server.services.keys, alg)
+        return sign_jwt(claims, self.server.keys, alg)
 
 
 class _AuthTime:
@@ -268,7 +272,7 @@ class CodeGrant(AuthorizationCodeGrant):
         user: Admission = request.user
         data = request.payload.data
         now = self.oidc.now()
-        self.oidc.services.oidc_records.save_code(
+        self.oidc.records.save_code(
             code,
             client_id=request.client.get_client_id(),
             redirect_uri=request.payload.redirect_uri,
@@ -290,7 +294,7 @@ class CodeGrant(AuthorizationCodeGrant):
     def query_authorization_code(self, code: str, client: OidcClient) -> CodeRecord | None:
         if not isinstance(code, str) or not 20 <= len(code) <= 128:
             return None
-        record, reused_grant = self.oidc.services.oidc_records.consume_code(code, client.get_client_id())
+        record, reused_grant = self.oidc.records.consume_code(code, client.get_client_id())
         if reused_grant:
             # RFC 6749 §4.1.2: a reused code revokes what it gave.
             self.oidc.revoke_grant_id(reused_grant, finish=-1)
@@ -313,11 +317,11 @@ class CodeGrant(AuthorizationCodeGrant):
         client = self.request.client
         code: CodeRecord = self.request.authorization_code
         self.request.user = self.authenticate_user(code)
-        session = self.oidc.services.oidc_records.session_state(code.request_id)
+        session = self.oidc.records.session_state(code.request_id)
         if session is None or not session.active:
             raise InvalidGrantError("The visitor's session has finished.")
         refresh = new_token()
-        grant = self.oidc.services.oidc_records.create_grant(code, session.expires_at, refresh)
+        grant = self.oidc.records.create_grant(code, session.expires_at, refresh)
         token = self.oidc.access_token(grant, session)
         token["refresh_token"] = refresh
         self.request.credential = grant
@@ -340,7 +344,7 @@ class RefreshGrant(RefreshTokenGrant):
     def authenticate_refresh_token(self, refresh_token: str) -> GrantRecord | None:
         if not isinstance(refresh_token, str) or not 20 <= len(refresh_token) <= 128:
             return None
-        records = self.oidc.services.oidc_records
+        records = self.oidc.records
         grant = records.grant_by_refresh(refresh_token)
         if grant is None:
             reused = records.grant_of_used_refresh(refresh_token)
@@ -373,7 +377,7 @@ class RefreshGrant(RefreshTokenGrant):
     @hooked
     def create_token_response(self) -> Any:
         grant: GrantRecord = self.request.refresh_token
-        session = self.oidc.services.oidc_records.session_state(grant.request_id)
+        session = self.oidc.records.session_state(grant.request_id)
         if session is None or not session.active:
             raise InvalidGrantError("The visitor's session has finished.")
         scope = self.request.payload.scope or grant.scope
@@ -386,7 +390,7 @@ class RefreshGrant(RefreshTokenGrant):
         if client.config.refresh_token_rotation:
             rotated = new_token()
             presented = self.request.payload.data.get("refresh_token", "")
-            if not self.oidc.services.oidc_records.rotate_refresh(grant, presented, rotated):
+            if not self.oidc.records.rotate_refresh(grant, presented, rotated):
                 # Another request used this refresh token first.
                 self._revoke_family(grant.grant_id)
                 raise InvalidGrantError("The refresh token has already been used.")
@@ -421,7 +425,7 @@ class Introspection(_TokenLookup, IntrospectionEndpoint):
         return token.check_client(client)
 
     def introspect_token(self, token: GrantRecord) -> dict[str, Any]:
-        session = self.server.services.oidc_records.session_state(token.request_id)
+        session = self.server.records.session_state(token.request_id)
         if session is None or not session.active:
             return {"active": False}
         user = Admission(token.visitor_id, token.event_id, token.request_id, token.queue_position, token.auth_time)
@@ -458,7 +462,7 @@ class _HintClaims(JWTClaimsRegistry):
 
 class EndSession(EndSessionEndpoint):
     def get_server_jwks(self) -> Any:
-        return self.server.services.keys.verification_keyset()
+        return self.server.keys.verification_keyset()
 
     def _validate_id_token_hint(self, id_token_hint: str) -> dict[str, Any]:
         # Our own issuer and clock (Authlib's check uses the system time and ignores the issuer).
@@ -481,12 +485,25 @@ class EndSession(EndSessionEndpoint):
 
 
 class OidcServer(AuthorizationServer):
-    """The AuthorizationServer of this service; ``services`` reaches clients, keys, tokens and records."""
+    """The AuthorizationServer of this service; it holds the clients, keys, tokens and records it needs."""
 
-    def __init__(self, services: Any) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock,
+        clients: ClientService,
+        keys: KeyManager,
+        tokens: TokenService,
+        records: OidcRecords,
+    ) -> None:
         super().__init__()
-        self.services = services
-        self.issuer: str = services.settings.issuer
+        self.settings = settings
+        self.clock = clock
+        self.clients = clients
+        self.keys = keys
+        self.tokens = tokens
+        self.records = records
+        self.issuer: str = settings.issuer
         self._query_client = self._find_client
         self.register_token_generator("default", self._no_generator)
         self.register_grant(CodeGrant, [IdToken(self), Pkce(required=True)])
@@ -499,10 +516,10 @@ class OidcServer(AuthorizationServer):
     # --- plumbing -------------------------------------------------------------------------------
 
     def now(self) -> int:
-        return int(self.services.clock.now())
+        return int(self.clock.now())
 
     def _find_client(self, client_id: Any) -> OidcClient | None:
-        config = self.services.clients.find(client_id)
+        config = self.clients.find(client_id)
         return None if config is None else OidcClient(config)
 
     @staticmethod
@@ -528,7 +545,7 @@ class OidcServer(AuthorizationServer):
         return response
 
     def user_claims(self, user: Admission, client_id: str, scope: str) -> dict[str, Any]:
-        settings = self.services.settings
+        settings = self.settings
         return user_claims(
             settings.secret_key,
             user,
@@ -562,7 +579,7 @@ class OidcServer(AuthorizationServer):
             "gid": grant.grant_id,
         }
         return {
-            "access_token": sign_jwt(claims, self.services.keys),
+            "access_token": sign_jwt(claims, self.keys),
             "token_type": "Bearer",
             "expires_in": max(0, exp - now),
             "scope": grant.scope,
@@ -572,21 +589,14 @@ class OidcServer(AuthorizationServer):
         """Claims and grant of a valid access token issued to a client; IdpError (401) otherwise."""
         from idp.tokens.issuer import InvalidTokenError
 
-        claims = self.services.tokens.verify_access_token(token)
+        claims = self.tokens.verify_access_token(token)
         grant_id = claims.get("gid")
         if not isinstance(grant_id, str) or not isinstance(claims.get("client_id"), str):
             raise InvalidTokenError("The access token was not issued to a client.")
-        grant = self.services.oidc_records.grant(grant_id)
+        grant = self.records.grant(grant_id)
         if grant is None or grant.is_revoked() or grant.client_id != claims["client_id"]:
             raise InvalidTokenError("The access token has been revoked.")
         return claims, grant
-
-    def grant_place(self, grant_id: str, client_id: str) -> str | None:
-        """The request id behind a live grant of ``client_id`` (for /verify), or None."""
-        grant = self.services.oidc_records.grant(grant_id)
-        if grant is None or grant.is_revoked() or grant.client_id != client_id:
-            return None
-        return str(grant.request_id)
 
     def find_grant(self, token: Any, hint: str | None) -> GrantRecord | None:
         if not isinstance(token, str) or not token or len(token) > 8192:
@@ -597,11 +607,11 @@ class OidcServer(AuthorizationServer):
             except IdpError:
                 return None
             return GrantRecord(**{**grant.__dict__, "access_claims": claims})
-        grant = self.services.oidc_records.grant_by_refresh(token)
+        grant = self.records.grant_by_refresh(token)
         return grant
 
     def revoke_grant_id(self, grant_id: str, *, finish: int) -> None:
-        records = self.services.oidc_records
+        records = self.records
         grant = records.grant(grant_id)
         if grant is None:
             return
@@ -610,8 +620,8 @@ class OidcServer(AuthorizationServer):
 
     def finish_session(self, event_id: str, request_id: str, status: int) -> None:
         """Complete (1) or abandon (-1) the visitor's session, so capacity frees; once is enough."""
-        self.services.oidc_records.revoke_session_grants(event_id, request_id)
+        self.records.revoke_session_grants(event_id, request_id)
         try:
-            self.services.tokens.update_session(event_id, request_id, status)
+            self.tokens.update_session(event_id, request_id, status)
         except IdpError:
             pass  # already finished, or never issued

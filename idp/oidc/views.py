@@ -12,14 +12,13 @@ The waiting page of a parked request:
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from authlib.oauth2.rfc6749.errors import OAuth2Error
 from flask import Blueprint, Response, g, render_template, request
@@ -31,14 +30,14 @@ from idp.cors import OIDC_HEADERS
 from idp.crypto import keyed_digest
 from idp.errors import IdpError
 from idp.http import apply_cors, json_response, services
-from idp.oidc.claims import CLAIMS_SUPPORTED, Admission
+from idp.oidc.claims import CLAIMS_SUPPORTED, Admission, pairwise_sub
 from idp.oidc.interaction import (
     InteractionError,
     InteractionFinishedError,
     Progress,
     State,
     new_visitor_id,
-    valid_visitor_id,
+    read_visitor_cookie,
 )
 from idp.oidc.records import InteractionRecord
 from idp.oidc.server import AUTH_METHODS, PUBLIC_AUTH_METHODS, OidcServer, StoredRequest, append_params
@@ -85,12 +84,12 @@ def _serializer(salt: str) -> URLSafeSerializer:
 
 
 def _visitor() -> str | None:
-    return valid_visitor_id(request.cookies.get(services().settings.visitor_cookie))
+    return read_visitor_cookie(request.cookies, services().settings)[0]
 
 
 def _set_visitor(response: Response, visitor_id: str) -> None:
     response.set_cookie(
-        services().settings.visitor_cookie,
+        services().settings.cookie_name(services().settings.visitor_cookie),
         visitor_id,
         max_age=VISITOR_COOKIE_SECONDS,
         httponly=True,
@@ -101,7 +100,8 @@ def _set_visitor(response: Response, visitor_id: str) -> None:
 
 
 def _admission_cookie_name(event_id: str) -> str:
-    return services().settings.admission_cookie_prefix + event_id
+    settings = services().settings
+    return settings.cookie_name(settings.admission_cookie_prefix) + event_id
 
 
 def _read_admission_cookie(event_id: str) -> dict[str, Any] | None:
@@ -419,7 +419,12 @@ def authorize() -> Response:
             redirect_uri, "request_uri_not_supported", "The request_uri parameter is not supported.", state
         )
 
-    visitor_id = _visitor()
+    visitor_id, legacy_cookie = read_visitor_cookie(request.cookies, svc.settings)
+    if visitor_id is None and request.method == "POST":
+        # A cross-site POST arrives without the SameSite=Lax visitor cookie. Minting a visitor here
+        # would replace the browser's cookie (its place and its sub at the relying party); a same-site
+        # GET of the same request carries the cookie, so the decision is taken there.
+        return _redirect("/authorize?" + urlencode(list(params.items(multi=True))))
     new_visitor = visitor_id is None
     if visitor_id is None:
         visitor_id = new_visitor_id()
@@ -488,7 +493,7 @@ def authorize() -> Response:
             response = refusal
         else:
             response = _redirect(wait_url(record))
-    if new_visitor:
+    if new_visitor or legacy_cookie:
         _set_visitor(response, visitor_id)
     return response
 
@@ -664,25 +669,59 @@ def userinfo() -> Response:
 
 
 LOGOUT_FIELDS = ("id_token_hint", "client_id", "post_logout_redirect_uri", "state", "ui_locales", "logout_hint")
+# How long a sign-out confirmation may wait for its click.
+LOGOUT_CONFIRM_SECONDS = 600
 
 
-def _logout_csrf(visitor_id: str | None) -> str:
-    key = services().settings.secret_key.encode("utf-8")
-    return hmac.new(key, f"logout\x00{visitor_id or ''}".encode(), hashlib.sha256).hexdigest()
+def _logout_mac(visitor_id: str, expires: int) -> str:
+    return keyed_digest(services().settings.secret_key, "logout confirmation", f"{visitor_id}\x00{expires}").hex()
+
+
+def _logout_csrf(visitor_id: str) -> str:
+    """A confirmation token bound to this browser's visitor cookie, expiring after a few minutes."""
+    expires = int(services().clock.now()) + LOGOUT_CONFIRM_SECONDS
+    return f"{expires}.{_logout_mac(visitor_id, expires)}"
+
+
+def _logout_csrf_valid(visitor_id: str | None, token: str) -> bool:
+    expires_text, _, mac = token.partition(".")
+    if visitor_id is None or not expires_text.isdigit() or len(expires_text) > 12:
+        return False
+    expires = int(expires_text)
+    if expires < int(services().clock.now()):
+        return False
+    return hmac.compare_digest(mac.encode("utf-8", "replace"), _logout_mac(visitor_id, expires).encode("ascii"))
+
+
+def _hint_is_this_browsers(claims: dict[str, Any] | None, visitor_id: str | None) -> bool:
+    """True when the id_token_hint was issued to this browser (its pairwise ``sub`` for the audience)."""
+    if not claims or visitor_id is None:
+        return False
+    aud = claims.get("aud")
+    audiences = (
+        [aud] if isinstance(aud, str) else [a for a in aud if isinstance(a, str)] if isinstance(aud, list) else []
+    )
+    sub = claims.get("sub")
+    if not isinstance(sub, str):
+        return False
+    expected = (pairwise_sub(services().settings.secret_key, visitor_id, client_id) for client_id in audiences)
+    return any(hmac.compare_digest(value.encode(), sub.encode("utf-8", "replace")) for value in expected)
 
 
 @bp.route("/logout", methods=["GET", "POST"])
 def logout() -> Response:
-    """RP-initiated logout: end the browser's admission (its session completes, capacity frees)."""
+    """RP-initiated logout: end this browser's own admission (its session completes, capacity frees).
+
+    Without a hint issued to this browser (none, or another browser's token), the visitor confirms on
+    our page; the confirmation carries a token bound to this browser's cookie that expires. Only this
+    browser's admissions end, never the session a foreign hint names."""
     svc = services()
     server = _server()
     visitor_id = _visitor()
     confirmed = (
         request.method == "POST"
         and request.form.get("confirm") == "yes"
-        and hmac.compare_digest(
-            request.form.get("csrf", "").encode("utf-8", "replace"), _logout_csrf(visitor_id).encode("ascii")
-        )
+        and _logout_csrf_valid(visitor_id, request.form.get("csrf", ""))
     )
     g.logout_confirmed = confirmed
     try:
@@ -691,7 +730,14 @@ def logout() -> Response:
         return error_page("Sign-out request not valid", exc.description or exc.error, 400, code=exc.error)
     except ValueError:
         return error_page("Sign-out request not valid", "The request could not be read.", 400)
-    if end_request.needs_confirmation and not confirmed:
+    claims = end_request.id_token_claims or {}
+    own_hint = _hint_is_this_browsers(end_request.id_token_claims, visitor_id)
+    if not own_hint and not confirmed:
+        if visitor_id is None:
+            # No visitor cookie (a new browser, or a cross-site request that does not carry it):
+            # nothing of this browser to end, and nothing to confirm.
+            body = render_template("oidc/logout.html", confirm=False)
+            return Response(body, status=200, mimetype="text/html", headers={"Cache-Control": "no-store"})
         fields = [(name, request.values[name]) for name in LOGOUT_FIELDS if request.values.get(name)]
         fields.append(("csrf", _logout_csrf(visitor_id)))
         client = end_request.client
@@ -716,32 +762,27 @@ def logout() -> Response:
     events: set[str] = set()
     if end_request.client is not None:
         events.add(end_request.client.config.event_id)
-    claims = end_request.id_token_claims or {}
-    if isinstance(claims.get("event_id"), str):
+    if own_hint and isinstance(claims.get("event_id"), str):
         events.add(claims["event_id"])
-    prefix = svc.settings.admission_cookie_prefix
-    events.update(
-        name[len(prefix) :] for name in request.cookies if name.startswith(prefix) and len(name) > len(prefix)
-    )
+    prefix = _admission_cookie_name("")
+    if not events:
+        # A confirmed sign-out that names no application ends every admission this browser holds.
+        events.update(
+            name[len(prefix) :] for name in request.cookies if name.startswith(prefix) and len(name) > len(prefix)
+        )
     ended: list[str] = []
     for event_id in sorted(events):
         admission = None
         if visitor_id is not None:
             try:
-                admission = svc.oidc_interactions.admission(visitor_id, event_id, _read_admission_cookie(event_id))
+                admission = svc.oidc_interactions.admission(
+                    visitor_id, event_id, _read_admission_cookie(event_id), claim=False
+                )
             except IdpError:
                 admission = None
         if admission is not None:
             server.finish_session(event_id, admission.request_id, 1)
         ended.append(event_id)
-    sid = claims.get("sid")
-    if isinstance(sid, str) and len(sid) <= 64:
-        # A valid hint ends its session even when this browser holds no cookie of it.
-        grant = svc.oidc_records.grant(sid)
-        aud = claims.get("aud")
-        if grant is not None and grant.client_id in ([aud] if isinstance(aud, str) else aud or []):
-            server.finish_session(grant.event_id, grant.request_id, 1)
-            ended.append(grant.event_id)
     result = server.create_endpoint_response("end_session", end_request)
     if result is None:
         result = Response(render_template("oidc/logout.html", confirm=False), status=200, mimetype="text/html")

@@ -21,7 +21,7 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Callable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlencode
 
 from flask import Blueprint, Flask, Response, current_app, g, redirect, request, send_from_directory
@@ -31,12 +31,15 @@ from idp.cache import TTLCache
 from idp.errors import IdpError, ValidationError
 from idp.events import EventConfig
 from idp.http import json_response, services
-from idp.pages.history import ServingHistory
 from idp.pages.i18n import Catalogs
-from idp.pages.render import PageRenderer, estimate_kind, estimate_templates
-from idp.pages.status import ADMITTED, EXPIRED, FINISHED, UNKNOWN, WAITING, WaitStatus, WaitStatusService
+from idp.pages.render import estimate_kind, estimate_templates
+from idp.pages.status import ADMITTED, EXPIRED, FINISHED, UNKNOWN, WAITING, WaitStatus
 from idp.pages.theme import theme_css
 from idp.queue.engine import REQUEST_ID_RE
+
+if TYPE_CHECKING:
+    from idp.oidc.interaction import Interactions
+    from idp.services import Services
 
 bp = Blueprint("pages", __name__)
 
@@ -79,7 +82,7 @@ class ReturnUrls:
 
 
 def place_cookie_name(settings: Any, event_id: str) -> str:
-    return f"{PLACE_COOKIE_PREFIX}{event_id}"
+    return f"{settings.cookie_name(PLACE_COOKIE_PREFIX)}{event_id}"
 
 
 def _place_signature(settings: Any, event_id: str, request_id: str, position: int) -> str:
@@ -260,18 +263,18 @@ class Places:
     database read. Without that part, the per-event cookie alone keeps the place.
     """
 
-    def __init__(self, svc: Any) -> None:
+    def __init__(self, svc: Services) -> None:
         self.svc = svc
-        self.interactions = getattr(svc, "oidc_interactions", None)
+        self.interactions: Interactions | None = svc.oidc_interactions
 
     def visitor(self) -> tuple[str | None, bool]:
         """The visitor id from its cookie, or a new one (and True) when the OIDC part is loaded."""
         if self.interactions is None:
             return None, False
-        from idp.oidc.interaction import new_visitor_id, valid_visitor_id
+        from idp.oidc.interaction import new_visitor_id, read_visitor_cookie
 
-        existing = valid_visitor_id(request.cookies.get(self.svc.settings.visitor_cookie))
-        return (existing, False) if existing else (new_visitor_id(), True)
+        existing, legacy = read_visitor_cookie(request.cookies, self.svc.settings)
+        return (existing, legacy) if existing else (new_visitor_id(), True)
 
     def current(self, visitor_id: str | None, event_id: str) -> str | None:
         if self.interactions is None or visitor_id is None:
@@ -302,7 +305,7 @@ class Places:
 
 def _set_visitor_cookie(response: Response, settings: Any, visitor_id: str) -> None:
     response.set_cookie(
-        settings.visitor_cookie,
+        settings.cookie_name(settings.visitor_cookie),
         visitor_id,
         max_age=400 * 86400,
         path="/",
@@ -485,6 +488,10 @@ def rejoin(event_id: str) -> Response:
     svc = services()
     event = svc.events.get(event_id)
     next_url = _next_url(event)
+    if not _holds_a_cookie(svc.settings, event.event_id):
+        # A cross-site POST arrives without the SameSite=Lax cookies: joining here would replace the
+        # browser's place. The page itself (a same-site GET) finds the place, or joins for a new browser.
+        return _see_other(_page_path(event.event_id, next_url))
     places = Places(svc)
     visitor_id, new_visitor = places.visitor()
     request_id, status = _find_status(places, event, visitor_id, next_url)
@@ -503,6 +510,17 @@ def rejoin(event_id: str) -> Response:
     if new_visitor and visitor_id:
         _set_visitor_cookie(response, svc.settings, visitor_id)
     return response
+
+
+def _holds_a_cookie(settings: Any, event_id: str) -> bool:
+    """True when the request carries this service's visitor or place cookie (or their older names)."""
+    names = (
+        settings.cookie_name(settings.visitor_cookie),
+        settings.visitor_cookie,
+        place_cookie_name(settings, event_id),
+        f"{PLACE_COOKIE_PREFIX}{event_id}",
+    )
+    return any(request.cookies.get(name) for name in names)
 
 
 def _see_other(location: str) -> Response:
@@ -608,18 +626,8 @@ def error_page(code: str, status: int, retry_after: int | None = None) -> Respon
 # --- wiring --------------------------------------------------------------------------------------
 
 
-def init_app(app: Flask, svc: Any) -> None:
-    """Attach the waiting-page services and routes; register the HTML error renderer."""
-    from idp.pages.i18n import LANGUAGES
-
-    ttl = svc.settings.cache_ttl_ms / 1000.0
-    svc.page_catalogs = Catalogs()
-    svc.page_catalogs_names = dict(LANGUAGES)
-    svc.pages = PageRenderer(svc.settings.template_dir, svc.page_catalogs)
-    # The estimate may be a second old; the history is read at most once a second per event and process.
-    svc.page_history = ServingHistory(svc.store, max(ttl, 1.0) if ttl > 0 else 0.0)
-    svc.wait_status = WaitStatusService(svc.room, svc.page_history, svc.clock)
-    svc.return_urls = ReturnUrls(svc.clients, ttl)
+def init_app(app: Flask, svc: Services) -> None:
+    """Register the waiting-page routes and the HTML error renderer."""
     app.register_blueprint(bp)
     renderers: list[Callable[[str, str, int], Response | None]] = app.extensions.setdefault("idp_error_renderers", [])
     renderers.append(render_error)

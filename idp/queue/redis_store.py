@@ -179,14 +179,18 @@ class RedisQueueStore:
         self._known: dict[str, _Known] = {}
         self._offset: tuple[float, float] | None = None  # (measured at, redis ms - local ms)
 
+    @staticmethod
+    def client_for(url: str, timeout: float = 2.0) -> redis.Redis:
+        return redis.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=30
+        )
+
     @classmethod
     def from_url(
         cls, url: str, ledger: Ledger, retry_after: int = 5, *, block_size: int = 500, auto_recover: bool = True
     ) -> RedisQueueStore:
         timeout = 2.0
-        client = redis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=30
-        )
+        client = cls.client_for(url, timeout)
         # A join executed after its client gave up (a paused server) must not leave a place behind:
         # it is refused once this much of the client's timeout has passed.
         deadline_ms = int(timeout * 1000) - 500
@@ -302,6 +306,14 @@ class RedisQueueStore:
                 raise
             return Entry(str(uuid.UUID(bytes=bytes(rid))), int(pos), int(entry_time))
         raise UnavailableError("The queue store could not reserve positions.", retry_after=self.retry_after)
+
+    @_unavailable
+    def check(self, event_id: str) -> None:
+        """Raise unless the event's Redis state is the one the database knows (StoreLostError, 503)."""
+        try:
+            self._call("entry", event_id, lambda _k: [bytes(16)], create=False)
+        except _NoState:
+            return
 
     def _lost_or_none(self, event_id: str, request_id: str) -> None:
         generation = generation_of(request_id)
@@ -491,9 +503,11 @@ class RedisQueueStore:
             if reserved is None:
                 self._known.pop(event_id, None)
                 continue
-            limit = [reserved]
-            self._call("extend", event_id, lambda _k: limit, create=True)
+            self._extend(event_id, reserved)
         raise UnavailableError("The queue store could not reserve positions.", retry_after=self.retry_after)
+
+    def _extend(self, event_id: str, limit: int) -> None:
+        self._call("extend", event_id, lambda _k: [limit], create=True)
 
     @_unavailable
     def admit_up_to(self, event_id: str, cap: int, by: int, now: int, mark: str) -> tuple[int, int]:

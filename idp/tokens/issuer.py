@@ -125,19 +125,6 @@ def _b64json(segment: str) -> Any:
     return json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
 
 
-def attach(services: Any) -> None:
-    """Give a service container (``idp.app.Services``) its ``keys`` and ``tokens``."""
-    settings = services.settings
-    services.keys = KeyManager(
-        services.db,
-        settings.secret_key,
-        services.clock,
-        settings.key_rotation_grace_seconds,
-        refresh_seconds=settings.key_refresh_seconds,
-    )
-    services.tokens = TokenService(services.db, services.room, services.keys, services.clock, settings)
-
-
 class TokenService:
     """Issue token sets, finish sessions, count and list tokens, verify access tokens."""
 
@@ -150,6 +137,7 @@ class TokenService:
         settings: Settings,
         *,
         alg: str = DEFAULT_ALG,
+        grant_places: Callable[[str, str], str | None] | None = None,
     ) -> None:
         self.db = db
         self.room = room
@@ -158,9 +146,13 @@ class TokenService:
         self.settings = settings
         self.alg = validate_alg(alg)
         self._sessions: TTLCache[SessionState | None] = TTLCache(settings.session_cache_seconds)
-        # Set by the OpenID Connect part: (grant id, client id) -> the request id of a live grant, or None.
-        # Tokens given to relying parties name their grant, never the place's request id.
-        self.grant_places: Callable[[str, str], str | None] | None = None
+        # From the OpenID Connect records: (grant id, client id) -> the request id of a live grant, or
+        # None. Tokens given to relying parties name their grant, never the place's request id.
+        self.grant_places = grant_places
+
+    def forget_sessions(self) -> None:
+        """Drop this process's short cache of session states (other processes follow within its TTL)."""
+        self._sessions.invalidate()
 
     def _now(self) -> int:
         return int(self.clock.now())

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from flask import Blueprint, Flask, Response, request
 
 from idp.http import json_body, json_response, query, required, services
-from idp.tokens.issuer import InvalidTokenError, attach
+from idp.tokens.issuer import InvalidTokenError
 from idp.waiting_room import NotServedError
+
+if TYPE_CHECKING:
+    from idp.services import Services
 
 bp = Blueprint("tokens", __name__)
 
@@ -17,8 +20,7 @@ JWKS_CACHE = "public, max-age=300"
 VERIFY_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
-def init_app(app: Flask, svc: Any) -> None:
-    attach(svc)
+def init_app(app: Flask, svc: Services) -> None:
     app.register_blueprint(bp)
 
 

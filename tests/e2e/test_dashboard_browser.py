@@ -50,14 +50,10 @@ def test_dashboard_draws_charts_and_drives_the_room(live_server):
     from playwright.sync_api import expect, sync_playwright
 
     from idp.admin.auth import AdminKeyService
-    from idp.inlet.settings import InletService
-    from idp.tokens.issuer import attach
 
     server = live_server("redis", IDP_WORKERS=2)
     clock = FrozenClock(time.time() - MINUTES * 60)
     services = server.services(clock=clock)
-    attach(services)
-    services.inlets = InletService(services.db, clock)
     services.events.create({"event_id": "sale", "name": "Big sale", "enable_queue_position_expiry": False})
     _record, key = AdminKeyService(services.db, clock).create("dashboard", ["events:write"])
     simulate_traffic(services, clock)

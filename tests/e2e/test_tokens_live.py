@@ -14,7 +14,7 @@ import requests
 from jwcrypto import jwk as jwcrypto_jwk
 from jwcrypto import jwt as jwcrypto_jwt
 
-from idp.tokens.issuer import TokenService, attach
+from idp.tokens.issuer import TokenService
 
 pytestmark = pytest.mark.e2e
 
@@ -23,7 +23,6 @@ def start(live_server: Any, backend: str) -> tuple[Any, Any]:
     # Re-read key metadata on every request, so a rotation made here is served at once.
     server = live_server(backend, IDP_KEY_REFRESH_SECONDS=0)
     services = server.services()
-    attach(services)
     services.events.create({"event_id": "sale", "name": "Sale"})
     return server, services
 

@@ -175,3 +175,27 @@ def test_the_admin_api_stays_same_origin(client: Any, event: Any) -> None:
     answer = client.get("/admin/api/events", headers={"Origin": SITE})
     assert answer.status_code == 401
     assert "Access-Control-Allow-Origin" not in answer.headers
+
+
+def test_preflights_and_cors_headers_hold_to_openapi(client: Any, services: Any, event: Any) -> None:
+    from tests.openapi_check import ValidatingClient
+
+    api = ValidatingClient(client)
+    make = {
+        "client_id": "spa",
+        "event_id": "sale",
+        "redirect_uris": [f"{SITE}/cb"],
+        "token_endpoint_auth_method": "none",
+    }
+    services.clients.create(make)
+    for path in (
+        "/api/assign_queue_num",
+        "/api/serving_num",
+        "/api/generate_token",
+        "/token",
+        "/userinfo",
+        "/jwks.json",
+    ):
+        answer = api.open(path, "OPTIONS", headers={"Origin": SITE, "Access-Control-Request-Method": "POST"})
+        assert answer.status_code == 204, path
+    assert api.get("/api/serving_num?event_id=sale", headers={"Origin": SITE}).status_code == 200

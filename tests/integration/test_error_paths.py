@@ -35,7 +35,7 @@ FLASK_JOIN = (
 )
 PAIRS = [
     pytest.param(("counters", FAST_SERVING), ("serving", FLASK_SERVING), id="serving_num"),
-    pytest.param(("join", FAST_JOIN), ("join", FLASK_JOIN), id="assign_queue_num"),
+    pytest.param(("enter", FAST_JOIN), ("enter", FLASK_JOIN), id="assign_queue_num"),
 ]
 COMPARED_HEADERS = ("Content-Type", "Cache-Control", "Retry-After", "X-Content-Type-Options", "Referrer-Policy")
 

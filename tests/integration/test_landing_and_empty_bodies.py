@@ -44,7 +44,7 @@ def test_the_landing_page_says_what_the_service_is_and_links_to_what_works(clien
     html = response.get_data(as_text=True)
     assert "OpenID Connect identity provider" in html
     links = _links(html)
-    for name in ("discovery", "api-spec"):
+    for name in ("discovery", "api-spec", "console"):
         target = links[name]
         assert client.get(target).status_code in (200, 302), target
     # Without --demo there is no demo relying party to sign in with.

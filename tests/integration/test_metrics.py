@@ -132,3 +132,17 @@ def test_families_nobody_counted_yet_are_declared_once(client):
     text = client.get("/metrics").get_data(as_text=True)
     assert text.count("# TYPE idp_http_requests_total counter") == 1
     assert 'idp_http_requests_total{endpoint="/api/serving_num"' in text
+
+
+@pytest.mark.parametrize("backend_settings", ["redis"], indirect=True)
+def test_an_event_whose_queue_store_lost_its_places_is_reported(client, services, event, backend_settings):
+    import redis
+
+    for _ in range(3):
+        assert client.post("/api/assign_queue_num", json={"event_id": "sale"}).status_code == 200
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'idp_queue_store_lost{event_id="sale"} 0.0' in text
+    redis.Redis.from_url(backend_settings.redis_url).flushdb()  # the store comes back empty
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'idp_queue_store_lost{event_id="sale"} 1.0' in text
+    assert 'idp_event_queue{event_id="sale"}' not in text  # no figure that may be wrong

@@ -413,14 +413,22 @@ def test_logout_without_hint_asks_for_confirmation(client: Any, services: Any, r
     assert services.room.counters("sale", fresh=True).completed == 1
 
 
-def test_logout_with_hint_from_another_browser_ends_the_session(app: Any, client: Any, services: Any, rp: Any) -> None:
+def test_logout_with_hint_from_another_browser_ends_nothing_without_confirmation(
+    app: Any, client: Any, services: Any, rp: Any
+) -> None:
     tokens = _tokens(client, services, rp)
     assert decode_id_token(client, tokens["id_token"])[1]["sid"]
     other = app.test_client()
+    other.get("/authorize", query_string=auth_params())  # a browser of its own
     response = other.get("/logout", query_string={"id_token_hint": tokens["id_token"]})
-    assert response.status_code == 200
-    assert services.room.counters("sale", fresh=True).completed == 1
-    assert client.get("/userinfo", headers={"Authorization": "Bearer " + tokens["access_token"]}).status_code == 401
+    assert response.status_code == 200 and b'name="csrf"' in response.data
+    assert services.room.counters("sale", fresh=True).completed == 0
+    assert client.get("/userinfo", headers={"Authorization": "Bearer " + tokens["access_token"]}).status_code == 200
+    # Confirming there ends that browser's own admissions, never the session the hint names.
+    csrf = response.data.decode().split('name="csrf" value="')[1].split('"')[0]
+    done = other.post("/logout", data={"id_token_hint": tokens["id_token"], "confirm": "yes", "csrf": csrf})
+    assert done.status_code == 200 and b"Signed out" in done.data
+    assert client.get("/userinfo", headers={"Authorization": "Bearer " + tokens["access_token"]}).status_code == 200
 
 
 @pytest.mark.parametrize("backend_settings", ["postgres"], indirect=True)

@@ -44,7 +44,10 @@ def _refresh(client: Any, refresh_token: str, client_id: str = "spa", **extra: A
     return client.post("/token", data=data, headers={"Origin": SPA})
 
 
-def test_registration_accepts_the_rfc7591_field_and_gives_no_secret(client: Any, services: Any, event: Any) -> None:
+def test_registration_accepts_the_rfc7591_field_and_gives_no_secret(app: Any, services: Any, event: Any) -> None:
+    from tests.openapi_check import ValidatingClient
+
+    client = ValidatingClient(app.test_client())  # every answer held to openapi.yaml
     headers = bearer(make_key(services, "admin"))
     body = {"client_id": "spa", "event_id": "sale", "redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"}
     created = client.post("/admin/api/clients", headers=headers, json=body)

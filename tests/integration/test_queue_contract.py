@@ -122,6 +122,20 @@ def test_increment_serving_refuses_int64_overflow(engine: QueueEngine) -> None:
         engine.increment_serving(E, 11)
 
 
+def test_counters_are_exact_up_to_int64_max(engine: QueueEngine) -> None:
+    a = engine.enqueue(E)
+    assert engine.increment_serving(E, INT64_MAX - 2) == INT64_MAX - 2
+    assert engine.increment_serving(E, 1) == INT64_MAX - 1
+    assert engine.increment_serving_once(E, 1, "last") == (INT64_MAX, True)
+    assert engine.increment_serving_once(E, 1, "last") == (INT64_MAX, False)
+    assert engine.counters(E).serving == INT64_MAX
+    assert engine.status(E, a.request_id, POLICY).serving == INT64_MAX
+    assert engine.claim(E, a.request_id, POLICY).serving == INT64_MAX
+    with pytest.raises(CounterOverflowError):
+        engine.increment_serving(E, 1)
+    assert engine.counters(E).serving == INT64_MAX
+
+
 def test_status_waiting_admitted_claimed(engine: QueueEngine, clock: FrozenClock) -> None:
     clock.set(T0)
     a, b = join(engine, 2)

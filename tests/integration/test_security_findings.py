@@ -128,3 +128,105 @@ def test_relying_party_tokens_carry_no_place_secret(client: Any, services: Any, 
         assert client.post("/api/generate_token", json={"event_id": "sale", "request_id": value}).status_code == 400
     # The access token never outlives the visitor's session.
     assert _claims(tokens["access_token"])["exp"] <= session_end
+
+
+def _csrf(html: bytes) -> str:
+    return html.decode().split('name="csrf" value="')[1].split('"')[0]
+
+
+def test_a_logout_link_with_a_foreign_id_token_ends_nothing(
+    app: Any, client: Any, services: Any, rp: Any, clock: Any
+) -> None:
+    client_id, secret = rp
+    victim = exchange(client, login(client, services, auth_params())["code"], client_id, secret).get_json()
+    bearer = {"Authorization": "Bearer " + victim["access_token"]}
+    # The attacker's own tokens: an RP login in its browser, and the AWS token set of a place of its own.
+    attacker = app.test_client()
+    attacker_tokens = exchange(attacker, login(attacker, services, auth_params())["code"], client_id, secret)
+    joined = attacker.post("/api/assign_queue_num", json={"event_id": "sale"}).get_json()
+    admit_everyone(services)
+    aws = attacker.post("/api/generate_token", json={"event_id": "sale", "request_id": joined["api_request_id"]})
+    for hint in (attacker_tokens.get_json()["id_token"], aws.get_json()["id_token"]):
+        answer = client.get("/logout", query_string={"id_token_hint": hint, "client_id": client_id})
+        assert answer.status_code in (200, 400) and "Location" not in answer.headers
+        assert client.get("/userinfo", headers=bearer).status_code == 200
+    # A confirmation needs this browser's own token: forged, another browser's, or stale ones fail.
+    page = client.get("/logout", query_string={"client_id": client_id})
+    own = _csrf(page.data)
+    other = _csrf(attacker.get("/logout", query_string={"client_id": client_id}).data)
+    for token in ("0" * 64, other, own.split(".")[0] + ".00", ""):
+        forged = client.post("/logout", data={"client_id": client_id, "confirm": "yes", "csrf": token})
+        assert b"Sign out?" in forged.data
+        assert client.get("/userinfo", headers=bearer).status_code == 200
+    clock.advance(601)
+    stale = client.post("/logout", data={"client_id": client_id, "confirm": "yes", "csrf": own})
+    assert b"Sign out?" in stale.data and client.get("/userinfo", headers=bearer).status_code == 200
+    assert services.room.counters("sale", fresh=True).completed == 0
+    # Its own hint still signs this browser out at once, as relying parties expect.
+    done = client.get("/logout", query_string={"id_token_hint": victim["id_token"]})
+    assert done.status_code == 200 and b"Signed out" in done.data
+    assert client.get("/userinfo", headers=bearer).status_code == 401
+
+
+def test_a_cookieless_post_never_mints_a_visitor(app: Any, client: Any, services: Any, rp: Any) -> None:
+    login(client, services, auth_params())
+    visitor = _visitor_cookie(client, services)
+    # What a cross-site form POST looks like here: SameSite=Lax keeps the browser's cookies off it.
+    stranger = app.test_client()
+    for path, data in (("/authorize", auth_params()), ("/wait/sale/rejoin", {})):
+        answer = stranger.post(path, data=data)
+        assert answer.status_code == 303, path
+        assert answer.headers.getlist("Set-Cookie") == [], path
+        assert answer.headers["Location"].startswith(("/authorize?", "/wait/sale")), path
+    assert services.room.counters("sale", fresh=True).queue == 1
+    # The browser's own GET of the same request carries its cookie and keeps its place.
+    again = client.get(stranger.post("/authorize", data=auth_params()).headers["Location"])
+    assert again.status_code == 303 and again.headers["Location"].startswith(REDIRECT)
+    assert _visitor_cookie(client, services) == visitor
+    assert services.room.counters("sale", fresh=True).queue == 1
+
+
+def test_cookies_are_host_prefixed_and_secure_under_https(backend_settings: Any, clock: Any) -> None:
+    import dataclasses
+
+    from idp.app import create_app
+
+    https = create_app(dataclasses.replace(backend_settings, issuer="https://queue.example"), clock=clock)
+    try:
+        svc = https.extensions["idp"]
+        svc.events.create({"event_id": "sale", "name": "Sale"})
+        make_client(svc)
+        browser = https.test_client()
+        first = browser.get("/authorize", query_string=auth_params(), base_url="https://queue.example")
+        set_cookies = first.headers.getlist("Set-Cookie")
+        visitor = next(c for c in set_cookies if c.startswith("__Host-idp_visitor="))
+        assert "Secure" in visitor and "Path=/" in visitor and "HttpOnly" in visitor and "Domain" not in visitor
+        page = browser.get("/wait/sale", base_url="https://queue.example")
+        place = next(c for c in page.headers.getlist("Set-Cookie") if c.startswith("__Host-idp_place_sale="))
+        assert "Secure" in place and "Domain" not in place
+        # A browser that got its cookie under the old name keeps its visitor id, moved to the new name.
+        legacy = https.test_client()
+        old_id = "v" * 43
+        legacy.set_cookie("idp_visitor", old_id, domain="queue.example")
+        moved = legacy.get("/authorize", query_string=auth_params(), base_url="https://queue.example")
+        assert any(c.startswith(f"__Host-idp_visitor={old_id};") for c in moved.headers.getlist("Set-Cookie"))
+        assert svc.oidc_records.place(old_id, "sale") is not None
+    finally:
+        https.extensions["idp"].close()
+
+
+def test_re_login_loops_take_at_most_one_place_per_admission(client: Any, services: Any, rp: Any) -> None:
+    client_id, secret = rp
+    login(client, services, auth_params())
+    queued = services.room.counters("sale", fresh=True).queue
+    for prompt in ({"prompt": "login"}, {"max_age": "0"}) * 10:
+        response = client.get("/authorize", query_string=auth_params(**prompt))
+        assert response.status_code == 303 and response.headers["Location"].startswith("/authorize/wait/")
+    # Twenty forced re-logins: one new place (the first admission was used), then the same one again.
+    assert services.room.counters("sale", fresh=True).queue == queued + 1
+    # Admitted, the new place signs in once more; a further loop takes one more place, not twenty.
+    callback = login(client, services, auth_params(prompt="login"))
+    assert exchange(client, callback["code"], client_id, secret).status_code == 200
+    for _ in range(20):
+        client.get("/authorize", query_string=auth_params(prompt="login"))
+    assert services.room.counters("sale", fresh=True).queue == queued + 2

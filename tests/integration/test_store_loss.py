@@ -39,14 +39,12 @@ def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
     server.stop()
 
 
-@pytest.fixture
-def loss_app(tmp_path: Path, own_redis: OwnRedis) -> Iterator[Any]:
-    from idp.app import create_app
+def loss_settings(tmp_path: Path, own_redis: OwnRedis, **extra: Any) -> Settings:
     from idp.storage.db import upgrade_database
 
     url = f"sqlite:///{tmp_path / 'idp.sqlite3'}"
     upgrade_database(url)
-    settings = Settings(
+    return Settings(
         env="test",
         secret_key=TEST_SECRET,
         database_url=url,
@@ -57,8 +55,15 @@ def loss_app(tmp_path: Path, own_redis: OwnRedis) -> Iterator[Any]:
         log_level="WARNING",
         retry_after_seconds=1,
         queue_block_size=40,
+        **extra,
     )
-    app = create_app(settings)
+
+
+@pytest.fixture
+def loss_app(tmp_path: Path, own_redis: OwnRedis) -> Iterator[Any]:
+    from idp.app import create_app
+
+    app = create_app(loss_settings(tmp_path, own_redis))
     app.extensions["idp"].events.create({"event_id": E, "name": "Sale"})
     yield app
     app.extensions["idp"].close()
@@ -267,3 +272,79 @@ def test_a_join_retried_with_its_idempotency_key_after_a_503_has_one_place(loss_
     assert again.get_json() == repeat.get_json()
     assert again.get_json()["queue_number"] == first.get_json()["queue_number"] + 1
     assert own_redis.client().hlen(keys.places(E)) == 2
+
+
+def test_without_automatic_recovery_the_event_waits_for_idp_queue_recover(
+    tmp_path: Path, own_redis: OwnRedis, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from idp import cli
+    from idp.app import create_app
+    from tests.admin_support import bearer, make_key
+
+    settings = loss_settings(tmp_path, own_redis, queue_auto_recover=False)
+    app = create_app(settings)
+    try:
+        svc = app.extensions["idp"]
+        svc.events.create({"event_id": E, "name": "Sale"})
+        client = app.test_client()
+        key = make_key(svc, "admin")
+        held = [client.post("/api/assign_queue_num", json={"event_id": E}).get_json() for _ in range(3)]
+        assert [h["queue_number"] for h in held] == [1, 2, 3]
+        own_redis.client().flushall()
+        for _ in range(2):  # refused, and still refused: nobody recovers it automatically
+            refused = client.post("/api/assign_queue_num", json={"event_id": E})
+            assert refused.status_code == 503 and refused.get_json()["error"] == "queue_store_lost"
+            assert refused.headers["Retry-After"] == "1"
+        assert 'idp_queue_store_lost{event_id="sale"} 1.0' in client.get("/metrics").get_data(as_text=True)
+        lost_place = client.get(f"/api/queue_num?event_id={E}&request_id={held[0]['api_request_id']}")
+        assert lost_place.status_code == 503
+
+        for name, value in {
+            "IDP_ENV": "test",
+            "IDP_DATABASE_URL": settings.database_url,
+            "IDP_REDIS_URL": own_redis.url,
+            "IDP_SECRET_KEY": TEST_SECRET,
+            "IDP_INSTANCE_PATH": str(tmp_path),
+            "IDP_QUEUE_AUTO_RECOVER": "0",
+        }.items():
+            monkeypatch.setenv(name, value)
+        assert cli.main(["queue", "recover", E]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert report["outcome"] == "recovered" and report["status"] == "ok" and report["generation"] == 2
+        assert cli.main(["queue", "recover", E]) == 0  # nothing left to do: still exit 0
+        assert json.loads(capsys.readouterr().out)["outcome"] == "current"
+
+        again = client.post("/api/assign_queue_num", json={"event_id": E})
+        assert again.status_code == 200 and again.get_json()["queue_number"] > 3
+        gone = client.get(f"/api/queue_num?event_id={E}&request_id={held[0]['api_request_id']}")
+        assert (gone.status_code, gone.get_json()["error"]) == (410, "place_lost")
+        unknown = client.get(f"/api/queue_num?event_id={E}&request_id=00000002-0000-4000-8000-000000000000")
+        assert unknown.status_code == 404
+        metrics = client.get("/metrics").get_data(as_text=True)
+        assert 'idp_queue_store_lost{event_id="sale"} 0.0' in metrics
+        assert 'idp_queue_store_losses_total{event_id="sale"} 1.0' in metrics
+        stats = client.get(f"/admin/api/events/{E}/stats", headers=bearer(key)).get_json()
+        assert stats["queue_store"]["losses"] == 1 and stats["queue_store"]["status"] == "ok"
+        assert stats["waiting"] == 1 and stats["queue"] == again.get_json()["queue_number"]
+        # The serving counter skips the lost positions: one increment admits the new place.
+        assert svc.room.increment_serving(E, 1) == again.get_json()["queue_number"]
+    finally:
+        app.extensions["idp"].close()
+
+
+def test_serve_and_worker_warn_when_redis_has_no_aof(
+    tmp_path: Path, own_redis: OwnRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    from idp.queue.cli import warn_without_persistence
+
+    settings = loss_settings(tmp_path, own_redis)
+    with caplog.at_level("WARNING", logger="idp.queue"):
+        warn_without_persistence(settings)
+    assert any("without AOF persistence" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    own_redis.client().config_set("appendonly", "yes")
+    with caplog.at_level("WARNING", logger="idp.queue"):
+        warn_without_persistence(settings)
+    assert not any("AOF" in r.getMessage() for r in caplog.records)

@@ -1,0 +1,140 @@
+"""The service graph: every service of one process, built once from ``Settings`` and never changed after.
+
+``build_services`` is the one place that knows how the parts depend on each other. The web app, the
+worker, the command line and the tests all start from it; views reach the graph through
+``idp.http.services()``. A new service is a new field here and one line in ``build_services``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from idp.abuse.service import Defence, build_defence
+from idp.admin.audit import AuditLog
+from idp.admin.auth import AdminKeyService
+from idp.clients import ClientService
+from idp.clock import Clock, SystemClock
+from idp.config import Settings
+from idp.cors import CorsPolicy
+from idp.events import EventService
+from idp.inlet.settings import InletService
+from idp.notify.webhooks import WebhookService
+from idp.oidc.interaction import Interactions
+from idp.oidc.records import OidcRecords
+from idp.oidc.server import OidcServer
+from idp.pages.history import ServingHistory
+from idp.pages.i18n import LANGUAGES, Catalogs
+from idp.pages.render import PageRenderer
+from idp.pages.status import WaitStatusService
+from idp.pages.web import ReturnUrls
+from idp.queue.engine import QueueEngine, QueueStore
+from idp.queue.ledger import Ledger
+from idp.queue.redis_store import RedisQueueStore
+from idp.queue.sql_store import SqlQueueStore
+from idp.storage.db import Database
+from idp.tokens.issuer import TokenService
+from idp.tokens.keys import KeyManager
+from idp.waiting_room import WaitingRoom
+
+
+@dataclass(frozen=True, eq=False)
+class Services:
+    """Everything a request or a job needs; one per process."""
+
+    settings: Settings
+    clock: Clock
+    db: Database
+    store: QueueStore
+    engine: QueueEngine
+    events: EventService
+    room: WaitingRoom
+    clients: ClientService
+    cors: CorsPolicy
+    keys: KeyManager
+    tokens: TokenService
+    admin_keys: AdminKeyService
+    audit: AuditLog
+    inlets: InletService
+    webhooks: WebhookService
+    page_catalogs: Catalogs
+    page_catalogs_names: dict[str, str]
+    pages: PageRenderer
+    page_history: ServingHistory
+    wait_status: WaitStatusService
+    return_urls: ReturnUrls
+    oidc_records: OidcRecords
+    oidc_interactions: Interactions
+    oidc_server: OidcServer
+    defence: Defence
+
+    def close(self) -> None:
+        """Release the connections this process holds (the queue store's client, the database pools)."""
+        self.defence.tallies.flush()
+        if isinstance(self.store, RedisQueueStore):
+            self.store.client.close()
+        self.db.dispose()
+
+
+def build_store(settings: Settings, db: Database) -> QueueStore:
+    """The queue store ``IDP_REDIS_URL`` asks for: Redis when it is set, else the SQL database."""
+    if settings.redis_url:
+        return RedisQueueStore.from_url(
+            settings.redis_url,
+            Ledger(db),
+            retry_after=settings.retry_after_seconds,
+            block_size=settings.queue_block_size,
+            auto_recover=settings.queue_auto_recover,
+        )
+    return SqlQueueStore(db)
+
+
+def build_services(settings: Settings, clock: Clock | None = None) -> Services:
+    """Build the whole graph from ``settings``; ``clock`` replaces the system clock (tests)."""
+    clock = clock or SystemClock()
+    ttl = settings.cache_ttl_ms / 1000.0
+    db = Database(settings.database_url, retry_after=settings.retry_after_seconds)
+    store = build_store(settings, db)
+    engine = QueueEngine(store, clock)
+    events = EventService(db, clock, ttl, settings.secret_key)
+    room = WaitingRoom(events, engine, ttl)
+    clients = ClientService(db, clock, ttl)
+    keys = KeyManager(
+        db,
+        settings.secret_key,
+        clock,
+        settings.key_rotation_grace_seconds,
+        refresh_seconds=settings.key_refresh_seconds,
+    )
+    records = OidcRecords(db, clock)
+    # Tokens given to relying parties name their grant; /verify finds the place behind it.
+    tokens = TokenService(db, room, keys, clock, settings, grant_places=records.grant_place)
+    catalogs = Catalogs()
+    # The estimate may be a second old; the history is read at most once a second per event and process.
+    history = ServingHistory(store, max(ttl, 1.0) if ttl > 0 else 0.0)
+    return Services(
+        settings=settings,
+        clock=clock,
+        db=db,
+        store=store,
+        engine=engine,
+        events=events,
+        room=room,
+        clients=clients,
+        cors=CorsPolicy(settings.cors_origins, events, clients, ttl),
+        keys=keys,
+        tokens=tokens,
+        admin_keys=AdminKeyService(db, clock, ttl),
+        audit=AuditLog(db, clock),
+        inlets=InletService(db, clock),
+        webhooks=WebhookService(db, clock, settings.secret_key),
+        page_catalogs=catalogs,
+        page_catalogs_names=dict(LANGUAGES),
+        pages=PageRenderer(settings.template_dir, catalogs),
+        page_history=history,
+        wait_status=WaitStatusService(room, history, clock),
+        return_urls=ReturnUrls(clients, ttl),
+        oidc_records=records,
+        oidc_interactions=Interactions(clock, room, tokens, records),
+        oidc_server=OidcServer(settings, clock, clients, keys, tokens, records),
+        defence=build_defence(settings, db, store, clock),
+    )
