@@ -253,8 +253,7 @@ def init_app(app: Flask, services: Services) -> None:
         else:
             registry.register(http.requests)
             registry.register(http.latency)
-            defence = getattr(services, "defence", None)
-            for counter in defence.metrics.all() if defence is not None else []:
+            for counter in services.defence.metrics.all():
                 registry.register(counter)
         registry.register(StoreCollector(services))
         response = Response(generate_latest(_Declared(registry)), mimetype=CONTENT_TYPE_LATEST.split(";")[0])

@@ -248,7 +248,7 @@ class _Siteverify(BaseHTTPRequestHandler):
         form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
         self.server.calls.append(form)  # type: ignore[attr-defined]
         if form.get("response") == "slow-token":
-            time.sleep(1.0)
+            time.sleep(4.0)
         ok = form.get("response") == "good-token" and form.get("secret") == "provider-secret"
         body = json.dumps({"success": ok, "error-codes": [] if ok else ["invalid-input-response"]}).encode()
         try:
@@ -266,7 +266,7 @@ class _Siteverify(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def siteverify() -> Iterator[Any]:
-    """A fake provider siteverify API on loopback: "good-token" passes, "slow-token" answers after 1 s."""
+    """A fake provider siteverify API on loopback: "good-token" passes, "slow-token" answers after 4 s."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Siteverify)
     server.calls = []  # type: ignore[attr-defined]
     server.url = f"http://127.0.0.1:{server.server_address[1]}/siteverify"  # type: ignore[attr-defined]
@@ -289,7 +289,7 @@ def _captcha_event(api: Any, admin: dict[str, str], siteverify: Any, fail_open: 
                 "site_key": "site-key-1",
                 "secret": "provider-secret",
                 "verify_url": siteverify.url,
-                "timeout": 0.3,
+                "timeout": 1.5,
                 "fail_open": fail_open,
             },
         },
