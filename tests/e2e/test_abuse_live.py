@@ -24,6 +24,8 @@ from tests.admin_support import bearer
 pytestmark = pytest.mark.e2e
 
 FLOOD_SECONDS = 5.0
+MIN_FLOOD_REQUESTS = 130
+MAX_FLOOD_SECONDS = 50.0
 THREADS = 8
 WAIT_MS = 60_000
 
@@ -48,11 +50,19 @@ def test_a_five_second_flood_from_one_client_gets_at_most_100_places(live_server
     statuses: Counter[int] = Counter()
     bad: list[str] = []
     lock = threading.Lock()
-    deadline = time.monotonic() + FLOOD_SECONDS
+    started = time.monotonic()
+
+    def flooding() -> bool:
+        # 5 s of flooding, and on a machine too busy to send 130 joins in 5 s, on until it has (within the
+        # one-minute window of the default join limit, so "at most 100 places" still holds).
+        elapsed = time.monotonic() - started
+        with lock:
+            sent = sum(statuses.values())
+        return elapsed < FLOOD_SECONDS or (sent < MIN_FLOOD_REQUESTS and elapsed < MAX_FLOOD_SECONDS)
 
     def flood() -> None:
         session = requests.Session()
-        while time.monotonic() < deadline:
+        while flooding():
             answer = session.post(url, json={"event_id": "drop"}, timeout=30)
             problem = None
             if answer.status_code == 429:
@@ -81,7 +91,8 @@ def test_a_five_second_flood_from_one_client_gets_at_most_100_places(live_server
     assert honest_status == 200 and honest["queue_number"] >= 1
     counters = server.services().room.counters("drop")
     assert counters.queue == statuses[200] + 1
-    print(f"\nflood ({backend}): {dict(statuses)} in {FLOOD_SECONDS:.0f} s from {THREADS} threads")
+    seconds = time.monotonic() - started
+    print(f"\nflood ({backend}): {dict(statuses)} in {seconds:.1f} s from {THREADS} threads")
 
 
 # --- the proof-of-work gate in a browser -------------------------------------------------------------
