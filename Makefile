@@ -34,10 +34,11 @@ test-integration: ## integration tests (real Redis, PostgreSQL, SQLite)
 test-e2e: ## end-to-end tests (gunicorn, Chromium, real OIDC clients)
 	$(BIN)/python -m pytest -m e2e $(PYTEST_ARGS)
 
-lint: ## ruff
-	$(BIN)/ruff check idp tests bench
+lint: ## ruff check and ruff format --check (also run by the suite: tests/unit/test_code_quality.py)
+	$(BIN)/ruff check idp tests bench migrations wsgi.py gunicorn.conf.py
+	$(BIN)/ruff format --check idp tests bench migrations wsgi.py gunicorn.conf.py
 
-typecheck: ## mypy on the framework-free core
+typecheck: ## mypy --strict over every module of idp/ (the settings are in pyproject.toml)
 	$(BIN)/mypy
 
 bench: install-test ## run the benchmarks (see bench/README.md)

@@ -17,6 +17,7 @@ from idp.errors import IdpError
 from idp.http import CachedSessionInterface
 from idp.logging import access_log, configure_logging, monotonic_ms
 from idp.services import Services, build_services, build_store
+from idp.storage.db import SchemaNotCurrentError, require_current_schema
 from idp.web import edge
 
 log = logging.getLogger("idp.http")
@@ -41,6 +42,12 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             app.wsgi_app, x_for=settings.proxy_hops, x_proto=settings.proxy_hops, x_host=settings.proxy_hops
         )
     services = build_services(settings, clock)
+    try:
+        require_current_schema(services.db)
+    except SchemaNotCurrentError as exc:
+        logging.getLogger("idp").critical("refusing to start: %s", exc)
+        services.close()
+        raise
     app.extensions["idp"] = services
 
     from idp.api.views import bp as api_bp

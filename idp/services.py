@@ -84,6 +84,8 @@ def build_store(settings: Settings, db: Database) -> QueueStore:
             retry_after=settings.retry_after_seconds,
             block_size=settings.queue_block_size,
             auto_recover=settings.queue_auto_recover,
+            wait_replicas=settings.redis_wait_replicas,
+            wait_timeout_ms=settings.redis_wait_timeout_ms,
         )
     return SqlQueueStore(db)
 
@@ -104,6 +106,7 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         clock,
         settings.key_rotation_grace_seconds,
         refresh_seconds=settings.key_refresh_seconds,
+        jwks_max_age=settings.jwks_max_age,
     )
     records = OidcRecords(db, clock)
     # Tokens given to relying parties name their grant; /verify finds the place behind it.

@@ -235,4 +235,7 @@ ADMIN_ENDPOINTS: list[Endpoint] = [
     Endpoint("DELETE", "/admin/api/admin_keys/not-a-key-id", headers=_auth),
     Endpoint("GET", "/admin/api/audit", "query", (LIMIT,), headers=_auth),
     Endpoint("GET", "/admin/api/openapi.yaml"),
+    # Pages whose data comes from the admin API: they take no input at all.
+    Endpoint("GET", "/admin/console"),
+    Endpoint("GET", "/"),
 ]

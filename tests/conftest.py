@@ -35,6 +35,8 @@ def _per_worker_redis_url(url: str) -> str:
 REDIS_TEST_URL = _per_worker_redis_url(REDIS_TEST_URL)
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
 BACKENDS = ("sqlite", "postgres", "redis")
+# The queue store's own suites also run on a real Redis Cluster and behind Sentinel (tests/own_services.py).
+QUEUE_BACKENDS = (*BACKENDS, "redis-cluster", "redis-sentinel")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -125,6 +127,26 @@ def _flush_redis(url: str) -> None:
         client.close()
 
 
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[Any]:
+    """A real three-master Redis Cluster of this test session, on free loopback ports."""
+    from tests.own_services import start_redis_cluster
+
+    cluster = start_redis_cluster(3)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel() -> Iterator[Any]:
+    """A real Redis primary, replica and three sentinels of this test session, on free loopback ports."""
+    from tests.own_services import SentinelSet
+
+    sentinels = SentinelSet()
+    yield sentinels
+    sentinels.stop()
+
+
 @pytest.fixture
 def clock() -> FrozenClock:
     return FrozenClock(1_800_000_000)
@@ -157,6 +179,14 @@ def backend_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
         upgrade_database(sqlite_url)
         yield Settings(database_url=sqlite_url, redis_url=redis_url, **common)
         _flush_redis(redis_url)
+    elif backend in ("redis-cluster", "redis-sentinel"):
+        topology = request.getfixturevalue(backend.replace("-", "_"))
+        topology.flush()
+        upgrade_database(sqlite_url)
+        # Behind Sentinel a join is acknowledged once the replica holds it (the failover-safe set-up).
+        wait = 1 if backend == "redis-sentinel" else 0
+        yield Settings(database_url=sqlite_url, redis_url=topology.url, redis_wait_replicas=wait, **common)
+        topology.flush()
     else:
         upgrade_database(sqlite_url)
         yield Settings(database_url=sqlite_url, **common)

@@ -38,6 +38,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free and valid too."""
+    for _ in range(200):
+        port = free_port()
+        if port > 55535:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
 def _wait_for_port(port: int, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -63,6 +78,7 @@ class RedisServer:
     def __init__(self, *args: str, port: int | None = None, folder: Path | None = None) -> None:
         self.binary = redis_server_binary()
         self.port = port or free_port()
+        self._own_folder = folder is None
         self.folder = folder or Path(tempfile.mkdtemp(prefix="idp-redis-"))
         self.args = list(args)
         self.process: subprocess.Popen[bytes] | None = None
@@ -125,6 +141,8 @@ class RedisServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)
+        if self._own_folder:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
     def cli(self, *args: str, port: int | None = None) -> str:
         """Run ``redis-cli`` against this server (or another port) and return its output."""
@@ -143,8 +161,9 @@ class RedisServer:
 class RedisCluster:
     """Three (or more) cluster-enabled masters sharing all 16384 slots."""
 
-    def __init__(self, nodes: list[RedisServer]) -> None:
+    def __init__(self, nodes: list[RedisServer], folder: Path) -> None:
         self.nodes = nodes
+        self.folder = folder
 
     @property
     def url(self) -> str:
@@ -158,7 +177,7 @@ class RedisCluster:
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
-        shutil.rmtree(self.nodes[0].folder, ignore_errors=True)
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def start_redis_cluster(masters: int = 3) -> RedisCluster:
@@ -167,7 +186,7 @@ def start_redis_cluster(masters: int = 3) -> RedisCluster:
     nodes: list[RedisServer] = []
     try:
         for _ in range(masters):
-            port = free_port()
+            port = free_cluster_port()
             node_dir = folder / str(port)
             node_dir.mkdir()
             nodes.append(
@@ -196,8 +215,9 @@ def start_redis_cluster(masters: int = 3) -> RedisCluster:
     except BaseException:
         for node in nodes:
             node.stop()
+        shutil.rmtree(folder, ignore_errors=True)
         raise
-    return RedisCluster(nodes)
+    return RedisCluster(nodes, folder)
 
 
 class SentinelSet:

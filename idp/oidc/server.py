@@ -539,7 +539,7 @@ class OidcServer(AuthorizationServer):
             raise InvalidClientError(status_code=401, description="The client credentials are malformed.") from None
 
     def handle_response(self, status_code: int, payload: Any, headers: Any) -> Response:
-        response = super().handle_response(status_code, payload, headers)
+        response: Response = super().handle_response(status_code, payload, headers)
         response.headers["Cache-Control"] = "no-store"
         response.headers["Pragma"] = "no-cache"
         return response
@@ -607,8 +607,7 @@ class OidcServer(AuthorizationServer):
             except IdpError:
                 return None
             return GrantRecord(**{**grant.__dict__, "access_claims": claims})
-        grant = self.records.grant_by_refresh(token)
-        return grant
+        return self.records.grant_by_refresh(token)
 
     def revoke_grant_id(self, grant_id: str, *, finish: int) -> None:
         records = self.records

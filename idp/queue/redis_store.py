@@ -23,6 +23,7 @@ from importlib import resources
 from typing import Any, TypeVar
 
 import redis
+from redis.cluster import RedisCluster
 from redis.exceptions import NoScriptError, ResponseError
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -43,6 +44,7 @@ from idp.queue.engine import (
     SweepResult,
 )
 from idp.queue.ledger import LOST, OK, Ledger, LedgerRow, new_epoch
+from idp.queue.redis_client import SOCKET_TIMEOUT, connect
 from idp.storage.outage import OUTAGE_CANDIDATES, unavailable_error
 
 log = logging.getLogger("idp.queue")
@@ -62,6 +64,7 @@ _SCRIPTS = (
     "enqueue_pending",
     "draw",
     "admit_up_to",
+    "inspect",
 )
 _REASONS = {
     "missing": "its state is missing (an empty or flushed store)",
@@ -158,17 +161,37 @@ class _NoState(Exception):
     """A read found no state for an event the ledger does not know: nothing was ever queued."""
 
 
+# Scripts whose answer acknowledges a change to a visitor or an operator: with ``wait_replicas`` each
+# waits for the replicas. Bookkeeping the database already covers (install, extend) does not: failing
+# it after the primary applied it would leave Redis and the database disagreeing.
+_ACKNOWLEDGED_SCRIPTS = frozenset({"enqueue", "increment", "increment_once", "enqueue_pending", "draw", "admit_up_to"})
+
+
 class RedisQueueStore:
+    """The queue on Redis: one server, a Redis Cluster, or a primary behind Sentinel.
+
+    ``wait_replicas`` > 0 acknowledges a change only once that many replicas hold it. Redis replicates
+    asynchronously: a join the primary answered may be lost when a replica is promoted. ``WAIT`` on the
+    join's own connection closes that gap: the join answers 503 (safe to retry) unless ``wait_replicas``
+    replicas confirmed it within ``wait_timeout_ms``; Sentinel promotes the replica with the most data.
+    """
+
     def __init__(
         self,
-        client: redis.Redis,
+        client: redis.Redis | RedisCluster,
         ledger: Ledger,
         retry_after: int = 5,
         *,
         block_size: int = 500,
         auto_recover: bool = True,
         join_deadline_ms: int = 1500,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 500,
     ) -> None:
+        if wait_replicas and isinstance(client, RedisCluster):
+            raise ValueError("waiting for replicas needs a single primary (redis:// or redis+sentinel://)")
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = wait_timeout_ms
         self.client = client
         self.ledger = ledger
         self.retry_after = retry_after
@@ -180,17 +203,25 @@ class RedisQueueStore:
         self._offset: tuple[float, float] | None = None  # (measured at, redis ms - local ms)
 
     @staticmethod
-    def client_for(url: str, timeout: float = 2.0) -> redis.Redis:
-        return redis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=30
-        )
+    def client_for(url: str) -> Any:
+        """The client ``url`` names: ``redis://``, ``redis+cluster://`` or ``redis+sentinel://``."""
+        return connect(url)
 
     @classmethod
     def from_url(
-        cls, url: str, ledger: Ledger, retry_after: int = 5, *, block_size: int = 500, auto_recover: bool = True
+        cls,
+        url: str,
+        ledger: Ledger,
+        retry_after: int = 5,
+        *,
+        block_size: int = 500,
+        auto_recover: bool = True,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 500,
     ) -> RedisQueueStore:
-        timeout = 2.0
-        client = cls.client_for(url, timeout)
+        """A store on a single Redis, a Redis Cluster or a Sentinel-managed primary (``idp.queue.redis_client``)."""
+        timeout = SOCKET_TIMEOUT
+        client = cls.client_for(url)
         # A join executed after its client gave up (a paused server) must not leave a place behind:
         # it is refused once this much of the client's timeout has passed.
         deadline_ms = int(timeout * 1000) - 500
@@ -201,6 +232,8 @@ class RedisQueueStore:
             block_size=block_size,
             auto_recover=auto_recover,
             join_deadline_ms=deadline_ms,
+            wait_replicas=wait_replicas,
+            wait_timeout_ms=wait_timeout_ms,
         )
 
     # -- plumbing --------------------------------------------------------------------------------
@@ -209,12 +242,33 @@ class RedisQueueStore:
         # EVALSHA straight through execute_command: the Script wrapper costs a join noticeable
         # CPU. NOSCRIPT means the script did not run, so loading it and calling again is safe.
         script = self._scripts[name]
+        if self.wait_replicas and name in _ACKNOWLEDGED_SCRIPTS:
+            return self._run_replicated(script, script_keys, args)
         try:
             return self.client.execute_command(  # type: ignore[no-untyped-call]
                 "EVALSHA", script.sha, len(script_keys), *script_keys, *args
             )
         except NoScriptError:
             return script(keys=list(script_keys), args=list(args))
+
+    def _run_replicated(self, script: Any, script_keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run a script, then WAIT on the same connection until enough replicas hold its writes."""
+        for _ in range(2):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.execute_command("EVALSHA", script.sha, len(script_keys), *script_keys, *args)
+            pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+            try:
+                result, replicas = pipe.execute()
+            except NoScriptError:
+                self.client.script_load(script.script)  # nothing ran; load it and send again
+                continue
+            except ResponseError as exc:
+                # The pipeline prefixes the script's own error ("Command # 1 (...) caused error: ").
+                raise type(exc)(str(exc).rpartition("caused error: ")[2]) from exc
+            if int(replicas) < self.wait_replicas:
+                raise UnavailableError("The queue store could not replicate the change.", retry_after=self.retry_after)
+            return result
+        raise UnavailableError("The queue store could not load its scripts.", retry_after=self.retry_after)
 
     def _known_for(self, event_id: str) -> _Known:
         known = self._known.get(event_id)
@@ -525,9 +579,8 @@ class RedisQueueStore:
     # -- loss detection and recovery -------------------------------------------------------------
 
     def _inspect(self, event_id: str) -> _Found:
-        fields = ["epoch", "run", "queue", "limit", "serving", "tokens", "lost", "gaps", "max_expired"]
-        v = self.client.hmget(keys.counters(event_id), fields)
-        server_run = str(self.client.info("server")["run_id"])
+        v = self._run("inspect", keys.event_keys(event_id), [])
+        server_run = str(_text(v[9]))
         return _Found(
             epoch=_text(v[0]),
             run=_text(v[1]),

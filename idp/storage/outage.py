@@ -65,7 +65,9 @@ def _redis_unavailable(exc: BaseException) -> bool:
         # "Redis Cluster cannot be connected", no node reachable for a slot.
         return True
     if isinstance(exc, redis_errors.ResponseError):
-        first = str(exc).split(" ", 1)[0].upper()
+        # A pipeline prefixes the server's reply with "Command # n (...) of pipeline caused error: ".
+        reply = str(exc).rpartition("caused error: ")[2]
+        first = reply.split(" ", 1)[0].upper()
         return first in _REDIS_BUSY_REPLIES
     return False
 

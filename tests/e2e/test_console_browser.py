@@ -104,7 +104,15 @@ def test_the_console_runs_an_event_from_the_browser(live_server, browser):
         assert services.events.get_fresh("summer-sale").queue_position_expiry_period == 600
         page.fill("#event-form-queue_position_expiry_period", "600")
 
-        # Change admission targets: the MaxSize capacity and the periodic inlet's rate.
+        # Fields the API adds appear by themselves: the sale's targets and mode are edited like the rest.
+        page.fill("#event-form-max_active", "500")
+        page.fill("#event-form-mode", "when_busy")
+        page.click("#save-event")
+        expect(page.locator("#status")).to_contain_text("Event saved: mode, max_active")
+        event = services.events.get_fresh("summer-sale")
+        assert event.max_active == 500 and event.mode == "when_busy"
+
+        # Change the inlets' targets: the MaxSize capacity and the periodic inlet's rate.
         page.fill("#inlet-form-max_size", "250")
         page.fill("#inlet-form-periodic-increment_by", "40")
         page.check("#inlet-form-periodic-enabled")
@@ -166,6 +174,7 @@ def test_the_console_runs_an_event_from_the_browser(live_server, browser):
             "keys.rotate",
         } <= seen
         expect(page.locator('#audit-table tr[data-action="update_inlet"]').first).to_contain_text("summer-sale")
+        expect(page.locator('#audit-table tr[data-action="event.update"]').first).to_contain_text('"max_active":500')
         page.screenshot(path=str(SCREENSHOTS / "console-audit.png"), full_page=True)
 
         page.click('#nav a[data-view="events"]')

@@ -145,9 +145,15 @@ class Apache:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-@pytest.fixture
-def shop(live_server: Any) -> Any:
-    """The waiting room, the README's client registered, and Apache configured as the README says."""
+def _start_shop(
+    live_server: Any,
+    *,
+    without: tuple[str, ...] = (),
+    extra: tuple[str, ...] = (),
+    client_changes: dict[str, Any] | None = None,
+) -> tuple[Any, Apache, dict[str, str], Any]:
+    """The waiting room, the README's client registered, and Apache configured as the README says
+    (less the directives named in ``without``, plus ``extra`` ones; ``client_changes`` patch the client)."""
     from idp.admin.auth import AdminKeyService
 
     server = live_server("redis", IDP_WORKERS=2)
@@ -164,8 +170,25 @@ def shop(live_server: Any) -> Any:
     directives = _substitute(code_block(section, "apache"), server.url, apache.url)
     directives = directives.replace("CLIENT_SECRET", created.json()["client_secret"])
     directives = directives.replace("CRYPTO_PASSPHRASE", secrets.token_urlsafe(32))
-    apache.directives = directives
+    for name in without:
+        assert name + " " in directives
+        directives = "\n".join(line for line in directives.splitlines() if not line.startswith(name + " "))
+    apache.directives = "\n".join([directives, *extra])
+    if client_changes:
+        patched = requests.patch(
+            server.url + f"/admin/api/clients/{registration['client_id']}",
+            json=client_changes,
+            headers=admin,
+            timeout=10,
+        )
+        assert patched.status_code == 200, patched.text
     apache.start()
+    return server, apache, admin, registration
+
+
+@pytest.fixture
+def shop(live_server: Any) -> Any:
+    server, apache, admin, registration = _start_shop(live_server)
     try:
         yield server, apache, admin, registration
     finally:
@@ -223,13 +246,10 @@ def test_apache_mod_auth_openidc_signs_in_after_a_real_wait(shop, browser):
         context.close()
 
 
-def test_a_login_that_waited_too_long_restarts_at_the_initiate_login_uri(shop, browser):
-    """Admitted after ``max_parked_seconds``, the visitor goes to the initiate-login URI (the redirect
-    URI, with only ``iss``); mod_auth_openidc starts a fresh login that the waiting room answers at
-    once, and lands on ``OIDCDefaultURL``."""
+def _wait_too_long(server: Any, apache: Apache, admin: dict[str, str], registration: Any, browser: Any) -> Any:
+    """A visitor parked longer than ``max_parked_seconds`` and then admitted; returns the open page."""
     from playwright.sync_api import expect
 
-    server, apache, admin, registration = shop
     patched = requests.patch(
         server.url + f"/admin/api/clients/{registration['client_id']}",
         json={"max_parked_seconds": 1},
@@ -239,18 +259,97 @@ def test_a_login_that_waited_too_long_restarts_at_the_initiate_login_uri(shop, b
     assert patched.status_code == 200, patched.text
     assert requests.post(server.url + "/api/assign_queue_num", json={"event_id": "sale"}, timeout=10).ok
     context = browser.new_context()
+    page = context.new_page()
+    seen: list[str] = []
+    page.on("request", lambda r: seen.append(r.url) if r.is_navigation_request() else None)
+    page.goto(apache.url + "/protected/")
+    expect(page).to_have_url(re.compile(re.escape(server.url) + r"/authorize/wait/"))
+    page.wait_for_timeout(2500)  # the parked request grows older than max_parked_seconds (1 s)
+    _admit(server, admin, 2)
+    page.wait_for_url(re.compile(re.escape(apache.url) + "/"), timeout=30_000)
+    page.wait_for_load_state()
+    initiated = [u for u in seen if u.startswith(apache.url + "/protected/redirect_uri?iss=")]
+    assert initiated, seen
+    assert "code=" not in initiated[0]
+    return context, page
+
+
+def test_a_login_that_waited_too_long_restarts_at_the_initiate_login_uri(shop, browser):
+    """Admitted after ``max_parked_seconds``, the visitor goes to the initiate-login URI (the redirect
+    URI, with only ``iss``); mod_auth_openidc starts a fresh login that the waiting room answers at
+    once, and lands on ``OIDCDefaultURL``."""
+    from playwright.sync_api import expect
+
+    server, apache, admin, registration = shop
+    context, page = _wait_too_long(server, apache, admin, registration, browser)
     try:
-        page = context.new_page()
-        seen: list[str] = []
-        page.on("request", lambda r: seen.append(r.url) if r.is_navigation_request() else None)
-        page.goto(apache.url + "/protected/")
-        expect(page).to_have_url(re.compile(re.escape(server.url) + r"/authorize/wait/"))
-        page.wait_for_timeout(2500)  # the parked request grows older than max_parked_seconds (1 s)
-        _admit(server, admin, 2)
         page.wait_for_url(apache.url + "/protected/", timeout=30_000)
         expect(page.locator("h1")).to_have_text("Welcome to the sale")
-        initiated = [u for u in seen if u.startswith(apache.url + "/protected/redirect_uri?iss=")]
-        assert initiated, seen
-        assert "code=" not in initiated[0]
     finally:
         context.close()
+
+
+def test_without_oidc_default_url_the_initiated_login_fails(live_server, browser):
+    """What the README warns about: without ``OIDCDefaultURL``, mod_auth_openidc cannot finish a login
+    the waiting room initiated (it has no page to return to)."""
+    server, apache, admin, registration = _start_shop(live_server, without=("OIDCDefaultURL",))
+    try:
+        context, page = _wait_too_long(server, apache, admin, registration, browser)
+        try:
+            page.wait_for_timeout(2000)
+            assert not page.url.startswith(apache.url + "/protected/?") and page.url != apache.url + "/protected/"
+            assert "Welcome to the sale" not in page.content()
+        finally:
+            context.close()
+    finally:
+        apache.stop()
+
+
+def test_client_secret_post_pkce_and_es256_work_as_the_readme_says(live_server, browser):
+    """The README's other options: the secret posted, PKCE (S256) and an ES256-signed ID token."""
+    from playwright.sync_api import expect
+
+    server, apache, admin, registration = _start_shop(
+        live_server,
+        extra=("OIDCProviderTokenEndpointAuth client_secret_post", "OIDCPKCEMethod S256"),
+        client_changes={
+            "token_endpoint_auth_methods": ["client_secret_post"],
+            "require_pkce": True,
+            "id_token_signed_response_alg": "ES256",
+        },
+    )
+    try:
+        # The ES256 key must be in every web process's JWKS before it signs: made on demand at the first
+        # ES256 signature, one gunicorn worker would sign while another still serves a JWKS without it.
+        # Make it first and wait until the JWKS carries it, as a deployment that uses ES256 would.
+        rotated = requests.post(server.url + "/admin/api/keys/rotate", json={"alg": "ES256"}, headers=admin, timeout=10)
+        assert rotated.status_code == 201, rotated.text
+        kid = rotated.json()["kid"]
+        deadline = time.monotonic() + 30
+        streak = 0
+        while streak < 8:
+            assert time.monotonic() < deadline, "the JWKS never published the ES256 key"
+            kids = {k["kid"] for k in requests.get(server.url + "/jwks.json", timeout=10).json()["keys"]}
+            streak = streak + 1 if kid in kids else 0
+            time.sleep(0.2)
+        context = browser.new_context()
+        try:
+            page = context.new_page()
+            seen: list[str] = []
+            page.on("request", lambda r: seen.append(r.url) if r.is_navigation_request() else None)
+            page.goto(apache.url + "/protected/")
+            expect(page).to_have_url(re.compile(re.escape(server.url) + r"/authorize/wait/"))
+            authorize = next(u for u in seen if u.startswith(server.url + "/authorize?"))
+            assert "code_challenge_method=S256" in authorize
+            _admit(server, admin, 1)
+            try:
+                page.wait_for_url(apache.url + "/protected/", timeout=30_000)
+            except Exception as exc:  # noqa: BLE001 - the module's own log says why
+                raise AssertionError(log_tail(apache.root / "error.log")) from exc
+            expect(page.locator("h1")).to_have_text("Welcome to the sale")
+            answer = context.request.get(apache.url + "/protected/")
+            assert answer.headers["x-claim-queue-position"] == "1"
+        finally:
+            context.close()
+    finally:
+        apache.stop()

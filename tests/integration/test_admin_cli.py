@@ -127,3 +127,15 @@ def test_serve_demo_prints_an_admin_key_once(database: Any, capsys: pytest.Captu
     again = capsys.readouterr().out
     assert "idpk_" not in again and f"Demo admin key exists (key_id {record.key_id})" in again
     assert len(AdminKeyService(database, SystemClock()).list()) == 1
+
+
+def test_clients_create_public_prints_no_secret(database: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _run(capsys, "events", "create", "sale")[0] == 0
+    code, out, err = _run(
+        capsys, "clients", "create", "--event", "sale", "--redirect-uri", "https://spa.example/cb", "--public"
+    )
+    assert code == 0 and "shown this once" not in err
+    created = json.loads(out)
+    assert "client_secret" not in created
+    assert created["token_endpoint_auth_methods"] == ["none"]
+    assert created["require_pkce"] is True and created["refresh_token_rotation"] is True

@@ -199,3 +199,47 @@ def test_preflights_and_cors_headers_hold_to_openapi(client: Any, services: Any,
         answer = api.open(path, "OPTIONS", headers={"Origin": SITE, "Access-Control-Request-Method": "POST"})
         assert answer.status_code == 204, path
     assert api.get("/api/serving_num?event_id=sale", headers={"Origin": SITE}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        ("counters", "GET", "/api/serving_num?event_id=sale", None, {}),  # the fast path
+        ("serving", "GET", "/api/serving_num?event_id=sale&event_id=sale", None, {}),  # Flask
+        ("enter", "POST", "/api/assign_queue_num", b'{"event_id": "sale"}', {}),  # the fast path
+        ("enter", "POST", "/api/assign_queue_num", b'{"event_id": "sale"}', {"Idempotency-Key": "k"}),  # Flask
+    ],
+)
+@pytest.mark.parametrize("failure", ["outage", "defect"])
+def test_outages_and_defects_still_carry_cors(
+    client: Any, services: Any, event: Any, monkeypatch: pytest.MonkeyPatch, call: Any, failure: str
+) -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    name, method, path, body, headers = call
+    exc: BaseException = RedisConnectionError("Connection refused") if failure == "outage" else KeyError("x")
+
+    def fail(*_args: object, **_kwargs: object) -> Any:
+        raise exc
+
+    monkeypatch.setattr(services.room, name, fail)
+    answer = client.open(path, method=method, data=body, headers={"Origin": SITE, **headers})
+    assert answer.status_code == (503 if failure == "outage" else 500)
+    assert answer.headers["Access-Control-Allow-Origin"] == "*"
+    assert "retry-after" in _listed(answer.headers["Access-Control-Expose-Headers"])
+
+
+def test_cors_headers_survive_a_failing_settings_read(
+    client: Any, services: Any, event: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    def broken(*_args: object, **_kwargs: object) -> Any:
+        raise OperationalError("SELECT * FROM events", {}, Exception("no such table: events"))
+
+    monkeypatch.setattr(services.events, "get", broken)
+    monkeypatch.setattr(services.events, "cors_origin_lists", broken)
+    for path in ("/api/serving_num?event_id=sale", "/api/serving_num?event_id=sale&event_id=sale"):
+        answer = client.get(path, headers={"Origin": SITE})
+        assert answer.status_code == 500  # a defect, answered as JSON, with IDP_CORS_ORIGINS applied
+        assert answer.headers["Access-Control-Allow-Origin"] == "*"

@@ -1,4 +1,4 @@
-"""One contract for the queue engine, run against Redis, SQL on PostgreSQL and SQL on SQLite."""
+"""One contract for the queue engine: Redis (one server, a Cluster, behind Sentinel), SQL on PostgreSQL and SQLite."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from idp.clock import FrozenClock
 from idp.config import Settings
 from idp.errors import ValidationError
 from idp.queue.engine import INT64_MAX, CounterOverflowError, ExpiryPolicy, PlaceState, QueueEngine
-from tests.conftest import BACKENDS
+from tests.conftest import QUEUE_BACKENDS
 
-pytestmark = [pytest.mark.integration, pytest.mark.parametrize("backend_settings", BACKENDS, indirect=True)]
+pytestmark = [pytest.mark.integration, pytest.mark.parametrize("backend_settings", QUEUE_BACKENDS, indirect=True)]
 
 E = "concert"
 T0 = 1_800_000_000

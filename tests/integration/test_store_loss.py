@@ -69,6 +69,16 @@ def loss_app(tmp_path: Path, own_redis: OwnRedis) -> Iterator[Any]:
     app.extensions["idp"].close()
 
 
+@pytest.fixture
+def second_app(tmp_path: Path, own_redis: OwnRedis, loss_app: Any) -> Iterator[Any]:
+    """Another instance on the same Redis and database, with caches of its own (another web process)."""
+    from idp.app import create_app
+
+    app = create_app(loss_settings(tmp_path, own_redis))
+    yield app
+    app.extensions["idp"].close()
+
+
 def wait_for(condition: Any, what: str) -> None:
     deadline = time.monotonic() + WAIT_SECONDS
     while not condition():
@@ -80,8 +90,10 @@ def wait_for(condition: Any, what: str) -> None:
 class Load:
     """Joiners and a token fetcher against the app; every answer is recorded."""
 
-    def __init__(self, app: Any, joiners: int = 3) -> None:
+    def __init__(self, app: Any, joiners: int = 3, others: tuple[Any, ...] = ()) -> None:
         self.app = app
+        # Other instances of the service (as other web processes would be): joiners take turns.
+        self.apps = (app, *others)
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.joins: list[tuple[float, int, dict[str, Any], dict[str, str]]] = []  # (at, status, body, headers)
@@ -90,7 +102,9 @@ class Load:
         self.settled: set[str] = set()  # request ids whose token answer was final (200 or 410)
         self.token_answers: list[int] = []
         self.errors: list[str] = []  # error codes of every refused operation, joins included
-        self.threads = [threading.Thread(target=self._join) for _ in range(joiners)]
+        self.threads = [
+            threading.Thread(target=self._join, args=(self.apps[i % len(self.apps)],)) for i in range(joiners)
+        ]
         self.threads.append(threading.Thread(target=self._admit))
 
     def __enter__(self) -> Load:
@@ -107,8 +121,8 @@ class Load:
         with self.lock:
             return len(self.places)
 
-    def _join(self) -> None:
-        client = self.app.test_client()
+    def _join(self, app: Any) -> None:
+        client = app.test_client()
         while not self.stop.is_set():
             response = client.post("/api/assign_queue_num", json={"event_id": E})
             body = response.get_json(silent=True) or {}
@@ -190,9 +204,9 @@ def place_answers(app: Any, places: dict[str, int]) -> dict[str, int]:
 
 @pytest.mark.parametrize("fault", ["flushall", "restart_without_persistence", "restart_from_old_snapshot"])
 def test_a_store_that_loses_data_never_hands_out_a_position_twice(
-    loss_app: Any, own_redis: OwnRedis, fault: str
+    loss_app: Any, second_app: Any, own_redis: OwnRedis, fault: str
 ) -> None:
-    with Load(loss_app) as load:
+    with Load(loss_app, joiners=4, others=(second_app,)) as load:
         wait_for(lambda: load.acknowledged() >= 120 and len(load.tokens) >= 5, "joins and tokens before the fault")
         saved: dict[str, int] = {}
         if fault == "restart_from_old_snapshot":

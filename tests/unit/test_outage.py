@@ -42,6 +42,9 @@ REDIS_OUTAGES = [
     redis_errors.ResponseError("NOREPLICAS Not enough good replicas to write."),
     redis_errors.ResponseError("MASTERDOWN Link with MASTER is down"),
     redis_errors.ResponseError("BUSY Redis is busy running a script."),
+    redis_errors.ResponseError(
+        "Command # 1 (EVALSHA x 6) of pipeline caused error: NOREPLICAS Not enough good replicas"
+    ),
     redis_errors.OutOfMemoryError("command not allowed when used memory > 'maxmemory'."),
 ]
 DATABASE_OUTAGES = [

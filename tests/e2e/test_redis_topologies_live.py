@@ -1,0 +1,142 @@
+"""The real server on a real Redis Cluster (3 masters) and behind Sentinel, including a failover under load.
+
+Joins, admission and token issuance go through gunicorn exactly as visitors and operators use them;
+events are spread over the cluster's slots by their hash tags. During a Sentinel failover every answer is
+a 200 or a proper 503, no position is handed out twice and every acknowledged place keeps its position.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+import requests
+
+from tests.e2e.test_outages_live import Tally, _wait_for_joins
+
+pytestmark = pytest.mark.e2e
+
+# Names chosen so that their hash tags land on different masters of a three-node cluster.
+EVENTS = ["sale", "concert", "drop", "exam", "tickets", "launch"]
+JOINS_PER_EVENT = 12
+
+
+def _join_admit_and_claim(server: Any) -> None:
+    services = server.services()
+    for event_id in EVENTS:
+        services.events.create({"event_id": event_id, "name": event_id})
+    with requests.Session() as session:
+        joined: dict[str, list[dict[str, Any]]] = {}
+        for event_id in EVENTS:
+            answers = []
+            for _ in range(JOINS_PER_EVENT):
+                response = session.post(server.url + "/api/assign_queue_num", json={"event_id": event_id}, timeout=30)
+                assert response.status_code == 200, response.text
+                answers.append(response.json())
+            assert [a["queue_number"] for a in answers] == list(range(1, JOINS_PER_EVENT + 1))
+            joined[event_id] = answers
+        for event_id, answers in joined.items():
+            waiting = session.get(server.url + "/api/waiting_num", params={"event_id": event_id}, timeout=30)
+            assert waiting.json() == {"waiting_num": JOINS_PER_EVENT}
+            first = answers[0]["api_request_id"]
+            early = session.post(
+                server.url + "/api/generate_token", json={"event_id": event_id, "request_id": first}, timeout=30
+            )
+            assert early.status_code == 202, early.text  # not served yet
+            services.engine.increment_serving(event_id, 5)
+            serving = session.get(server.url + "/api/serving_num", params={"event_id": event_id}, timeout=30)
+            assert serving.json() == {"serving_counter": 5}
+            for answer in answers[:5]:
+                tokens = session.post(
+                    server.url + "/api/generate_token",
+                    json={"event_id": event_id, "request_id": answer["api_request_id"]},
+                    timeout=30,
+                )
+                assert tokens.status_code == 200, tokens.text
+                verified = session.get(
+                    server.url + "/verify",
+                    params={"event_id": event_id},
+                    headers={"Authorization": "Bearer " + tokens.json()["access_token"]},
+                    timeout=30,
+                )
+                assert verified.status_code == 200
+                assert verified.headers["X-Queue-Position"] == str(answer["queue_number"])
+            sixth = session.post(
+                server.url + "/api/generate_token",
+                json={"event_id": event_id, "request_id": answers[5]["api_request_id"]},
+                timeout=30,
+            )
+            assert sixth.status_code == 202
+
+
+def test_join_admit_and_token_on_a_redis_cluster(live_server, redis_cluster):
+    redis_cluster.flush()
+    server = live_server("sqlite", IDP_REDIS_URL=redis_cluster.url)
+    _join_admit_and_claim(server)
+    # The events really are spread: every master holds some of their keys.
+    holders = [node for node in redis_cluster.nodes if int(node.cli("DBSIZE").strip() or 0) > 0]
+    assert len(holders) == len(redis_cluster.nodes)
+    redis_cluster.flush()
+
+
+def test_join_admit_and_token_behind_sentinel(live_server, redis_sentinel):
+    redis_sentinel.flush()
+    server = live_server("sqlite", IDP_REDIS_URL=redis_sentinel.url, IDP_REDIS_WAIT_REPLICAS="1")
+    _join_admit_and_claim(server)
+    redis_sentinel.flush()
+
+
+def _joiner(url: str, tally: Tally, stopping: threading.Event) -> None:
+    with requests.Session() as session:
+        while not stopping.is_set():
+            try:
+                response = session.post(url + "/api/assign_queue_num", json={"event_id": "sale"}, timeout=30)
+            except requests.RequestException as exc:
+                with tally.lock:
+                    tally.bad.append(f"no answer: {exc!r}")
+                continue
+            tally.record("join", response)
+
+
+def test_sentinel_failover_under_load_hands_out_no_position_twice(live_server, redis_sentinel):
+    redis_sentinel.flush()
+    # A join is acknowledged only once the replica holds it, so promoting the replica loses none.
+    server = live_server(
+        "sqlite", IDP_REDIS_URL=redis_sentinel.url, IDP_REDIS_WAIT_REPLICAS="1", IDP_RETRY_AFTER_SECONDS="2"
+    )
+    server.services().events.create({"event_id": "sale", "name": "Sale"})
+    tally = Tally()
+    stopping = threading.Event()
+    threads = [threading.Thread(target=_joiner, args=(server.url, tally, stopping)) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(1.5)
+        before = redis_sentinel.primary_port()
+        after = redis_sentinel.failover()
+        assert after != before
+        time.sleep(2.5)
+    finally:
+        stopping.set()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert tally.bad == [], f"{len(tally.bad)} improper answers, first: {tally.bad[:5]}\n{server.log(60)}"
+    positions = [join["queue_number"] for join in tally.joins]
+    assert len(positions) > 20
+    assert len(positions) == len(set(positions)), "a position was handed out twice"
+    # Joins go on at the new primary, and every acknowledged place is still where it was.
+    with requests.Session() as session:
+        # Until the old primary has rejoined as a replica, joins answer 503: nothing could confirm them.
+        later = _wait_for_joins(server.url)
+        assert later["queue_number"] > max(positions)
+        for join in tally.joins:
+            place = session.get(
+                server.url + "/api/queue_num",
+                params={"event_id": "sale", "request_id": join["api_request_id"]},
+                timeout=30,
+            )
+            assert place.status_code == 200, place.text
+            assert place.json()["queue_number"] == join["queue_number"]
+    redis_sentinel.flush()
