@@ -34,17 +34,13 @@ def _optional(value: str) -> str | None:
     return value.strip() or None
 
 
-def _default_database_url() -> str:
-    folder = os.path.abspath(os.environ.get("IDP_INSTANCE_PATH", "instance"))
-    return f"sqlite:///{os.path.join(folder, 'idp.sqlite3')}"
-
-
 @dataclass(frozen=True)
 class Settings:
     """Every tunable of the service, one field per ``IDP_*`` variable."""
 
     env: str = "development"
-    database_url: str = dataclasses.field(default_factory=_default_database_url)
+    # Empty: an SQLite file in the instance folder.
+    database_url: str = ""
     redis_url: str | None = None
     # A join is acknowledged only once this many replicas hold it (Redis WAIT); 0: the primary alone.
     redis_wait_replicas: int = 0
@@ -71,6 +67,9 @@ class Settings:
     key_rotation_grace_seconds: int = 86400
     # How often a process re-reads signing-key metadata to see a rotation made by another process.
     key_refresh_seconds: float = 2.0
+    # How long caches may keep /jwks.json; a new signing key is published this long (plus the refresh
+    # interval) before it signs.
+    jwks_max_age: int = 300
     instance_path: str = "instance"
     # Domain of the synthetic e-mail addresses the OpenID Connect side gives visitors (scope "email").
     synthetic_email_domain: str = "visitors.invalid"
@@ -82,6 +81,23 @@ class Settings:
     cors_origins: tuple[str, ...] = ("*",)
     # What ``/`` shows: full, minimal or off (404); empty: full, or minimal in production.
     landing_page: str = ""
+    # gunicorn, as ``idp serve`` and ``gunicorn -c gunicorn.conf.py wsgi:app`` run it (idp/gunicorn_conf.py).
+    bind: str = "127.0.0.1:8000"
+    workers: int = 0  # 0: two per core, plus one
+    threads: int = 1
+    backlog: int = 2048
+    worker_timeout: int = 30
+    max_requests: int = 0  # restart a worker after this many requests; 0: never
+    # ``idp serve --host/--port`` defaults; IDP_BIND, when set, wins.
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Where the Alembic migrations are; unset: beside the idp package (a checkout). Images set it.
+    migrations_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.database_url:
+            folder = os.path.abspath(self.instance_path)
+            object.__setattr__(self, "database_url", f"sqlite:///{os.path.join(folder, 'idp.sqlite3')}")
 
     @property
     def is_production(self) -> bool:
@@ -140,9 +156,6 @@ class Settings:
                 values[field_name] = coerce(raw)
             except (ValueError, TypeError) as exc:
                 raise ConfigError(f"{variable}: {exc}") from exc
-        if "database_url" not in values and "instance_path" in values:
-            folder = os.path.abspath(values["instance_path"])
-            values["database_url"] = f"sqlite:///{os.path.join(folder, 'idp.sqlite3')}"
         return cls(**values)
 
 
@@ -193,10 +206,20 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "session_cache_seconds": ("IDP_SESSION_CACHE_SECONDS", float),
     "key_rotation_grace_seconds": ("IDP_KEY_ROTATION_GRACE_SECONDS", int),
     "key_refresh_seconds": ("IDP_KEY_REFRESH_SECONDS", float),
+    "jwks_max_age": ("IDP_JWKS_MAX_AGE", int),
     "instance_path": ("IDP_INSTANCE_PATH", str.strip),
     "synthetic_email_domain": ("IDP_SYNTHETIC_EMAIL_DOMAIN", str.strip),
     "demo": ("IDP_DEMO", _bool),
     "template_dir": ("IDP_TEMPLATE_DIR", _optional),
     "cors_origins": ("IDP_CORS_ORIGINS", parse_origin_setting),
     "landing_page": ("IDP_LANDING_PAGE", lambda v: v.strip().lower()),
+    "bind": ("IDP_BIND", str.strip),
+    "workers": ("IDP_WORKERS", int),
+    "threads": ("IDP_THREADS", int),
+    "backlog": ("IDP_BACKLOG", int),
+    "worker_timeout": ("IDP_WORKER_TIMEOUT", int),
+    "max_requests": ("IDP_MAX_REQUESTS", int),
+    "host": ("IDP_HOST", str.strip),
+    "port": ("IDP_PORT", int),
+    "migrations_dir": ("IDP_MIGRATIONS_DIR", _optional),
 }

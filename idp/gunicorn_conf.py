@@ -5,22 +5,25 @@ from __future__ import annotations
 import multiprocessing
 import os
 
-bind = os.environ.get("IDP_BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("IDP_WORKERS", str(multiprocessing.cpu_count() * 2 + 1)))
-threads = int(os.environ.get("IDP_THREADS", "1"))
+from idp.config import Settings
+
+_settings = Settings.from_env()
+bind = _settings.bind
+workers = _settings.workers or multiprocessing.cpu_count() * 2 + 1
+threads = _settings.threads
 worker_class = "gthread" if threads > 1 else "sync"
-backlog = int(os.environ.get("IDP_BACKLOG", "2048"))
-timeout = int(os.environ.get("IDP_WORKER_TIMEOUT", "30"))
+backlog = _settings.backlog
+timeout = _settings.worker_timeout
 graceful_timeout = 20
 keepalive = 5
 # Access lines come from the app's own structured log (without query strings); gunicorn's would
 # print request ids and codes from query strings.
 accesslog = None
 errorlog = "-"
-loglevel = os.environ.get("IDP_LOG_LEVEL", "info").lower()
+loglevel = _settings.log_level.lower()
 # No preload: each worker opens its own database and Redis connections after the fork.
 preload_app = False
-max_requests = int(os.environ.get("IDP_MAX_REQUESTS", "0"))
+max_requests = _settings.max_requests
 max_requests_jitter = max_requests // 10
 
 # Prometheus multiprocess mode: every worker writes its samples to files in one folder and /metrics

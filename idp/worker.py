@@ -398,7 +398,12 @@ def _demo_lines(settings: Any, services: Any, event: Any, base: str) -> list[str
 def _register() -> None:
     from idp.cli import _DEMO_HOOKS, register
 
-    register("worker", _configure, _run)
+    register(
+        "worker",
+        _configure,
+        _run,
+        help="run the periodic jobs (expiry sweep, inlets, metrics, webhooks); a lease keeps one active",
+    )
     if _demo_lines not in _DEMO_HOOKS:
         _DEMO_HOOKS.append(_demo_lines)
 

@@ -778,7 +778,17 @@ def html_error(code: str, message: str, status: int) -> Response | None:
         return None
     if status >= 500:
         return error_page("Please try again shortly", message, status, code=code)
+    if code in SALE_PAGE_CODES:
+        # The client's waiting room is not open, closed, or over: the waiting pages' own page (with the
+        # countdown to the opening) tells the visitor, in their language.
+        from idp.pages.web import error_page as sale_page
+
+        client = services().clients.find(request.values.get("client_id") or "")
+        return sale_page(code, status, event_id=client.event_id if client is not None else None)
     return error_page("This sign-in cannot continue", message, status, code=code)
+
+
+SALE_PAGE_CODES = frozenset({"event_not_open", "event_closed", "room_closed"})
 
 
 # --- the demo relying party's landing page (idp serve --demo) ---------------------------------------

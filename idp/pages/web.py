@@ -605,7 +605,7 @@ def render_error(code: str, message: str, status: int) -> Response | None:
     return error_page(code, status)
 
 
-def error_page(code: str, status: int, retry_after: int | None = None) -> Response:
+def error_page(code: str, status: int, retry_after: int | None = None, *, event_id: str | None = None) -> Response:
     headline, advice = ERROR_TEXTS.get(
         code, (N_("Something went wrong."), N_("Please go back to the site that sent you here and try again."))
     )
@@ -613,7 +613,7 @@ def error_page(code: str, status: int, retry_after: int | None = None) -> Respon
     refresh = None
     if status == 503:
         refresh = retry_after or services().settings.retry_after_seconds
-    countdown = _countdown() if code == "event_not_open" else {}
+    countdown = _countdown(event_id) if code == "event_not_open" else {}
     if countdown:
         refresh = min(COUNTDOWN_REFRESH_SECONDS, max(1, int(countdown["countdown_seconds"])))
     context = page_context(
@@ -632,11 +632,12 @@ def error_page(code: str, status: int, retry_after: int | None = None) -> Respon
     return secure_page(response)
 
 
-def _countdown() -> dict[str, Any]:
+def _countdown(event_id: str | None = None) -> dict[str, Any]:
     """The opening time of the event a page names, for the countdown page; empty when unknown."""
     from idp.lifecycle import opening_time
 
-    event_id = (request.view_args or {}).get("event_id")
+    if event_id is None:
+        event_id = (request.view_args or {}).get("event_id")
     try:
         event = services().events.get(event_id)
     except Exception:  # noqa: BLE001 - an error page must render whatever the event lookup says

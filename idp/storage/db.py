@@ -20,8 +20,15 @@ from idp.storage.outage import is_unavailable, unavailable_error
 # start together migrate one after the other; the later ones find the schema current and do nothing.
 MIGRATION_LOCK_KEY = 0x1D95C4E0A11
 
-# The repository keeps migrations/ beside idp/; an installed wheel is told where they are.
-MIGRATIONS_DIR = Path(os.environ.get("IDP_MIGRATIONS_DIR") or Path(__file__).resolve().parents[2] / "migrations")
+# The repository keeps migrations/ beside idp/; an installed wheel is told where (IDP_MIGRATIONS_DIR).
+DEFAULT_MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+
+
+def migrations_dir() -> Path:
+    from idp.config import Settings
+
+    configured = Settings.from_env().migrations_dir
+    return Path(configured) if configured else DEFAULT_MIGRATIONS_DIR
 
 
 def make_engine(url: str, *, readonly: bool = False) -> Engine:
@@ -109,7 +116,7 @@ def alembic_config(url: str) -> Any:
     from alembic.config import Config
 
     cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("script_location", str(migrations_dir()))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return cfg
 

@@ -153,3 +153,43 @@ def test_the_closed_pages(browser: Any, server: Any, language: str, javascript: 
         assert _heading(page) == TEXTS[language]["closed"]
     finally:
         context.close()
+
+
+def test_the_dashboard_shows_the_targets_and_changes_them_live(browser: Any, server: Any) -> None:
+    from playwright.sync_api import expect
+
+    from idp.admin.auth import AdminKeyService
+
+    services = server.services()
+    services.events.create({"event_id": "sale", "max_active": 3})
+    for _ in range(5):
+        services.room.join("sale")
+    services.room.increment_serving("sale", 2)
+    _record, key = AdminKeyService(services.db, services.clock).create("dashboard", ["events:write"])
+    context = browser.new_context(viewport={"width": 1280, "height": 1100})
+    try:
+        page = context.new_page()
+        page.goto(f"{server.url}/admin/dashboard/sale")
+        page.fill("#api-key", key)
+        page.click("#sign-in-form button[type=submit]")
+        expect(page.locator("#board")).to_be_visible()
+        expect(page.locator("#t-max-active")).to_have_text("3")
+        expect(page.locator("#t-active")).to_have_text("2")  # two admitted places not yet claimed
+        expect(page.locator("#t-max-rate")).to_have_text("none")
+        expect(page.locator("#t-mode")).to_have_value("queue")
+        page.select_option("#t-mode", "when_busy")
+        page.fill("#t-max-active-input", "5")
+        page.fill("#t-max-rate-input", "120")
+        page.click("#save-targets")
+        expect(page.locator("#t-max-rate")).to_have_text("120")
+        expect(page.locator("#t-max-active")).to_have_text("5")
+        event = services.events.get_fresh("sale")
+        assert (event.mode, event.max_active, event.max_per_minute) == ("when_busy", 5, 120)
+        page.fill("#t-max-rate-input", "")
+        page.click("#save-targets")
+        expect(page.locator("#t-max-rate")).to_have_text("none")
+        assert services.events.get_fresh("sale").max_per_minute is None
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "dashboard-targets.png"), full_page=True)
+    finally:
+        context.close()

@@ -225,3 +225,23 @@ def test_a_parked_sign_in_gets_its_place_at_the_draw(client: Any, services: Any,
     assert finished.status_code in (302, 303)
     location = urlsplit(finished.headers["Location"])
     assert location.netloc == "rp.example" and parse_qs(location.query)["state"] == ["st"]
+
+
+def test_authorize_before_the_opening_and_after_the_close_shows_the_sale_pages(
+    client: Any, services: Any, sale: Any, clock: FrozenClock
+) -> None:
+    from urllib.parse import urlencode
+
+    services.clients.create({"client_id": "shop", "event_id": "sale", "redirect_uris": ["https://rp.example/cb"]})
+    query = urlencode(
+        {"response_type": "code", "client_id": "shop", "redirect_uri": "https://rp.example/cb", "scope": "openid"}
+    )
+    clock.set(T0)
+    early = client.get(f"/authorize?{query}", headers={"Accept-Language": "ja"})
+    page = early.get_data(as_text=True)
+    assert early.status_code == 409
+    assert "待合室はまだ開いていません。" in page and 'id="wr-countdown"' in page and "1:40" in page
+    assert '<meta http-equiv="refresh" content="60">' in page  # inside <noscript>: no-JS browsers reload
+    clock.set(CLOSES)
+    late = client.get(f"/authorize?{query}")
+    assert late.status_code == 410 and "The sale is over." in late.get_data(as_text=True)
