@@ -106,6 +106,11 @@ def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     from idp.storage.db import upgrade_database
 
     upgrade_database(settings.database_url, args.revision)
+    if args.revision == "head":
+        # What a first start needs (signing keys of every algorithm) exists before any worker answers,
+        # also when the service is then started by "gunicorn wsgi:app" rather than "idp serve".
+        for hook in _PREPARE_HOOKS:
+            hook(settings)
     print(f"database at {args.revision}")
     return 0
 
@@ -123,6 +128,14 @@ def cmd_events_create(args: argparse.Namespace, settings: Settings) -> int:
     services = _services(settings)
     try:
         event = services.events.create(data)
+        from idp.admin.audit import AuditLog
+
+        AuditLog(services.db, services.clock).record(
+            key_id=None,
+            action="event.create",
+            target=event.event_id,
+            detail={**{k: v for k, v in data.items() if k != "event_id"}, "via": "cli"},
+        )
     finally:
         services.close()
     print(json.dumps(event.to_dict(), indent=2))

@@ -67,6 +67,9 @@ class Settings:
     key_rotation_grace_seconds: int = 86400
     # How often a process re-reads signing-key metadata to see a rotation made by another process.
     key_refresh_seconds: float = 2.0
+    # How long caches may keep /jwks.json; a new signing key is published this long (plus the refresh
+    # interval) before it signs.
+    jwks_max_age: int = 300
     instance_path: str = "instance"
     # Domain of the synthetic e-mail addresses the OpenID Connect side gives visitors (scope "email").
     synthetic_email_domain: str = "visitors.invalid"
@@ -203,6 +206,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "session_cache_seconds": ("IDP_SESSION_CACHE_SECONDS", float),
     "key_rotation_grace_seconds": ("IDP_KEY_ROTATION_GRACE_SECONDS", int),
     "key_refresh_seconds": ("IDP_KEY_REFRESH_SECONDS", float),
+    "jwks_max_age": ("IDP_JWKS_MAX_AGE", int),
     "instance_path": ("IDP_INSTANCE_PATH", str.strip),
     "synthetic_email_domain": ("IDP_SYNTHETIC_EMAIL_DOMAIN", str.strip),
     "demo": ("IDP_DEMO", _bool),

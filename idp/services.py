@@ -103,6 +103,7 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         clock,
         settings.key_rotation_grace_seconds,
         refresh_seconds=settings.key_refresh_seconds,
+        jwks_max_age=settings.jwks_max_age,
     )
     records = OidcRecords(db, clock)
     # Tokens given to relying parties name their grant; /verify finds the place behind it.

@@ -203,7 +203,7 @@ class SigningKey(Base):
 
     kid: Mapped[str] = mapped_column(String(64), primary_key=True)
     alg: Mapped[str] = mapped_column(String(10))
-    # active | retiring | retired
+    # next (published, not signing yet) | active | retiring | retired
     status: Mapped[str] = mapped_column(String(10))
     private_key_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
     public_jwk: Mapped[dict[str, Any]] = mapped_column()
@@ -211,6 +211,8 @@ class SigningKey(Base):
     # When it stopped signing, and when it may leave the JWKS.
     retiring_at: Mapped[int | None] = mapped_column(nullable=True)
     retire_after: Mapped[int | None] = mapped_column(nullable=True)
+    # When it starts signing (None: from created_at); every instance publishes it before then.
+    active_from: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 # --- Relying parties and operators ---------------------------------------------------------------

@@ -2,36 +2,48 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from flask import Blueprint, Flask, Response, request
+from sqlalchemy.exc import OperationalError
 
+from idp.errors import IdpError
 from idp.http import json_body, json_response, query, required, services
 from idp.tokens.issuer import InvalidTokenError
+from idp.tokens.keys import JWKS_MAX_AGE
 
 if TYPE_CHECKING:
     from idp.services import Services
 
+log = logging.getLogger("idp.tokens")
 bp = Blueprint("tokens", __name__)
 
-JWKS_CACHE = "public, max-age=300"
+JWKS_CACHE = f"public, max-age={JWKS_MAX_AGE}"  # the default; IDP_JWKS_MAX_AGE sets it
 # Forward auth is asked with the method of the request it guards; OPTIONS must not be answered by Flask.
 VERIFY_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
 def init_app(app: Flask, svc: Services) -> None:
     app.register_blueprint(bp)
+    try:
+        # Keys of both algorithms exist before this process answers (a lock serialises the workers),
+        # so no key is made by the first /token and signs before the other workers publish it.
+        svc.keys.ensure_all()
+    except (OperationalError, IdpError) as exc:
+        # The database may be down while the service starts: answer 503 until it is back.
+        log.warning("signing keys not checked at start", extra={"error": type(exc).__name__})
 
 
 @bp.get("/jwks.json")
 def jwks() -> Response:
-    return json_response(services().keys.jwks(), cache=JWKS_CACHE)
+    return json_response(services().keys.jwks(), cache=f"public, max-age={services().settings.jwks_max_age}")
 
 
 @bp.get("/api/public_key")
 def public_key() -> Response:
     services().events.get(query("event_id"))
-    return json_response(services().keys.public_jwk(), cache=JWKS_CACHE)
+    return json_response(services().keys.public_jwk(), cache=f"public, max-age={services().settings.jwks_max_age}")
 
 
 @bp.post("/api/generate_token")

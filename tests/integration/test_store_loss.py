@@ -312,6 +312,8 @@ def test_without_automatic_recovery_the_event_waits_for_idp_queue_recover(
             assert refused.status_code == 503 and refused.get_json()["error"] == "queue_store_lost"
             assert refused.headers["Retry-After"] == "1"
         assert 'idp_queue_store_lost{event_id="sale"} 1.0' in client.get("/metrics").get_data(as_text=True)
+        # Readiness is about this process: a lost event (and Redis without AOF) leaves it ready.
+        assert client.get("/readyz").status_code == 200
         lost_place = client.get(f"/api/queue_num?event_id={E}&request_id={held[0]['api_request_id']}")
         assert lost_place.status_code == 503
 
