@@ -1,7 +1,7 @@
 """Session idle time: when a session was last seen by /verify
 
-Revision ID: 0007_session_idle
-Revises: 0006_sale_lifecycle
+Revision ID: 0008_session_idle
+Revises: 0007_key_activation
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007_session_idle"
-down_revision = "0006_sale_lifecycle"
+revision = "0008_session_idle"
+down_revision = "0007_key_activation"
 branch_labels = None
 depends_on = None
 
