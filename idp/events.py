@@ -163,7 +163,7 @@ def _branding(data: dict[str, Any]) -> dict[str, Any]:
 
 
 SCHEDULE_FIELDS = ("prequeue_opens_at", "opens_at", "closes_at")
-TARGET_FIELDS = {"max_active": 1_000_000_000, "max_per_minute": 1_000_000_000}
+TARGET_FIELDS = {"max_active": 1_000_000_000, "max_per_minute": 1_000_000_000, "session_idle_seconds": MAX_PERIOD}
 MAX_TIME = 2**40
 
 
@@ -232,7 +232,7 @@ def clean_event_fields(data: dict[str, Any], *, partial: bool) -> dict[str, Any]
             cleaned[name] = _optional_int(data, name, 0, MAX_TIME)
     for name, high in TARGET_FIELDS.items():
         if name in data:
-            cleaned[name] = _optional_int(data, name, 0, high)
+            cleaned[name] = _optional_int(data, name, 1 if name == "session_idle_seconds" else 0, high)
     if "mode" in data:
         if data["mode"] not in MODES:
             raise ValidationError(f"mode must be one of {', '.join(MODES)}.", code="invalid_field")

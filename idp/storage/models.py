@@ -233,6 +233,8 @@ class TokenRecord(Base):
     # 0 active, 1 completed, -1 abandoned
     session_status: Mapped[int] = mapped_column(SmallInteger, default=0)
     finished_at: Mapped[int | None] = mapped_column(nullable=True)
+    # When /verify last saw the session (events with session_idle_seconds); NULL: not since issuance.
+    last_seen_at: Mapped[int | None] = mapped_column(nullable=True)
 
 
 class SigningKey(Base):
