@@ -1,7 +1,7 @@
 """Abuse defence: per-event limits and join gate, rate-limit hits, spent challenges, refusal tallies
 
-Revision ID: 0008_abuse
-Revises: 0007_key_activation
+Revision ID: 0009_abuse
+Revises: 0008_session_idle
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008_abuse"
-down_revision = "0007_key_activation"
+revision = "0009_abuse"
+down_revision = "0008_session_idle"
 branch_labels = None
 depends_on = None
 
