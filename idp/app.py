@@ -79,6 +79,7 @@ EXTENSIONS: list[str] = [
     "idp.oidc.web",
     "idp.operator",
     "idp.landing",
+    "idp.abuse.web",
 ]
 
 

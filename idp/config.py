@@ -108,6 +108,8 @@ class Settings:
     cors_origins: tuple[str, ...] = ("*",)
     # What ``/`` shows: full, minimal or off (404); empty: full, or minimal in production.
     landing_page: str = ""
+    # Per-client rate limits: "" for the defaults, "off", or "join=100/minute; token=off" (see idp.abuse.limits).
+    rate_limits: str = ""
     # gunicorn, as ``idp serve`` and ``gunicorn -c gunicorn.conf.py wsgi:app`` run it (idp/gunicorn_conf.py).
     bind: str = "127.0.0.1:8000"
     workers: int = 0  # 0: two per core, plus one
@@ -173,6 +175,12 @@ class Settings:
                 raise ConfigError("production needs an https:// IDP_ISSUER")
         if not 1 <= self.queue_block_size <= 1_000_000:
             raise ConfigError("IDP_QUEUE_BLOCK_SIZE must be between 1 and 1000000")
+        from idp.abuse.limits import LimitSpec
+
+        try:
+            LimitSpec.parse(self.rate_limits)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
         if not self.secret_key:
             return dataclasses.replace(self, secret_key=_development_secret(self.instance_path))
         return self
@@ -248,6 +256,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "template_dir": ("IDP_TEMPLATE_DIR", _optional),
     "cors_origins": ("IDP_CORS_ORIGINS", parse_origin_setting),
     "landing_page": ("IDP_LANDING_PAGE", lambda v: v.strip().lower()),
+    "rate_limits": ("IDP_RATE_LIMITS", str.strip),
     "bind": ("IDP_BIND", str.strip),
     "workers": ("IDP_WORKERS", int),
     "threads": ("IDP_THREADS", int),
