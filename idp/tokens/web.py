@@ -12,6 +12,7 @@ from idp.errors import IdpError
 from idp.http import json_body, json_response, query, required, services
 from idp.tokens.issuer import InvalidTokenError
 from idp.tokens.keys import JWKS_MAX_AGE
+from idp.waiting_room import NotServedError
 
 if TYPE_CHECKING:
     from idp.services import Services
@@ -49,7 +50,15 @@ def public_key() -> Response:
 @bp.post("/api/generate_token")
 def generate_token() -> Response:
     data = json_body()
-    token_set = services().tokens.issue(required(data, "event_id"), required(data, "request_id"))
+    svc = services()
+    event = svc.events.get(required(data, "event_id"))
+    request_id = required(data, "request_id")
+    if svc.defence.decoy_position(request_id) is not None:
+        raise NotServedError()  # a decoy place of the infinite queue is never served
+    if not svc.tokens.has_tokens(request_id):
+        # Only first issuances count: asking again for a request id's tokens is free.
+        svc.defence.limit("generate_token", event, request.remote_addr or "unknown")
+    token_set = svc.tokens.issue(event.event_id, request_id)
     return json_response(token_set)
 
 
