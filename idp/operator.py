@@ -232,7 +232,7 @@ def _targets(svc: Any, eid: str, counters: Any, samples: list[dict[str, int]], n
         "mode": event.mode,
         "max_active": event.max_active,
         "max_per_minute": event.max_per_minute,
-        "active_sessions": active_sessions(svc.db, counters, eid, now),
+        "active_sessions": active_sessions(svc.db, counters, eid, now, event.session_idle_seconds),
         "admissions_per_minute": rate,
     }
 

@@ -175,6 +175,7 @@ ADMIN_ENDPOINTS: list[Endpoint] = [
     Endpoint("PATCH", "/admin/api/events/sale", "json", EVENT_SETTINGS, methods=EVENT_PATHS, headers=_auth),
     Endpoint("DELETE", "/admin/api/events/no-such-event", methods=EVENT_PATHS, headers=_auth),
     Endpoint("GET", "/admin/api/events/sale/stats", headers=_auth),
+    Endpoint("GET", "/admin/api/events/sale/abuse", headers=_auth),
     # Clients.
     Endpoint(
         "GET",

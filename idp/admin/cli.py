@@ -167,6 +167,8 @@ def demo_admin_key(settings: Settings, services: Any, event: Any, base: str) -> 
         f'-d \'{{"event_id":"{event.event_id}","increment_by":10}}\'',
         f"  Stats:    curl -s {base}/admin/api/events/{event.event_id}/stats -H 'Authorization: Bearer {plaintext}'",
         f"  API:      {base}/admin/api/openapi.yaml",
+        f"  Console:  {base}/admin/console (paste the key)",
+        f"  Start:    {base}/",
     ]
 
 

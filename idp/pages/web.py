@@ -26,8 +26,9 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, Flask, Response, current_app, g, redirect, request, send_from_directory
 
+from idp.abuse.web import browser_guard, browser_refusal, current_return_path, decoy_status
 from idp.cache import TTLCache
-from idp.errors import ValidationError
+from idp.errors import IdpError, ValidationError
 from idp.events import EventConfig
 from idp.http import json_response, services
 from idp.pages.i18n import Catalogs
@@ -281,12 +282,17 @@ class Places:
         place = self.interactions.records.place(visitor_id, event_id)
         return None if place is None else str(place.request_id)
 
-    def join(self, visitor_id: str | None, event_id: str) -> tuple[str, int]:
-        """The browser's place, joining when it has none that can still admit: (request id, position)."""
+    def join(self, visitor_id: str | None, event_id: str, guard: Callable[[], None] | None = None) -> tuple[str, int]:
+        """The browser's place, joining when it has none that can still admit: (request id, position).
+
+        ``guard`` runs just before a new place is taken (the abuse defence: rate limits, the join gate).
+        """
         if self.interactions is None or visitor_id is None:
+            if guard is not None:
+                guard()
             _, entry = self.svc.room.join(event_id)
             return str(entry.request_id), int(entry.position)
-        place = self.interactions.ensure_place(visitor_id, event_id)
+        place = self.interactions.ensure_place(visitor_id, event_id, guard=guard)
         return str(place.request_id), int(place.queue_position)
 
     def finished(self, request_id: str) -> bool:
@@ -315,7 +321,9 @@ def _find_status(
     """The browser's place and its status: the cookie first (no database read while waiting)."""
     svc = places.svc
     request_id, position = read_place(svc.settings, event.event_id)
-    status = None
+    status = decoy_status(event, request_id)
+    if status is not None:
+        return request_id, status
     if request_id:
         status = svc.wait_status.for_place(event.event_id, request_id, next_url, position=position)
     if status is not None and status.state == WAITING:
@@ -340,7 +348,13 @@ def wait_page(event_id: str) -> Response:
         if request.method == "HEAD" or "prefetch" in request.headers.get("Sec-Purpose", ""):
             # Link checkers and prefetches do not take a place in the queue.
             return secure_page(current_app.response_class("", mimetype="text/html"))
-        request_id, position = places.join(visitor_id, event.event_id)
+        try:
+            request_id, position = places.join(visitor_id, event.event_id, browser_guard(event))
+        except IdpError as exc:
+            refusal = browser_refusal(event, exc, current_return_path())
+            if refusal is None:
+                raise
+            return refusal
         status = svc.wait_status.for_place(event.event_id, request_id, next_url, position=position)
     assert request_id is not None
     if status.state == ADMITTED and next_url:
@@ -446,6 +460,9 @@ def wait_status(event_id: str) -> Response:
     event = svc.events.get(event_id)
     next_url = _next_url(event)
     request_id, position = read_place(svc.settings, event.event_id)
+    decoy = decoy_status(event, request_id)
+    if decoy is not None:
+        return json_response(decoy.to_dict())
     if request_id is None:
         status = WaitStatus(
             state=UNKNOWN,
@@ -498,7 +515,13 @@ def rejoin(event_id: str) -> Response:
     request_id, status = _find_status(places, event, visitor_id, next_url)
     position = status.position if status is not None else None
     if status is None or status.state not in (WAITING, ADMITTED):
-        request_id, position = places.join(visitor_id, event.event_id)
+        try:
+            request_id, position = places.join(visitor_id, event.event_id, browser_guard(event))
+        except IdpError as exc:
+            refusal = browser_refusal(event, exc, _page_path(event.event_id, next_url))
+            if refusal is None:
+                raise
+            return refusal
     response = _see_other(_page_path(event.event_id, next_url))
     if request_id:
         set_place_cookie(response, svc.settings, event.event_id, request_id, position)
@@ -566,6 +589,10 @@ ERROR_TEXTS: dict[str, tuple[str, str]] = {
             "The address to return to is not one this waiting room knows. "
             "Go back to the site and follow its link again."
         ),
+    ),
+    "rate_limited": (
+        N_("Too many requests from your network."),
+        N_("Please wait a minute, then reload this page. Your place is not lost if you already have one."),
     ),
     "service_unavailable": (
         N_("We are very busy right now."),

@@ -12,6 +12,7 @@ from idp.errors import IdpError
 from idp.http import json_body, json_response, query, required, services
 from idp.tokens.issuer import InvalidTokenError
 from idp.tokens.keys import JWKS_MAX_AGE
+from idp.waiting_room import NotServedError
 
 if TYPE_CHECKING:
     from idp.services import Services
@@ -49,7 +50,15 @@ def public_key() -> Response:
 @bp.post("/api/generate_token")
 def generate_token() -> Response:
     data = json_body()
-    token_set = services().tokens.issue(required(data, "event_id"), required(data, "request_id"))
+    svc = services()
+    event = svc.events.get(required(data, "event_id"))
+    request_id = required(data, "request_id")
+    if svc.defence.decoy_position(request_id) is not None:
+        raise NotServedError()  # a decoy place of the infinite queue is never served
+    if not svc.tokens.has_tokens(request_id):
+        # Only first issuances count: asking again for a request id's tokens is free.
+        svc.defence.limit("generate_token", event, request.remote_addr or "unknown")
+    token_set = svc.tokens.issue(event.event_id, request_id)
     return json_response(token_set)
 
 
@@ -95,6 +104,8 @@ def verify() -> Response:
     if claims["aud"] not in accepted:
         return _refuse(InvalidTokenError("The access token is for another event."))
     event_id = str(claims["aud"])
+    if not svc.room.session_seen(event_id, request_id):
+        return _refuse(InvalidTokenError("The session ended: it was idle longer than the event allows."))
     place = svc.tokens.place_reference(event_id, request_id)
     position = claims.get("queue_position")
     response = json_response({"place": place, "event_id": event_id, "queue_position": position}, cache="no-store")

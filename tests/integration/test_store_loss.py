@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from idp.config import Settings
 from idp.errors import IdpError
 from idp.queue import keys
+from idp.queue.engine import PlaceLostError
 from idp.storage.models import QueueLedger, TokenRecord
 from tests.conftest import TEST_SECRET
 from tests.own_redis import OwnRedis
@@ -312,6 +313,8 @@ def test_without_automatic_recovery_the_event_waits_for_idp_queue_recover(
             assert refused.status_code == 503 and refused.get_json()["error"] == "queue_store_lost"
             assert refused.headers["Retry-After"] == "1"
         assert 'idp_queue_store_lost{event_id="sale"} 1.0' in client.get("/metrics").get_data(as_text=True)
+        # Readiness is about this process: a lost event (and Redis without AOF) leaves it ready.
+        assert client.get("/readyz").status_code == 200
         lost_place = client.get(f"/api/queue_num?event_id={E}&request_id={held[0]['api_request_id']}")
         assert lost_place.status_code == 503
 
@@ -362,3 +365,38 @@ def test_serve_and_worker_warn_when_redis_has_no_aof(
     with caplog.at_level("WARNING", logger="idp.queue"):
         warn_without_persistence(settings)
     assert not any("AOF" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("backend_settings", ["redis"], indirect=True)
+def test_the_serving_counter_and_the_sweep_skip_lost_positions(backend_settings: Settings, clock: Any) -> None:
+    import redis as redis_lib
+
+    from idp.app import build_services
+    from idp.queue.engine import ExpiryPolicy, StoreLostError
+
+    auto = ExpiryPolicy(enabled=True, period=100, incr_serving_on_expiry=True)
+    svc = build_services(backend_settings, clock)
+    try:
+        engine = svc.engine
+        first = [engine.enqueue(E) for _ in range(5)]
+        assert engine.increment_serving(E, 2) == 2
+        redis_lib.Redis.from_url(backend_settings.redis_url or "").flushdb()
+        with pytest.raises(StoreLostError):
+            engine.enqueue(E)  # the operation that finds the loss is refused
+        after = engine.enqueue(E)
+        reserved = backend_settings.queue_block_size
+        assert after.position == reserved + 1  # above every position the database reserved
+        counters = engine.counters(E)
+        assert (counters.queue, counters.serving, counters.lost, counters.waiting) == (reserved + 1, 2, reserved, 1)
+        # Admitting one place skips the lost ones: the counter lands on the new place.
+        assert engine.increment_serving(E, 1) == after.position
+        clock.advance(101)
+        swept = engine.sweep(E, auto)
+        # Only the new place expired unclaimed; the lost positions are not counted and not compensated.
+        assert (swept.expired_unclaimed, swept.max_expired) == (1, after.position)
+        assert swept.serving == after.position + 1
+        assert engine.counters(E).expired == 1
+        with pytest.raises(PlaceLostError):
+            engine.entry(E, first[0].request_id)
+    finally:
+        svc.close()

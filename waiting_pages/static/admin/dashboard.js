@@ -116,6 +116,35 @@
     $("updated").textContent = "Updated " + new Date().toLocaleTimeString("en-GB") + " · " + s.length + " per-minute samples";
   }
 
+  function html(name, attrs, text) {
+    var node = document.createElement(name);
+    Object.keys(attrs || {}).forEach(function (k) { node.setAttribute(k, String(attrs[k])); });
+    if (text !== undefined) { node.textContent = text; }
+    return node;
+  }
+
+  function renderRefused(report) {
+    var body = $("refused-rows");
+    while (body.firstChild) { body.removeChild(body.firstChild); }
+    var rows = report.top_addresses || [];
+    if (!rows.length) {
+      var none = html("tr");
+      var cell = html("td", { colspan: 3 }, "None");
+      none.appendChild(cell);
+      body.appendChild(none);
+    }
+    rows.forEach(function (row) {
+      var tr = html("tr");
+      tr.appendChild(html("td", {}, row.address));
+      tr.appendChild(html("td", {}, fmt(row.refused)));
+      tr.appendChild(html("td", {}, clockLabel(row.last_at)));
+      body.appendChild(tr);
+    });
+    var gate = report.challenge ? report.challenge.kind.replace("_", " ") : "no join gate";
+    $("refused-summary").textContent = "Rate limits " + (report.rate_limits_enabled ? "on" : "off") + " · " + gate +
+      " · refused joins get " + (report.on_refusal === "infinite_queue" ? "the infinite queue" : "an error");
+  }
+
   function orNone(n) { return n === null || n === undefined ? "none" : fmt(n); }
 
   function renderTargets(t) {
@@ -144,6 +173,7 @@
     return api("GET", "/events/" + encodeURIComponent(eventId) + "/dashboard?minutes=240").then(function (data) {
       showBoard(true);
       render(data);
+      return api("GET", "/events/" + encodeURIComponent(eventId) + "/abuse?limit=10").then(renderRefused);
     }).catch(function (err) {
       if (err.status === 401 || err.status === 403) {
         signOut(err.status === 403 ? "This key may not read events." : "The key was not accepted.");
