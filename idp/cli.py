@@ -56,6 +56,10 @@ _PREPARE_HOOKS: list[Callable[[Settings], None]] = []
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    if args.demo and settings.is_production:
+        # The demo prints an admin key and serves a demo relying party: never in production.
+        print("idp: --demo does not run with IDP_ENV=production", file=sys.stderr)
+        return 2
     args.host = args.host or settings.host
     args.port = args.port or settings.port
     if not settings.redis_url and not settings.database_url.startswith("sqlite"):

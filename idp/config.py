@@ -6,8 +6,10 @@ Tests build ``Settings(...)`` directly; production reads ``Settings.from_env(os.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import secrets
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +17,29 @@ from typing import Any
 from idp.cors import parse_origin_setting
 
 DEV_SECRET_PREFIX = "dev-insecure-"  # noqa: S105 - a marker, not a secret
+
+
+# A production secret must look random: at least this many bits by the estimate below.
+MIN_SECRET_BITS = 100
+
+
+def estimated_entropy_bits(secret: str) -> float:
+    """A generous estimate of a secret's entropy: the lower of two measures, both blind to nothing random.
+
+    * its length times its characters' Shannon entropy (low variety: ``"a" * 32``, ``"abab..."``);
+    * what deflate leaves of it, at 6 bits a compressed byte (repeated patterns: ``"password" * 5``).
+
+    32 random hex digits score about 118 bits, a ``secrets.token_urlsafe(32)`` about 230."""
+    if not secret:
+        return 0.0
+    counts: dict[str, int] = {}
+    for char in secret:
+        counts[char] = counts.get(char, 0) + 1
+    total = len(secret)
+    shannon = -sum(n / total * math.log2(n / total) for n in counts.values()) * total
+    data = secret.encode("utf-8", "surrogatepass")
+    compressed = (len(zlib.compress(data, 9)) - len(zlib.compress(b"", 9))) * 6
+    return min(shannon, float(compressed))
 
 
 class ConfigError(ValueError):
@@ -75,6 +100,8 @@ class Settings:
     synthetic_email_domain: str = "visitors.invalid"
     # `idp serve --demo` sets it: serve the demo relying party's landing page (/demo/callback).
     demo: bool = False
+    # Production: webhook and health URLs may resolve to loopback, link-local or private addresses.
+    allow_private_targets: bool = False
     # A folder of Jinja templates that override the default waiting pages (same file names).
     template_dir: str | None = None
     # Origins whose scripts may read the public queue API (CORS): "*" (as AWS) or exact origins.
@@ -137,6 +164,13 @@ class Settings:
         if self.is_production:
             if not self.secret_key or self.secret_is_generated or len(self.secret_key) < 32:
                 raise ConfigError("production needs IDP_SECRET_KEY of at least 32 characters")
+            if estimated_entropy_bits(self.secret_key) < MIN_SECRET_BITS:
+                raise ConfigError(
+                    "production needs a random IDP_SECRET_KEY: this one is too predictable "
+                    "(make one with: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+                )
+            if self.demo:
+                raise ConfigError("the demo (idp serve --demo, IDP_DEMO) does not run in production")
             if not self.issuer.startswith("https://"):
                 raise ConfigError("production needs an https:// IDP_ISSUER")
         if not 1 <= self.queue_block_size <= 1_000_000:
@@ -218,6 +252,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "instance_path": ("IDP_INSTANCE_PATH", str.strip),
     "synthetic_email_domain": ("IDP_SYNTHETIC_EMAIL_DOMAIN", str.strip),
     "demo": ("IDP_DEMO", _bool),
+    "allow_private_targets": ("IDP_ALLOW_PRIVATE_TARGETS", _bool),
     "template_dir": ("IDP_TEMPLATE_DIR", _optional),
     "cors_origins": ("IDP_CORS_ORIGINS", parse_origin_setting),
     "landing_page": ("IDP_LANDING_PAGE", lambda v: v.strip().lower()),

@@ -99,7 +99,8 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
     engine = QueueEngine(store, clock)
     events = EventService(db, clock, ttl, settings.secret_key)
     room = WaitingRoom(events, engine, ttl)
-    clients = ClientService(db, clock, ttl)
+    clients = ClientService(db, clock, ttl, require_https=settings.is_production)
+    public_targets_only = settings.is_production and not settings.allow_private_targets
     keys = KeyManager(
         db,
         settings.secret_key,
@@ -128,8 +129,8 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         tokens=tokens,
         admin_keys=AdminKeyService(db, clock, ttl),
         audit=AuditLog(db, clock),
-        inlets=InletService(db, clock),
-        webhooks=WebhookService(db, clock, settings.secret_key),
+        inlets=InletService(db, clock, public_targets_only=public_targets_only),
+        webhooks=WebhookService(db, clock, settings.secret_key, public_targets_only=public_targets_only),
         page_catalogs=catalogs,
         page_catalogs_names=dict(LANGUAGES),
         pages=PageRenderer(settings.template_dir, catalogs),

@@ -245,3 +245,35 @@ def test_authorize_before_the_opening_and_after_the_close_shows_the_sale_pages(
     clock.set(CLOSES)
     late = client.get(f"/authorize?{query}")
     assert late.status_code == 410 and "The sale is over." in late.get_data(as_text=True)
+
+
+@all_backends
+def test_two_workers_racing_the_draw_draw_once(services: Any, sale: Any, clock: FrozenClock) -> None:
+    import threading
+
+    from tests.worker_support import AlwaysLease, make_worker
+
+    clock.set(PRE)
+    ids = [services.room.enter("sale")[1].request_id for _ in range(40)]
+    clock.set(OPENS)
+    # Two workers acting at once (as after a lease glitch), each with its own process state.
+    workers = [make_worker(services, lease=AlwaysLease()) for _ in range(2)]
+    for worker in workers:
+        worker.room_view = WaitingRoom(services.events, services.engine, 0)
+        worker.services = type("View", (), {"room": worker.room_view, "events": services.events})()
+    barrier = threading.Barrier(2)
+    results: list[Any] = []
+
+    def run(worker: Any) -> None:
+        barrier.wait()
+        results.append(worker.run_draws(OPENS))
+
+    threads = [threading.Thread(target=run, args=(w,)) for w in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [{"sale": True}, {"sale": True}]
+    assert sorted(services.engine.entry("sale", rid).position for rid in ids) == list(range(1, 41))
+    assert services.engine.counters("sale").queue == 40
+    assert services.engine.draw_state("sale").drawn_at == OPENS
