@@ -8,7 +8,11 @@ import os
 bind = os.environ.get("IDP_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("IDP_WORKERS", str(multiprocessing.cpu_count() * 2 + 1)))
 threads = int(os.environ.get("IDP_THREADS", "1"))
-worker_class = "gthread" if threads > 1 else "sync"
+# gevent by default: a worker holds up to worker_connections connections and parks the slow or idle
+# ones, so clients that never finish their headers cannot exhaust the workers (sync and gthread workers
+# each block on such a client). IDP_THREADS > 1 keeps choosing gthread; IDP_WORKER_CLASS overrides both.
+worker_class = os.environ.get("IDP_WORKER_CLASS", "").strip() or ("gthread" if threads > 1 else "gevent")
+worker_connections = int(os.environ.get("IDP_WORKER_CONNECTIONS", "1000"))
 backlog = int(os.environ.get("IDP_BACKLOG", "2048"))
 timeout = int(os.environ.get("IDP_WORKER_TIMEOUT", "30"))
 graceful_timeout = 20
@@ -39,6 +43,13 @@ def on_starting(server):  # type: ignore[no-untyped-def]
     for name in os.listdir(folder):
         if name.endswith(".db"):
             os.remove(os.path.join(folder, name))
+
+
+def post_fork(server, worker):  # type: ignore[no-untyped-def]
+    if worker_class == "gevent":
+        from idp.green import make_cooperative
+
+        make_cooperative()
 
 
 def child_exit(server, worker):  # type: ignore[no-untyped-def]

@@ -39,7 +39,16 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 DOCKERFILE = (ROOT / "Dockerfile").read_text(encoding="utf-8")
 KUBERNETES_VERSION = "1.30"
 # Variables gunicorn's configuration and ``idp serve`` read besides Settings.
-SERVE_VARIABLES = {"IDP_HOST", "IDP_PORT", "IDP_BIND", "IDP_WORKERS", "IDP_THREADS", "IDP_MIGRATIONS_DIR"}
+SERVE_VARIABLES = {
+    "IDP_HOST",
+    "IDP_PORT",
+    "IDP_BIND",
+    "IDP_WORKERS",
+    "IDP_THREADS",
+    "IDP_WORKER_CLASS",
+    "IDP_WORKER_CONNECTIONS",
+    "IDP_MIGRATIONS_DIR",
+}
 
 
 def _docker_compose() -> str:
