@@ -1,14 +1,23 @@
-"""Make the database driver cooperative under gevent workers (the default of ``idp serve``).
+"""Make the database drivers cooperative under gevent workers (the default of ``idp serve``).
 
 A gevent worker serves many connections in one process, switching between them whenever one waits on
 the network, so slow or idle clients cost a parked greenlet instead of a whole worker. gunicorn's gevent
 worker patches the standard library, which makes redis-py (pure Python sockets) cooperative; psycopg2
-talks to PostgreSQL from C, so it is told to hand every wait to gevent through its wait callback.
+talks to PostgreSQL from C, so it is told to hand every wait to gevent through its wait callback, and
+SQLite's lock waits are done in Python (``idp.storage.db``) instead of in C.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+_cooperative = False
+
+
+def cooperative() -> bool:
+    """Whether this process serves with gevent (blocking waits must then go through gevent)."""
+    return _cooperative
+
 
 # A PostgreSQL that does not answer one step of a connection or a query within this many seconds is
 # treated as unavailable (libpq's connect_timeout does not apply to connections driven this way).
@@ -44,4 +53,6 @@ def make_cooperative() -> None:
     """Install the gevent wait callback for psycopg2 (call once per worker process, after the fork)."""
     import psycopg2.extensions
 
+    global _cooperative
+    _cooperative = True
     psycopg2.extensions.set_wait_callback(_gevent_wait)
