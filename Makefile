@@ -25,8 +25,8 @@ run: install ## install and run on the embedded default (SQLite, no Redis), with
 test: install-test ## install everything and run the whole test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-unit: ## unit tests only (no services)
-	$(BIN)/python -m pytest -m unit $(PYTEST_ARGS)
+test-unit: ## unit tests only (no services, no test extras needed beyond pytest)
+	$(BIN)/python -m pytest tests/unit -m unit $(PYTEST_ARGS)
 
 test-integration: ## integration tests (real Redis, PostgreSQL, SQLite)
 	$(BIN)/python -m pytest -m integration $(PYTEST_ARGS)

@@ -22,8 +22,9 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
+from idp.clock import Clock
 from idp.queue.engine import INT64_MAX, Counters, Entry
 from idp.storage.db import Database
 from idp.storage.models import TokenRecord
@@ -36,16 +37,17 @@ log = logging.getLogger("idp.admission")
 CATCH_UP_SECONDS = 10
 
 
-def active_tokens(db: Database, event_id: str, now: int) -> int:
-    """Sessions holding a token: not finished, not expired."""
+def active_tokens(db: Database, event_id: str, now: int, idle_seconds: int | None = None) -> int:
+    """Sessions holding a token: not finished, not expired, and not idle for ``idle_seconds``."""
+    stmt = (
+        select(func.count())
+        .select_from(TokenRecord)
+        .where(TokenRecord.event_id == event_id, TokenRecord.expires_at > now, TokenRecord.session_status == 0)
+    )
+    if idle_seconds is not None:
+        stmt = stmt.where(func.coalesce(TokenRecord.last_seen_at, TokenRecord.issued_at) >= now - idle_seconds)
     with db.session(readonly=True) as session:
-        return int(
-            session.execute(
-                select(func.count())
-                .select_from(TokenRecord)
-                .where(TokenRecord.event_id == event_id, TokenRecord.expires_at > now, TokenRecord.session_status == 0)
-            ).scalar_one()
-        )
+        return int(session.execute(stmt).scalar_one())
 
 
 def admitted_unclaimed(counters: Counters) -> int:
@@ -54,8 +56,49 @@ def admitted_unclaimed(counters: Counters) -> int:
     return max(0, admitted - counters.tokens - counters.expired - counters.lost)
 
 
-def active_sessions(db: Database, counters: Counters, event_id: str, now: int) -> int:
-    return active_tokens(db, event_id, now) + admitted_unclaimed(counters)
+def active_sessions(db: Database, counters: Counters, event_id: str, now: int, idle_seconds: int | None = None) -> int:
+    return active_tokens(db, event_id, now, idle_seconds) + admitted_unclaimed(counters)
+
+
+class SessionIdle:
+    """Sessions of an event with ``session_idle_seconds`` end after that long without a ``/verify`` call.
+
+    ``/verify`` renews the session (as Cloudflare renews its cookie). Each process writes a renewal at
+    most every tenth of the idle time per session: a session it renewed that recently cannot be idle.
+    """
+
+    def __init__(self, db: Database, clock: Clock, max_entries: int = 100_000) -> None:
+        self.db = db
+        self.clock = clock
+        self.max_entries = max_entries
+        self._renewed: dict[str, int] = {}
+
+    def seen(self, event: EventConfig, request_id: str) -> bool:
+        """Renew the session; False when it had already been idle too long (it has ended)."""
+        idle = event.session_idle_seconds
+        if idle is None:
+            return True
+        now = int(self.clock.now())
+        last = self._renewed.get(request_id)
+        if last is not None and 0 <= now - last < max(1, idle // 10):
+            return True
+        with self.db.session() as session:
+            renewed = session.execute(
+                update(TokenRecord)
+                .where(
+                    TokenRecord.request_id == request_id,
+                    TokenRecord.event_id == event.event_id,
+                    func.coalesce(TokenRecord.last_seen_at, TokenRecord.issued_at) >= now - idle,
+                )
+                .values(last_seen_at=now)
+            ).rowcount  # type: ignore[attr-defined]
+        if renewed != 1:
+            self._renewed.pop(request_id, None)
+            return False
+        if len(self._renewed) >= self.max_entries:
+            self._renewed.clear()
+        self._renewed[request_id] = now
+        return True
 
 
 def rate_budget(per_minute: int, second: int, previous_second: int | None) -> int:
@@ -94,7 +137,7 @@ def admit_at_door(room: WaitingRoom, event: EventConfig, entry: Entry) -> int:
         return room.engine.admit_up_to(event.event_id, entry.position, INT64_MAX)[1]
     counters = room.engine.counters(event.event_id)
     now = int(room.engine.clock.now())
-    free = event.max_active - active_sessions(room.events.db, counters, event.event_id, now)
+    free = event.max_active - active_sessions(room.events.db, counters, event.event_id, now, event.session_idle_seconds)
     if free <= 0:
         return 0
     cap = min(entry.position, counters.serving + free)
@@ -120,7 +163,7 @@ class TargetHolder:
         if event.policy.enabled:
             self.room.sweep(eid)  # unclaimed places whose window ended stop counting as active
         counters = self.room.engine.counters(eid)
-        active = active_sessions(self.room.events.db, counters, eid, second)
+        active = active_sessions(self.room.events.db, counters, eid, second, event.session_idle_seconds)
         if event.mode == "passthrough":
             serving, admitted = self.room.engine.admit_up_to(eid, INT64_MAX, INT64_MAX, f"target:{second}")
             self._last_second[eid] = second

@@ -17,6 +17,7 @@ from idp.errors import IdpError
 from idp.http import CachedSessionInterface
 from idp.logging import access_log, configure_logging, monotonic_ms
 from idp.services import Services, build_services, build_store
+from idp.storage.db import SchemaNotCurrentError, require_current_schema
 from idp.web import edge
 
 log = logging.getLogger("idp.http")
@@ -41,6 +42,12 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             app.wsgi_app, x_for=settings.proxy_hops, x_proto=settings.proxy_hops, x_host=settings.proxy_hops
         )
     services = build_services(settings, clock)
+    try:
+        require_current_schema(services.db)
+    except SchemaNotCurrentError as exc:
+        logging.getLogger("idp").critical("refusing to start: %s", exc)
+        services.close()
+        raise
     app.extensions["idp"] = services
 
     from idp.api.views import bp as api_bp
@@ -72,6 +79,7 @@ EXTENSIONS: list[str] = [
     "idp.oidc.web",
     "idp.operator",
     "idp.landing",
+    "idp.abuse.web",
 ]
 
 
@@ -79,6 +87,8 @@ def _register_request_hooks(app: Flask) -> None:
     # These run on every request: each goes through the request and g proxies once (every proxy
     # access costs about a microsecond) and skips building the log line when INFO is off.
     config = app.config
+    # Under an https issuer browsers are told to come back over https only (HSTS).
+    hsts = app.extensions["idp"].settings.issuer.startswith("https://")
 
     @app.before_request
     def _start() -> None:
@@ -102,6 +112,8 @@ def _register_request_hooks(app: Flask) -> None:
         if response.mimetype == "text/html":
             for name, value in edge.PAGE_SECURITY_HEADERS:
                 headers.setdefault(name, value)
+        if hsts:
+            headers.setdefault("Strict-Transport-Security", "max-age=31536000")
         req = request._get_current_object()  # type: ignore[attr-defined]
         started = ctx.get("request_started")
         # The route template, never the raw path or query string: they carry handles and codes.

@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from idp.config import ConfigError, Settings
+from idp.storage.db import SchemaNotCurrentError
 
-# Subcommands added by other parts: name -> (configure parser, run). See register().
+# Subcommands added by other parts: name -> (one-line description, configure parser, run). See register().
 _Configure = Callable[[argparse.ArgumentParser], None]
 _Run = Callable[[argparse.Namespace, Settings], int]
-_COMMANDS: dict[str, tuple[_Configure, _Run]] = {}
+_COMMANDS: dict[str, tuple[str, _Configure, _Run]] = {}
 
 GUNICORN_CONF = Path(__file__).resolve().parent / "gunicorn_conf.py"
 
@@ -24,8 +25,11 @@ def register(
     name: str,
     configure: Callable[[argparse.ArgumentParser], None],
     run: Callable[[argparse.Namespace, Settings], int],
+    *,
+    help: str = "",  # noqa: A002 - the word argparse uses
 ) -> None:
-    _COMMANDS[name] = (configure, run)
+    """Add the command ``idp NAME``; ``help`` is its line in ``idp --help`` (tests require one)."""
+    _COMMANDS[name] = (help, configure, run)
 
 
 def _settings() -> Settings:
@@ -52,6 +56,12 @@ _PREPARE_HOOKS: list[Callable[[Settings], None]] = []
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    if args.demo and settings.is_production:
+        # The demo prints an admin key and serves a demo relying party: never in production.
+        print("idp: --demo does not run with IDP_ENV=production", file=sys.stderr)
+        return 2
+    args.host = args.host or settings.host
+    args.port = args.port or settings.port
     if not settings.redis_url and not settings.database_url.startswith("sqlite"):
         print("idp: queue store on the SQL database (set IDP_REDIS_URL for Redis)", file=sys.stderr)
     prepare(settings)
@@ -100,6 +110,11 @@ def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     from idp.storage.db import upgrade_database
 
     upgrade_database(settings.database_url, args.revision)
+    if args.revision == "head":
+        # What a first start needs (signing keys of every algorithm) exists before any worker answers,
+        # also when the service is then started by "gunicorn wsgi:app" rather than "idp serve".
+        for hook in _PREPARE_HOOKS:
+            hook(settings)
     print(f"database at {args.revision}")
     return 0
 
@@ -117,6 +132,14 @@ def cmd_events_create(args: argparse.Namespace, settings: Settings) -> int:
     services = _services(settings)
     try:
         event = services.events.create(data)
+        from idp.admin.audit import AuditLog
+
+        AuditLog(services.db, services.clock).record(
+            key_id=None,
+            action="event.create",
+            target=event.event_id,
+            detail={**{k: v for k, v in data.items() if k != "event_id"}, "via": "cli"},
+        )
     finally:
         services.close()
     print(json.dumps(event.to_dict(), indent=2))
@@ -127,30 +150,39 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="idp", description="Virtual waiting room and OpenID Connect provider")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the web service under gunicorn")
-    serve.add_argument("--host", default=os.environ.get("IDP_HOST", "127.0.0.1"))
-    serve.add_argument("--port", type=int, default=int(os.environ.get("IDP_PORT", "8000")))
-    serve.add_argument("--workers", type=int, default=None)
+    serve = sub.add_parser(
+        "serve",
+        help="migrate the database (under a lock), then run the web service under gunicorn",
+        description="Bring the database to this release's schema (one process at a time), create what a "
+        "first start needs (signing keys), then replace this process with gunicorn serving the app.",
+    )
+    serve.add_argument("--host", default=None, help="address to listen on (default IDP_HOST, 127.0.0.1; IDP_BIND wins)")
+    serve.add_argument("--port", type=int, default=None, help="port to listen on (default IDP_PORT, 8000)")
+    serve.add_argument("--workers", type=int, default=None, help="gunicorn workers (default IDP_WORKERS)")
     serve.add_argument("--demo", action="store_true", help="create a demo event and print how to use it")
     serve.set_defaults(func=cmd_serve)
 
     db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
-    upgrade = db.add_parser("upgrade", help="apply migrations")
-    upgrade.add_argument("revision", nargs="?", default="head")
+    upgrade = db.add_parser("upgrade", help="apply migrations (one process at a time on PostgreSQL)")
+    upgrade.add_argument("revision", nargs="?", default="head", help="the revision to reach (default head)")
     upgrade.set_defaults(func=cmd_db_upgrade)
 
     events = sub.add_parser("events", help="waiting-room events").add_subparsers(dest="events_command", required=True)
     create = events.add_parser("create", help="create an event")
-    create.add_argument("event_id")
-    create.add_argument("--name")
-    create.add_argument("--expiry-period", type=int)
-    create.add_argument("--no-expiry", action="store_true")
-    create.add_argument("--incr-serving-on-expiry", action="store_true")
-    create.add_argument("--token-validity", type=int)
+    create.add_argument("event_id", help="the event's id (letters, digits, - and _)")
+    create.add_argument("--name", help="its display name (default the id)")
+    create.add_argument("--expiry-period", type=int, help="seconds an admitted place may claim its token (default 900)")
+    create.add_argument("--no-expiry", action="store_true", help="admitted places never expire")
+    create.add_argument(
+        "--incr-serving-on-expiry",
+        action="store_true",
+        help="advance the serving counter by the expired, unclaimed places",
+    )
+    create.add_argument("--token-validity", type=int, help="seconds a visitor's session and tokens last")
     create.set_defaults(func=cmd_events_create)
 
-    for name, (configure, run) in _COMMANDS.items():
-        command_parser = sub.add_parser(name)
+    for name, (description, configure, run) in _COMMANDS.items():
+        command_parser = sub.add_parser(name, help=description, description=description)
         configure(command_parser)
         command_parser.set_defaults(func=run)
     return parser
@@ -185,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args, settings))
-    except ConfigError as exc:
+    except (ConfigError, SchemaNotCurrentError) as exc:
         print(f"idp: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # noqa: BLE001 - a command-line error is one line, not a trace

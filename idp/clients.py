@@ -19,6 +19,7 @@ from idp.events import EventNotFoundError, validate_event_id
 from idp.hashing import hash_secret, new_secret, verify_secret
 from idp.storage.db import Database
 from idp.storage.models import Client, Event
+from idp.targets import check_redirect_uri
 
 CLIENT_ID_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 AUTH_METHODS = ("client_secret_basic", "client_secret_post")
@@ -226,9 +227,11 @@ def apply_public_rules(merged: dict[str, Any], given: dict[str, Any]) -> dict[st
 
 
 class ClientService:
-    def __init__(self, db: Database, clock: Clock, cache_ttl: float) -> None:
+    def __init__(self, db: Database, clock: Clock, cache_ttl: float, *, require_https: bool = False) -> None:
         self.db = db
         self.clock = clock
+        # Production: relying parties' URIs are https (plain http only on a loopback host).
+        self.require_https = require_https
         self._cache: TTLCache[ClientConfig | None] = TTLCache(cache_ttl)
 
     def _load(self, client_id: str) -> ClientConfig | None:
@@ -275,6 +278,7 @@ class ClientService:
     def create(self, data: dict[str, Any]) -> tuple[ClientConfig, str | None]:
         """Register a client; returns it with its secret (None for a public client), never shown again."""
         cleaned = clean_client_fields(data, partial=False)
+        self._check_uris(cleaned)
         client_id = cleaned.pop("client_id", None) or secrets.token_hex(12)
         cleaned = apply_public_rules({"token_endpoint_auth_methods": DEFAULT_AUTH_METHODS, **cleaned}, data)
         public = cleaned["token_endpoint_auth_methods"] == [PUBLIC_METHOD]
@@ -301,8 +305,18 @@ class ClientService:
         self._cache.invalidate(client_id)
         return config, secret
 
+    def _check_uris(self, cleaned: dict[str, Any]) -> None:
+        if not self.require_https:
+            return
+        for name in ("redirect_uris", "post_logout_redirect_uris"):
+            for uri in cleaned.get(name) or []:
+                check_redirect_uri(uri, name)
+        if cleaned.get("initiate_login_uri"):
+            check_redirect_uri(cleaned["initiate_login_uri"], "initiate_login_uri")
+
     def update(self, client_id: str, data: dict[str, Any]) -> ClientConfig:
         cleaned = clean_client_fields(data, partial=True)
+        self._check_uris(cleaned)
         with self.db.session() as session:
             row = session.get(Client, client_id)
             if row is None:

@@ -6,8 +6,10 @@ Tests build ``Settings(...)`` directly; production reads ``Settings.from_env(os.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import secrets
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +17,29 @@ from typing import Any
 from idp.cors import parse_origin_setting
 
 DEV_SECRET_PREFIX = "dev-insecure-"  # noqa: S105 - a marker, not a secret
+
+
+# A production secret must look random: at least this many bits by the estimate below.
+MIN_SECRET_BITS = 100
+
+
+def estimated_entropy_bits(secret: str) -> float:
+    """A generous estimate of a secret's entropy: the lower of two measures, both blind to nothing random.
+
+    * its length times its characters' Shannon entropy (low variety: ``"a" * 32``, ``"abab..."``);
+    * what deflate leaves of it, at 6 bits a compressed byte (repeated patterns: ``"password" * 5``).
+
+    32 random hex digits score about 118 bits, a ``secrets.token_urlsafe(32)`` about 230."""
+    if not secret:
+        return 0.0
+    counts: dict[str, int] = {}
+    for char in secret:
+        counts[char] = counts.get(char, 0) + 1
+    total = len(secret)
+    shannon = -sum(n / total * math.log2(n / total) for n in counts.values()) * total
+    data = secret.encode("utf-8", "surrogatepass")
+    compressed = (len(zlib.compress(data, 9)) - len(zlib.compress(b"", 9))) * 6
+    return min(shannon, float(compressed))
 
 
 class ConfigError(ValueError):
@@ -34,17 +59,13 @@ def _optional(value: str) -> str | None:
     return value.strip() or None
 
 
-def _default_database_url() -> str:
-    folder = os.path.abspath(os.environ.get("IDP_INSTANCE_PATH", "instance"))
-    return f"sqlite:///{os.path.join(folder, 'idp.sqlite3')}"
-
-
 @dataclass(frozen=True)
 class Settings:
     """Every tunable of the service, one field per ``IDP_*`` variable."""
 
     env: str = "development"
-    database_url: str = dataclasses.field(default_factory=_default_database_url)
+    # Empty: an SQLite file in the instance folder.
+    database_url: str = ""
     redis_url: str | None = None
     # A join is acknowledged only once this many replicas hold it (Redis WAIT); 0: the primary alone.
     redis_wait_replicas: int = 0
@@ -71,17 +92,44 @@ class Settings:
     key_rotation_grace_seconds: int = 86400
     # How often a process re-reads signing-key metadata to see a rotation made by another process.
     key_refresh_seconds: float = 2.0
+    # How long caches may keep /jwks.json; a new signing key is published this long (plus the refresh
+    # interval) before it signs.
+    jwks_max_age: int = 300
     instance_path: str = "instance"
     # Domain of the synthetic e-mail addresses the OpenID Connect side gives visitors (scope "email").
     synthetic_email_domain: str = "visitors.invalid"
     # `idp serve --demo` sets it: serve the demo relying party's landing page (/demo/callback).
     demo: bool = False
+    # Production: webhook and health URLs may resolve to loopback, link-local or private addresses.
+    allow_private_targets: bool = False
     # A folder of Jinja templates that override the default waiting pages (same file names).
     template_dir: str | None = None
     # Origins whose scripts may read the public queue API (CORS): "*" (as AWS) or exact origins.
     cors_origins: tuple[str, ...] = ("*",)
     # What ``/`` shows: full, minimal or off (404); empty: full, or minimal in production.
     landing_page: str = ""
+    # Per-client rate limits: "" for the defaults, "off", or "join=100/minute; token=off" (see idp.abuse.limits).
+    rate_limits: str = ""
+    # gunicorn, as ``idp serve`` and ``gunicorn -c gunicorn.conf.py wsgi:app`` run it (idp/gunicorn_conf.py).
+    bind: str = "127.0.0.1:8000"
+    workers: int = 0  # 0: two per core, plus one
+    threads: int = 1
+    backlog: int = 2048
+    worker_timeout: int = 30
+    # gunicorn's worker class ("" : gevent, or gthread when threads > 1) and connections per gevent worker.
+    worker_class: str = ""
+    worker_connections: int = 1000
+    max_requests: int = 0  # restart a worker after this many requests; 0: never
+    # ``idp serve --host/--port`` defaults; IDP_BIND, when set, wins.
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Where the Alembic migrations are; unset: beside the idp package (a checkout). Images set it.
+    migrations_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.database_url:
+            folder = os.path.abspath(self.instance_path)
+            object.__setattr__(self, "database_url", f"sqlite:///{os.path.join(folder, 'idp.sqlite3')}")
 
     @property
     def is_production(self) -> bool:
@@ -119,10 +167,23 @@ class Settings:
         if self.is_production:
             if not self.secret_key or self.secret_is_generated or len(self.secret_key) < 32:
                 raise ConfigError("production needs IDP_SECRET_KEY of at least 32 characters")
+            if estimated_entropy_bits(self.secret_key) < MIN_SECRET_BITS:
+                raise ConfigError(
+                    "production needs a random IDP_SECRET_KEY: this one is too predictable "
+                    "(make one with: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+                )
+            if self.demo:
+                raise ConfigError("the demo (idp serve --demo, IDP_DEMO) does not run in production")
             if not self.issuer.startswith("https://"):
                 raise ConfigError("production needs an https:// IDP_ISSUER")
         if not 1 <= self.queue_block_size <= 1_000_000:
             raise ConfigError("IDP_QUEUE_BLOCK_SIZE must be between 1 and 1000000")
+        from idp.abuse.limits import LimitSpec
+
+        try:
+            LimitSpec.parse(self.rate_limits)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
         if not self.secret_key:
             return dataclasses.replace(self, secret_key=_development_secret(self.instance_path))
         return self
@@ -140,9 +201,6 @@ class Settings:
                 values[field_name] = coerce(raw)
             except (ValueError, TypeError) as exc:
                 raise ConfigError(f"{variable}: {exc}") from exc
-        if "database_url" not in values and "instance_path" in values:
-            folder = os.path.abspath(values["instance_path"])
-            values["database_url"] = f"sqlite:///{os.path.join(folder, 'idp.sqlite3')}"
         return cls(**values)
 
 
@@ -193,10 +251,24 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "session_cache_seconds": ("IDP_SESSION_CACHE_SECONDS", float),
     "key_rotation_grace_seconds": ("IDP_KEY_ROTATION_GRACE_SECONDS", int),
     "key_refresh_seconds": ("IDP_KEY_REFRESH_SECONDS", float),
+    "jwks_max_age": ("IDP_JWKS_MAX_AGE", int),
     "instance_path": ("IDP_INSTANCE_PATH", str.strip),
     "synthetic_email_domain": ("IDP_SYNTHETIC_EMAIL_DOMAIN", str.strip),
     "demo": ("IDP_DEMO", _bool),
+    "allow_private_targets": ("IDP_ALLOW_PRIVATE_TARGETS", _bool),
     "template_dir": ("IDP_TEMPLATE_DIR", _optional),
     "cors_origins": ("IDP_CORS_ORIGINS", parse_origin_setting),
     "landing_page": ("IDP_LANDING_PAGE", lambda v: v.strip().lower()),
+    "rate_limits": ("IDP_RATE_LIMITS", str.strip),
+    "bind": ("IDP_BIND", str.strip),
+    "workers": ("IDP_WORKERS", int),
+    "threads": ("IDP_THREADS", int),
+    "backlog": ("IDP_BACKLOG", int),
+    "worker_timeout": ("IDP_WORKER_TIMEOUT", int),
+    "worker_class": ("IDP_WORKER_CLASS", str.strip),
+    "worker_connections": ("IDP_WORKER_CONNECTIONS", int),
+    "max_requests": ("IDP_MAX_REQUESTS", int),
+    "host": ("IDP_HOST", str.strip),
+    "port": ("IDP_PORT", int),
+    "migrations_dir": ("IDP_MIGRATIONS_DIR", _optional),
 }

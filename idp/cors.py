@@ -9,7 +9,7 @@ Two surfaces answer browsers on other origins:
 
 Credentials are never allowed (no ``Access-Control-Allow-Credentials``): these calls carry their
 secrets in headers or bodies, never in cookies. Origins match exactly (scheme, host and port); an
-allowed origin is echoed with ``Vary: Origin`` unless the list is ``*``. The Fast path and the Flask
+allowed origin is echoed with ``Vary: Origin`` unless the list is ``*``. The fast path and the Flask
 views both take their headers from here, so an answer is the same whichever of them gives it.
 """
 
@@ -148,7 +148,7 @@ def response_headers(allowed: Origins, origin: str | None) -> Headers:
 
 
 def preflight_headers(allowed: Origins, origin: str | None, allow_headers: str) -> Headers:
-    """Headers for a preflight (``OPTIONS`` with ``Access-Control-Request-Method``)."""
+    """Headers for a preflight (an ``OPTIONS`` request): all of them for an allowed origin, else none."""
     vary = [] if allowed.wildcard else [("Vary", "Origin")]
     if origin is None or not allowed.allows(origin):
         return vary
@@ -183,14 +183,14 @@ class CorsPolicy:
 
     def queue_api_for(self, event_id: object) -> Origins:
         """As ``queue_api`` for an event id that may be missing, malformed or unknown."""
-        if isinstance(event_id, str) and event_id:
-            try:
-                return self.queue_api(self.events.get(event_id))
-            except IdpError:
-                pass  # unknown or malformed (the answer says so), or the database is down
         try:
+            if isinstance(event_id, str) and event_id:
+                try:
+                    return self.queue_api(self.events.get(event_id))
+                except IdpError:
+                    pass  # unknown or malformed (the answer says so), or the database is down
             return self.queue_api(None)
-        except Exception:  # noqa: BLE001 - an answer (often a 503) must still go out
+        except Exception:  # noqa: BLE001 - an answer (often a 503 or a 500) must still go out
             log.warning("could not read the events' CORS origins; using IDP_CORS_ORIGINS")
             return self.default
 

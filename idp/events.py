@@ -55,6 +55,15 @@ class EventConfig:
         """True when the worker admits by itself to hold ``max_active`` / ``max_per_minute``."""
         return self.max_active is not None or self.max_per_minute is not None
 
+    # Abuse defence (idp.abuse): limits replacing the global ones, the join gate, what refused joins get.
+    rate_limits: dict[str, str] | None = None
+    challenge: dict[str, Any] | None = None
+    on_refusal: str = "refuse"
+
+    @property
+    def infinite_queue(self) -> bool:
+        return self.on_refusal == "infinite_queue"
+
     @property
     def policy(self) -> ExpiryPolicy:
         return ExpiryPolicy(
@@ -64,7 +73,11 @@ class EventConfig:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The event as the admin API shows it: a captcha secret is never shown, only that it is set."""
+        data = dataclasses.asdict(self)
+        if self.challenge is not None:
+            data["challenge"] = public_challenge(self.challenge)
+        return data
 
     @classmethod
     def from_row(cls, row: Event) -> EventConfig:
@@ -87,6 +100,9 @@ class EventConfig:
             max_active=row.max_active,
             max_per_minute=row.max_per_minute,
             session_idle_seconds=row.session_idle_seconds,
+            rate_limits=dict(row.rate_limits) if row.rate_limits else None,
+            challenge=dict(row.challenge) if row.challenge else None,
+            on_refusal=row.on_refusal or "refuse",
         )
 
 
@@ -182,6 +198,9 @@ def clean_event_fields(data: dict[str, Any], *, partial: bool) -> dict[str, Any]
         *SCHEDULE_FIELDS,
         *TARGET_FIELDS,
         "cors_origins",
+        "rate_limits",
+        "challenge",
+        "on_refusal",
     }
     if not partial:
         allowed.add("event_id")
@@ -213,7 +232,7 @@ def clean_event_fields(data: dict[str, Any], *, partial: bool) -> dict[str, Any]
             cleaned[name] = _optional_int(data, name, 0, MAX_TIME)
     for name, high in TARGET_FIELDS.items():
         if name in data:
-            cleaned[name] = _optional_int(data, name, 0 if name != "session_idle_seconds" else 1, high)
+            cleaned[name] = _optional_int(data, name, 1 if name == "session_idle_seconds" else 0, high)
     if "mode" in data:
         if data["mode"] not in MODES:
             raise ValidationError(f"mode must be one of {', '.join(MODES)}.", code="invalid_field")
@@ -224,15 +243,96 @@ def clean_event_fields(data: dict[str, Any], *, partial: bool) -> dict[str, Any]
             cleaned["cors_origins"] = None if value is None else clean_origin_list(value, "cors_origins")
         except ValueError as exc:
             raise ValidationError(str(exc), code="invalid_field") from None
+    if "rate_limits" in data:
+        from idp.abuse.limits import clean_event_limits
+
+        cleaned["rate_limits"] = (
+            None if data["rate_limits"] is None else clean_event_limits(data["rate_limits"]) or None
+        )
+    if "challenge" in data:
+        cleaned["challenge"] = None if data["challenge"] is None else clean_challenge(data["challenge"])
+    if "on_refusal" in data:
+        if data["on_refusal"] not in ON_REFUSAL:
+            raise ValidationError("on_refusal must be 'refuse' or 'infinite_queue'.", code="invalid_field")
+        cleaned["on_refusal"] = data["on_refusal"]
     return cleaned
+
+
+ON_REFUSAL = ("refuse", "infinite_queue")
+CAPTCHA_FIELDS = {"kind", "provider", "site_key", "secret", "verify_url", "timeout", "fail_open"}
+
+
+def clean_challenge(value: object) -> dict[str, Any]:
+    """Validate the join gate: ``{"kind": "proof_of_work", "difficulty"?}`` or a captcha provider's settings.
+
+    A captcha ``secret`` comes back as ``secret`` in clear; the event service encrypts it before storing.
+    """
+    from idp.abuse.captcha import DEFAULT_TIMEOUT_SECONDS, PROVIDERS
+    from idp.abuse.challenge import DEFAULT_DIFFICULTY, MAX_DIFFICULTY, MIN_DIFFICULTY
+
+    if not isinstance(value, dict):
+        raise ValidationError("challenge must be an object or null.", code="invalid_field")
+    kind = value.get("kind")
+    if kind == "proof_of_work":
+        unknown = set(value) - {"kind", "difficulty"}
+        if unknown:
+            raise ValidationError("challenge accepts kind and difficulty for proof_of_work.", code="invalid_field")
+        difficulty = value.get("difficulty", DEFAULT_DIFFICULTY)
+        if isinstance(difficulty, bool) or not isinstance(difficulty, int):
+            difficulty = -1
+        if not MIN_DIFFICULTY <= difficulty <= MAX_DIFFICULTY:
+            raise ValidationError(
+                f"challenge.difficulty must be an integer from {MIN_DIFFICULTY} to {MAX_DIFFICULTY}.",
+                code="invalid_field",
+            )
+        return {"kind": "proof_of_work", "difficulty": difficulty}
+    if kind == "captcha":
+        unknown = set(value) - CAPTCHA_FIELDS
+        if unknown:
+            raise ValidationError(f"challenge accepts {', '.join(sorted(CAPTCHA_FIELDS))}.", code="invalid_field")
+        provider = value.get("provider")
+        if provider not in PROVIDERS:
+            raise ValidationError(
+                f"challenge.provider must be one of {', '.join(sorted(PROVIDERS))}.", code="invalid_field"
+            )
+        cleaned: dict[str, Any] = {"kind": "captcha", "provider": provider}
+        for name in ("site_key", "secret"):
+            item = value.get(name)
+            if not isinstance(item, str) or not 1 <= len(item) <= 500 or not item.isprintable():
+                raise ValidationError(f"challenge.{name} must be a non-empty string.", code="invalid_field")
+            cleaned[name] = item
+        url = value.get("verify_url")
+        if url is not None:
+            if not isinstance(url, str) or len(url) > 2000 or not re.match(r"\Ahttps?://[^\s]+\Z", url):
+                raise ValidationError("challenge.verify_url must be an absolute http(s) URL.", code="invalid_field")
+            cleaned["verify_url"] = url
+        timeout = value.get("timeout", DEFAULT_TIMEOUT_SECONDS)
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0.1 <= timeout <= 30:
+            raise ValidationError("challenge.timeout must be 0.1 to 30 seconds.", code="invalid_field")
+        cleaned["timeout"] = float(timeout)
+        fail_open = value.get("fail_open", False)
+        if not isinstance(fail_open, bool):
+            raise ValidationError("challenge.fail_open must be true or false.", code="invalid_field")
+        cleaned["fail_open"] = fail_open
+        return cleaned
+    raise ValidationError("challenge.kind must be proof_of_work or captcha.", code="invalid_field")
+
+
+def public_challenge(stored: dict[str, Any]) -> dict[str, Any]:
+    """The gate as shown to operators: everything but the captcha secret."""
+    shown = {k: v for k, v in stored.items() if k not in ("secret", "secret_encrypted")}
+    if stored.get("kind") == "captcha":
+        shown["has_secret"] = bool(stored.get("secret_encrypted"))
+    return shown
 
 
 class EventService:
     """Create, read, update and delete events; reads are served from a short cache."""
 
-    def __init__(self, db: Database, clock: Clock, cache_ttl: float) -> None:
+    def __init__(self, db: Database, clock: Clock, cache_ttl: float, secret_key: str = "") -> None:
         self.db = db
         self.clock = clock
+        self._secret_key = secret_key
         self._cache: TTLCache[EventConfig | None] = TTLCache(cache_ttl)
 
     def _load(self, event_id: str) -> EventConfig | None:
@@ -265,8 +365,20 @@ class EventService:
             rows = session.execute(select(Event.cors_origins).where(Event.cors_origins.is_not(None))).scalars()
             return tuple(tuple(value) for value in rows if value)
 
+    def _seal(self, cleaned: dict[str, Any]) -> dict[str, Any]:
+        """Encrypt a captcha secret before it is stored (like signing keys, with a key from IDP_SECRET_KEY)."""
+        challenge = cleaned.get("challenge")
+        if challenge and "secret" in challenge:
+            from idp.abuse.sealing import seal_captcha_secret
+
+            challenge = dict(challenge)
+            secret = challenge.pop("secret")
+            challenge["secret_encrypted"] = seal_captcha_secret(self._secret_key, cleaned.get("event_id", ""), secret)
+            cleaned = {**cleaned, "challenge": challenge}
+        return cleaned
+
     def create(self, data: dict[str, Any]) -> EventConfig:
-        cleaned = clean_event_fields(data, partial=False)
+        cleaned = self._seal(clean_event_fields(data, partial=False))
         now = int(self.clock.now())
         with self.db.session() as session:
             if session.get(Event, cleaned["event_id"]) is not None:
@@ -284,8 +396,9 @@ class EventService:
         return config
 
     def update(self, event_id: str, data: dict[str, Any]) -> EventConfig:
-        cleaned = clean_event_fields(data, partial=True)
         event_id = validate_event_id(event_id)
+        cleaned = self._seal({**clean_event_fields(data, partial=True), "event_id": event_id})
+        del cleaned["event_id"]
         with self.db.session() as session:
             row = session.get(Event, event_id)
             if row is None:

@@ -5,26 +5,29 @@ from __future__ import annotations
 import multiprocessing
 import os
 
-bind = os.environ.get("IDP_BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("IDP_WORKERS", str(multiprocessing.cpu_count() * 2 + 1)))
-threads = int(os.environ.get("IDP_THREADS", "1"))
+from idp.config import Settings
+
+_settings = Settings.from_env()
+bind = _settings.bind
+workers = _settings.workers or multiprocessing.cpu_count() * 2 + 1
+threads = _settings.threads
 # gevent by default: a worker holds up to worker_connections connections and parks the slow or idle
 # ones, so clients that never finish their headers cannot exhaust the workers (sync and gthread workers
 # each block on such a client). IDP_THREADS > 1 keeps choosing gthread; IDP_WORKER_CLASS overrides both.
-worker_class = os.environ.get("IDP_WORKER_CLASS", "").strip() or ("gthread" if threads > 1 else "gevent")
-worker_connections = int(os.environ.get("IDP_WORKER_CONNECTIONS", "1000"))
-backlog = int(os.environ.get("IDP_BACKLOG", "2048"))
-timeout = int(os.environ.get("IDP_WORKER_TIMEOUT", "30"))
+worker_class = _settings.worker_class or ("gthread" if threads > 1 else "gevent")
+worker_connections = _settings.worker_connections
+backlog = _settings.backlog
+timeout = _settings.worker_timeout
 graceful_timeout = 20
 keepalive = 5
 # Access lines come from the app's own structured log (without query strings); gunicorn's would
 # print request ids and codes from query strings.
 accesslog = None
 errorlog = "-"
-loglevel = os.environ.get("IDP_LOG_LEVEL", "info").lower()
+loglevel = _settings.log_level.lower()
 # No preload: each worker opens its own database and Redis connections after the fork.
 preload_app = False
-max_requests = int(os.environ.get("IDP_MAX_REQUESTS", "0"))
+max_requests = _settings.max_requests
 max_requests_jitter = max_requests // 10
 
 # Prometheus multiprocess mode: every worker writes its samples to files in one folder and /metrics

@@ -39,6 +39,12 @@ def json_body(*, optional: bool = False) -> dict[str, Any]:
         raise ValidationError("The body is not valid JSON.", code="malformed_json") from exc
     if not isinstance(data, dict):
         raise ValidationError("The body must be a JSON object.", code="invalid_body")
+    try:
+        # JSON may escape a lone UTF-16 surrogate ("\ud800"): valid JSON, but no text any database or
+        # log can hold. Refused here, once, rather than failing wherever the string goes.
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError("Strings must be valid Unicode (no lone surrogates).", code="invalid_unicode") from None
     return data
 
 

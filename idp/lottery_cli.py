@@ -17,13 +17,13 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.description = "the pre-queue lottery: show it, or verify a draw from what was published"
     sub = parser.add_subparsers(dest="lottery_command", required=True)
     show = sub.add_parser("show", help="print what GET /api/lottery publishes for the event")
-    show.add_argument("event_id")
+    show.add_argument("event_id", help="the event")
     verify = sub.add_parser(
         "verify",
         help="check that the seed hashes to the commitment and that the seed gives the published order "
         "(and, without --url, that the queue holds exactly that order)",
     )
-    verify.add_argument("event_id")
+    verify.add_argument("event_id", help="the event")
     verify.add_argument("--url", help="verify what this server publishes (e.g. https://queue.example.com)")
 
 
@@ -94,4 +94,4 @@ def _run_checked(args: argparse.Namespace, settings: Settings) -> int:
             services.close()
 
 
-register("lottery", _configure, _run)
+register("lottery", _configure, _run, help="the pre-queue lottery: show, verify")

@@ -253,6 +253,8 @@ def init_app(app: Flask, services: Services) -> None:
         else:
             registry.register(http.requests)
             registry.register(http.latency)
+            for counter in services.defence.metrics.all():
+                registry.register(counter)
         registry.register(StoreCollector(services))
         response = Response(generate_latest(_Declared(registry)), mimetype=CONTENT_TYPE_LATEST.split(";")[0])
         response.headers["Content-Type"] = CONTENT_TYPE_LATEST

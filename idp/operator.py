@@ -213,8 +213,28 @@ def dashboard_data(event_id: str) -> Response:
             },
             "inlet": svc.inlets.get(eid).to_dict(),
             "samples": samples,
+            "targets": _targets(svc, eid, counters, samples, now),
         }
     )
+
+
+def _targets(svc: Any, eid: str, counters: Any, samples: list[dict[str, int]], now: int) -> dict[str, Any]:
+    """The room mode and targets, the sessions they count as active, and the admission rate of late."""
+    from idp.admission import active_sessions
+
+    event = svc.events.get_fresh(eid)
+    earlier = [s for s in samples if s["minute"] <= now - 60]
+    rate = None
+    if earlier:
+        last = earlier[-1]
+        rate = round(max(0, counters.serving - last["serving"]) * 60 / max(60, now - last["minute"]), 1)
+    return {
+        "mode": event.mode,
+        "max_active": event.max_active,
+        "max_per_minute": event.max_per_minute,
+        "active_sessions": active_sessions(svc.db, counters, eid, now, event.session_idle_seconds),
+        "admissions_per_minute": rate,
+    }
 
 
 @pages.get("/admin/dashboard/<event_id>")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from idp.abuse.service import Defence, build_defence
 from idp.admin.audit import AuditLog
 from idp.admin.auth import AdminKeyService
 from idp.clients import ClientService
@@ -64,9 +65,11 @@ class Services:
     oidc_records: OidcRecords
     oidc_interactions: Interactions
     oidc_server: OidcServer
+    defence: Defence
 
     def close(self) -> None:
         """Release the connections this process holds (the queue store's client, the database pools)."""
+        self.defence.tallies.flush()
         if isinstance(self.store, RedisQueueStore):
             self.store.client.close()
         self.db.dispose()
@@ -94,15 +97,17 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
     db = Database(settings.database_url, retry_after=settings.retry_after_seconds)
     store = build_store(settings, db)
     engine = QueueEngine(store, clock)
-    events = EventService(db, clock, ttl)
+    events = EventService(db, clock, ttl, settings.secret_key)
     room = WaitingRoom(events, engine, ttl)
-    clients = ClientService(db, clock, ttl)
+    clients = ClientService(db, clock, ttl, require_https=settings.is_production)
+    public_targets_only = settings.is_production and not settings.allow_private_targets
     keys = KeyManager(
         db,
         settings.secret_key,
         clock,
         settings.key_rotation_grace_seconds,
         refresh_seconds=settings.key_refresh_seconds,
+        jwks_max_age=settings.jwks_max_age,
     )
     records = OidcRecords(db, clock)
     # Tokens given to relying parties name their grant; /verify finds the place behind it.
@@ -124,8 +129,8 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         tokens=tokens,
         admin_keys=AdminKeyService(db, clock, ttl),
         audit=AuditLog(db, clock),
-        inlets=InletService(db, clock),
-        webhooks=WebhookService(db, clock, settings.secret_key),
+        inlets=InletService(db, clock, public_targets_only=public_targets_only),
+        webhooks=WebhookService(db, clock, settings.secret_key, public_targets_only=public_targets_only),
         page_catalogs=catalogs,
         page_catalogs_names=dict(LANGUAGES),
         pages=PageRenderer(settings.template_dir, catalogs),
@@ -135,4 +140,5 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         oidc_records=records,
         oidc_interactions=Interactions(clock, room, tokens, records),
         oidc_server=OidcServer(settings, clock, clients, keys, tokens, records),
+        defence=build_defence(settings, db, store, clock),
     )

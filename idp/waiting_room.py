@@ -67,6 +67,7 @@ class WaitingRoom:
         # (event, opening time) pairs known to be drawn: a draw is never undone, so this may be kept.
         self._drawn: set[tuple[str, int]] = set()
         self._drawn_lock = threading.Lock()
+        self.idle = admission.SessionIdle(events.db, engine.clock)
 
     def _now(self) -> int:
         return int(self.engine.clock.now())
@@ -99,6 +100,10 @@ class WaitingRoom:
         """Room modes that admit at the door (``passthrough``, ``when_busy`` under its targets)."""
         if event.mode in ("passthrough", "when_busy") and admission.admit_at_door(self, event, entry):
             self._counters.invalidate(event.event_id)
+
+    def session_seen(self, event_id: str, request_id: str) -> bool:
+        """``/verify`` saw this session: renew its idle time; False when it had ended by being idle."""
+        return self.idle.seen(self.events.get(event_id), request_id)
 
     def invalidate(self, event_id: str) -> None:
         """Forget this process's cached counters of an event (another part just changed them)."""

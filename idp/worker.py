@@ -367,6 +367,7 @@ def _configure(parser: Any) -> None:
 def _run(args: Any, settings: Any) -> int:
     from idp.app import build_services
     from idp.logging import configure_logging
+    from idp.storage.db import require_current_schema
 
     configure_logging(settings.log_level)
     from idp.queue.cli import warn_without_persistence
@@ -374,6 +375,7 @@ def _run(args: Any, settings: Any) -> int:
     warn_without_persistence(settings)
     services = build_services(settings)
     try:
+        require_current_schema(services.db)
         worker = Worker(services, lease_ttl_ms=max(500, args.lease_ms))
         if args.once:
             report = worker.tick()
@@ -396,7 +398,12 @@ def _demo_lines(settings: Any, services: Any, event: Any, base: str) -> list[str
 def _register() -> None:
     from idp.cli import _DEMO_HOOKS, register
 
-    register("worker", _configure, _run)
+    register(
+        "worker",
+        _configure,
+        _run,
+        help="run the periodic jobs (expiry sweep, inlets, metrics, webhooks); a lease keeps one active",
+    )
     if _demo_lines not in _DEMO_HOOKS:
         _DEMO_HOOKS.append(_demo_lines)
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy import text
 
-from idp.storage.db import make_engine
+from idp.storage.db import MIGRATION_LOCK_KEY, make_engine
 from idp.storage.models import Base
 
 config = context.config
@@ -30,6 +31,10 @@ def run_migrations_online() -> None:
         with engine.connect() as connection:
             context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
             with context.begin_transaction():
+                if connection.dialect.name == "postgresql":
+                    # One migrating process at a time; the lock ends with the transaction. The current
+                    # revision is read after it is taken, so a process that waited finds nothing to do.
+                    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
                 context.run_migrations()
     finally:
         engine.dispose()

@@ -377,6 +377,7 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint("GET", "/api/queue_pos_expiry", "query", (EVENT_ID, REQUEST_ID), also_ok=NOT_YET),
     Endpoint("GET", "/api/public_key", "query", (EVENT_ID,)),
     Endpoint("GET", "/api/lottery", "query", (EVENT_ID,)),
+    Endpoint("GET", "/api/challenge", "query", (EVENT_ID,)),
     Endpoint("POST", "/api/generate_token", "json", (EVENT_ID, REQUEST_ID), also_ok=NOT_YET),
     Endpoint("GET", "/healthz"),
     Endpoint("GET", "/readyz"),

@@ -175,6 +175,7 @@ ADMIN_ENDPOINTS: list[Endpoint] = [
     Endpoint("PATCH", "/admin/api/events/sale", "json", EVENT_SETTINGS, methods=EVENT_PATHS, headers=_auth),
     Endpoint("DELETE", "/admin/api/events/no-such-event", methods=EVENT_PATHS, headers=_auth),
     Endpoint("GET", "/admin/api/events/sale/stats", headers=_auth),
+    Endpoint("GET", "/admin/api/events/sale/abuse", headers=_auth),
     # Clients.
     Endpoint(
         "GET",
@@ -234,4 +235,7 @@ ADMIN_ENDPOINTS: list[Endpoint] = [
     Endpoint("DELETE", "/admin/api/admin_keys/not-a-key-id", headers=_auth),
     Endpoint("GET", "/admin/api/audit", "query", (LIMIT,), headers=_auth),
     Endpoint("GET", "/admin/api/openapi.yaml"),
+    # Pages whose data comes from the admin API: they take no input at all.
+    Endpoint("GET", "/admin/console"),
+    Endpoint("GET", "/"),
 ]

@@ -1,7 +1,9 @@
 """Shared fixtures: real services for integration tests, and the rule that CI never skips them.
 
 Backends: ``sqlite`` (a file per test), ``postgres`` (a database per test session, tables emptied after
-each test) and ``redis`` (database 9, flushed before and after each test; the SQL side is SQLite).
+each test) and ``redis`` (flushed before and after each test; the SQL side is SQLite). The Redis is a
+``redis-server`` the test session starts for itself on a free loopback port, unless
+``IDP_TEST_REDIS_URL`` names a database to use instead (each pytest-xdist worker then takes the next one).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from idp.config import Settings
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 PG_ADMIN_URL = os.environ.get("IDP_TEST_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
-REDIS_TEST_URL = os.environ.get("IDP_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+REDIS_TEST_URL = os.environ.get("IDP_TEST_REDIS_URL", "")
 
 
 def _per_worker_redis_url(url: str) -> str:
@@ -32,7 +34,7 @@ def _per_worker_redis_url(url: str) -> str:
     return f"{base}/{(int(db or 0) + int(worker[2:])) % 16}"
 
 
-REDIS_TEST_URL = _per_worker_redis_url(REDIS_TEST_URL)
+REDIS_TEST_URL = _per_worker_redis_url(REDIS_TEST_URL) if REDIS_TEST_URL else ""
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
 BACKENDS = ("sqlite", "postgres", "redis")
 # The queue store's own suites also run on a real Redis Cluster and behind Sentinel (tests/own_services.py).
@@ -104,17 +106,33 @@ def _truncate_pg(url: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def redis_available() -> str:
+def redis_available() -> Iterator[str]:
+    """A Redis database of this test session's own: a private ``redis-server``, or ``IDP_TEST_REDIS_URL``."""
     import redis
 
-    client = redis.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=2)
+    server = None
+    url = REDIS_TEST_URL
+    if not url:
+        from tests.own_services import RedisServer
+
+        try:
+            server = RedisServer().start()
+        except RuntimeError as exc:
+            service_missing("redis-server", exc)
+        assert server is not None
+        url = server.url
+    client = redis.Redis.from_url(url, socket_connect_timeout=2)
     try:
         client.ping()
     except Exception as exc:  # noqa: BLE001
+        if server is not None:
+            server.stop()
         service_missing("Redis", exc)
     finally:
         client.close()
-    return REDIS_TEST_URL
+    yield url
+    if server is not None:
+        server.stop()
 
 
 def _flush_redis(url: str) -> None:

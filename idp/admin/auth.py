@@ -300,11 +300,14 @@ def authenticate_request(scope: str) -> AdminKeyRecord:
     if not header:
         raise MissingCredentialsError()
     token = bearer_token(header)
-    if token is None:
-        raise AdminAuthError()
     keys: AdminKeyService = current_app.extensions["idp"].admin_keys
-    record = keys.authenticate(token)
+    record = keys.authenticate(token) if token is not None else None
     if record is None:
+        # Wrong keys are limited per address (guessing); a valid key is never refused by that limit.
+        defence = current_app.extensions["idp"].defence
+        address = request.remote_addr or "unknown"
+        defence.check_failures("admin_auth", address)
+        defence.count_failure("admin_auth", address)
         raise AdminAuthError()
     if not record.has_scope(scope):
         raise InsufficientScopeError(scope)

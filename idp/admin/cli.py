@@ -34,14 +34,14 @@ def _configure_keys(parser: argparse.ArgumentParser) -> None:
     parser.description = "admin API keys (sent as Authorization: Bearer <key>)"
     sub = parser.add_subparsers(dest="admin_keys_command", required=True)
     create = sub.add_parser("create", help="make a key; it is printed once")
-    create.add_argument("--name", required=True)
+    create.add_argument("--name", required=True, help="who or what holds the key")
     create.add_argument(
         "--scopes", required=True, help=f"comma-separated, from: {', '.join(SCOPES)} (admin implies all)"
     )
     create.add_argument("--quiet", action="store_true", help="print only the key (for scripts)")
     sub.add_parser("list", help="list keys (never the keys themselves)")
     revoke = sub.add_parser("revoke", help="revoke a key at once")
-    revoke.add_argument("key_id")
+    revoke.add_argument("key_id", help="the key's id (from list)")
 
 
 def _run_keys(args: argparse.Namespace, settings: Settings) -> int:
@@ -85,11 +85,22 @@ def _configure_clients(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="clients_command", required=True)
     create = sub.add_parser("create", help="register a client; its secret is printed once")
     create.add_argument("--event", required=True, help="the event its visitors queue for")
-    create.add_argument("--redirect-uri", action="append", required=True, dest="redirect_uris")
-    create.add_argument("--initiate-login-uri")
-    create.add_argument("--post-logout-redirect-uri", action="append", dest="post_logout_redirect_uris")
-    create.add_argument("--name")
-    create.add_argument("--client-id")
+    create.add_argument(
+        "--redirect-uri",
+        action="append",
+        required=True,
+        dest="redirect_uris",
+        help="an exact redirect URI (repeat for more)",
+    )
+    create.add_argument("--initiate-login-uri", help="where to send a visitor whose parked request grew stale")
+    create.add_argument(
+        "--post-logout-redirect-uri",
+        action="append",
+        dest="post_logout_redirect_uris",
+        help="an exact post-logout redirect URI (repeat for more)",
+    )
+    create.add_argument("--name", help="its display name")
+    create.add_argument("--client-id", help="its client_id (default a random one)")
     create.add_argument(
         "--public", action="store_true", help="a browser or native app: no secret, PKCE and refresh rotation"
     )
@@ -156,10 +167,12 @@ def demo_admin_key(settings: Settings, services: Any, event: Any, base: str) -> 
         f'-d \'{{"event_id":"{event.event_id}","increment_by":10}}\'',
         f"  Stats:    curl -s {base}/admin/api/events/{event.event_id}/stats -H 'Authorization: Bearer {plaintext}'",
         f"  API:      {base}/admin/api/openapi.yaml",
+        f"  Console:  {base}/admin/console (paste the key)",
+        f"  Start:    {base}/",
     ]
 
 
-cli.register("admin-keys", _configure_keys, _run_keys)
-cli.register("clients", _configure_clients, _run_clients)
+cli.register("admin-keys", _configure_keys, _run_keys, help="admin API keys: create, list, revoke")
+cli.register("clients", _configure_clients, _run_clients, help="OpenID Connect clients (relying parties): create, list")
 if demo_admin_key not in cli._DEMO_HOOKS:
     cli._DEMO_HOOKS.append(demo_admin_key)

@@ -391,7 +391,7 @@ def list_signing_keys() -> Response:
 @bp.post("/keys/rotate")
 @require_scope("keys:write")
 def rotate_signing_key() -> Response:
-    """Make a new active key; the previous one keeps verifying until its tokens have expired."""
+    """Publish a new key; it signs from ``active_from``, the previous one until then and verifies after."""
     data = json_body(optional=True)
     unknown = set(data) - {"alg"}
     if unknown:
@@ -399,9 +399,12 @@ def rotate_signing_key() -> Response:
     alg = data.get("alg", "RS256")
     if alg not in SIGNING_ALGS:
         raise ValidationError("alg must be RS256 or ES256.", code="invalid_alg")
-    kid = services().keys.rotate(alg=alg)
-    _audit("keys.rotate", str(kid), {"alg": alg})
-    return json_response({"kid": kid, "alg": alg}, 201)
+    keys = services().keys
+    kid = keys.rotate(alg=alg)
+    active_from = keys.active_from(kid)
+    _audit("keys.rotate", str(kid), {"alg": alg, "active_from": active_from})
+    # Published at once; it signs from active_from, once every instance and cache has it.
+    return json_response({"kid": kid, "alg": alg, "active_from": active_from}, 201)
 
 
 # --- admin keys ----------------------------------------------------------------------------------

@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import unquote_plus
 
+from idp.abuse.limits import client_address
+from idp.abuse.service import api_attempt, guard_api_join
 from idp.cors import response_headers as cors_response_headers
 from idp.events import EVENT_ID_RE, EventNotFoundError
 from idp.logging import access_log
@@ -123,6 +125,15 @@ class FastPath:
         try:
             if not self.services.room.fast_joinable(event_id):
                 raise _Delegate  # a pre-queue join answers without a position: the Flask view's job
+            # The abuse defence (rate limit, join gate) before the place is taken; refusals raise.
+            event = self.services.events.get(event_id)
+            address = client_address(environ, self.services.settings.proxy_hops)
+            decoy = guard_api_join(self.services.defence, self.services.room, event, api_attempt(data, address))
+            if decoy is not None:
+                body = edge.json_text(decoy).encode()
+                return self._respond(
+                    environ, start_response, _JOIN_ROUTE, 200, body, edge.NO_STORE, started, event_id=event.event_id
+                )
             event, entry = self.services.room.join(event_id)
         except EventNotFoundError:
             raise _Delegate from None

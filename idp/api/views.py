@@ -7,6 +7,7 @@ import json
 from flask import Blueprint, Response, request
 from werkzeug.exceptions import HTTPException
 
+from idp.abuse.service import api_attempt, guard_api_join
 from idp.cors import PUBLIC_API_HEADERS
 from idp.errors import IdpError
 from idp.http import apply_cors, json_body, json_response, query, required, services
@@ -48,7 +49,12 @@ class ExpiryDisabledError(IdpError):
 def assign_queue_num() -> Response:
     """Join the queue; the place exists (with its position) when this answers."""
     data = json_body()
-    event, entry = services().room.enter(required(data, "event_id"), request.headers.get("Idempotency-Key"))
+    svc = services()
+    event = svc.events.get(required(data, "event_id"))
+    decoy = guard_api_join(svc.defence, svc.room, event, api_attempt(data, request.remote_addr or "unknown"))
+    if decoy is not None:
+        return json_response(decoy)
+    event, entry = svc.room.enter(event.event_id, request.headers.get("Idempotency-Key"))
     if not isinstance(entry, Entry):
         # A pre-queue entry: a request id now, a position at the draw (``queue_num`` answers 202 till then).
         return json_response(
@@ -73,7 +79,19 @@ def assign_queue_num() -> Response:
 @bp.get("/queue_num")
 def queue_num() -> Response:
     event_id = query("event_id")
-    room = services().room
+    svc = services()
+    decoy = svc.defence.decoy_position(query("request_id"))
+    if decoy is not None:
+        event = svc.events.get(event_id)
+        return json_response(
+            {
+                "queue_number": max(decoy, svc.room.serving(event.event_id) + 2),
+                "entry_time": int(svc.clock.now()),
+                "event_id": event.event_id,
+                "status": 1,
+            }
+        )
+    room = svc.room
     entry = room.place(event_id, query("request_id"))
     if not isinstance(entry, Entry):
         return json_response(
@@ -110,6 +128,9 @@ def waiting_num() -> Response:
 
 @bp.get("/queue_pos_expiry")
 def queue_pos_expiry() -> Response:
+    if services().defence.decoy_position(query("request_id")) is not None:
+        services().events.get(query("event_id"))
+        raise NotServedError()
     event, status = services().room.status(query("event_id"), query("request_id"))
     if status.state in (PlaceState.WAITING, PlaceState.PENDING):
         raise NotServedError()

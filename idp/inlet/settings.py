@@ -13,6 +13,7 @@ from idp.clock import Clock
 from idp.errors import ValidationError
 from idp.storage.db import Database
 from idp.storage.models import InletSettings
+from idp.targets import check_outbound
 
 MAX_INCREMENT = 1_000_000_000
 MAX_SIZE = 1_000_000_000
@@ -142,9 +143,11 @@ def clean_update(current: InletConfig, data: object) -> InletConfig:
 class InletService:
     """Read and change inlet settings; an event without a row has the defaults (nothing automatic)."""
 
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(self, db: Database, clock: Clock, *, public_targets_only: bool = False) -> None:
         self.db = db
         self.clock = clock
+        # Production (unless IDP_ALLOW_PRIVATE_TARGETS): health URLs must resolve to public addresses.
+        self.public_targets_only = public_targets_only
 
     def get(self, event_id: str) -> InletConfig:
         with self.db.session(readonly=True) as session:
@@ -161,6 +164,9 @@ class InletService:
             row = session.get(InletSettings, event_id, with_for_update=True)
             current = InletConfig(event_id=event_id) if row is None else InletConfig.from_row(row)
             new = clean_update(current, data)
+            health = new.periodic.health_url
+            if self.public_targets_only and health and health != current.periodic.health_url:
+                check_outbound(health, "periodic.health_url")
             if row is None:
                 row = InletSettings(event_id=event_id)
                 session.add(row)

@@ -38,6 +38,7 @@ from idp.notify import outbox
 from idp.notify.outbox import KIND_RE
 from idp.storage.db import Database
 from idp.storage.models import OutboxEntry, WebhookDelivery, WebhookSubscription
+from idp.targets import check_outbound
 
 log = logging.getLogger("idp.webhooks")
 
@@ -119,10 +120,12 @@ def _delivery(row: WebhookDelivery) -> dict[str, Any]:
 class WebhookService:
     """Subscriptions of an event, through the admin API."""
 
-    def __init__(self, db: Database, clock: Clock, secret_key: str) -> None:
+    def __init__(self, db: Database, clock: Clock, secret_key: str, *, public_targets_only: bool = False) -> None:
         self.db = db
         self.clock = clock
         self.cipher = SecretCipher(secret_key)
+        # Production (unless IDP_ALLOW_PRIVATE_TARGETS): subscribers must resolve to public addresses.
+        self.public_targets_only = public_targets_only
 
     def create(self, event_id: str, data: object) -> tuple[dict[str, Any], str]:
         """Subscribe; returns the subscription and its signing secret (never shown again)."""
@@ -134,6 +137,8 @@ class WebhookService:
         url = data.get("url")
         if not isinstance(url, str) or not URL_RE.match(url):
             raise ValidationError("url must be an absolute http(s) URL.", code="invalid_field")
+        if self.public_targets_only:
+            check_outbound(url, "url")
         kinds = data.get("kinds")
         kinds = [] if kinds is None else kinds
         if (

@@ -23,7 +23,7 @@ import enum
 import logging
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -178,18 +178,23 @@ class Interactions:
                 return status.state
         return None
 
-    def ensure_place(self, visitor_id: str, event_id: str, *, fresh: bool = False) -> Place:
+    def ensure_place(
+        self, visitor_id: str, event_id: str, *, fresh: bool = False, guard: Callable[[], None] | None = None
+    ) -> Place:
         """The browser's place in the event's queue, joining (again) when it has none that can still admit.
 
         ``fresh`` (a forced re-login: ``prompt=login``, a stale ``max_age``) asks for a new admission,
         but a place still waiting, or admitted and not yet used, already leads to one: it is reused.
         Only a place whose admission was used gives way to a new one, so a browser takes at most one
-        new place per admission and never holds two waiting places in one event."""
+        new place per admission and never holds two waiting places in one event. ``guard`` runs just before
+        a new place is taken (the abuse defence: rate limits, the join gate)."""
         place = self.records.place(visitor_id, event_id)
         if place is not None:
             state = self._usable(event_id, place)
             if state is not None and not (fresh and state is PlaceState.CLAIMED):
                 return place
+        if guard is not None:
+            guard()
         generation = 0 if place is None else place.generation + 1
         _, entry = self.room.join(event_id, idempotency_key=f"oidc:{visitor_id}:{generation}")
         return self.records.save_place(Place(visitor_id, event_id, entry.request_id, entry.position, generation))
@@ -233,12 +238,19 @@ class Interactions:
     # --- the state machine ------------------------------------------------------------------------
 
     def park(
-        self, client_id: str, event_id: str, visitor_id: str, params: dict[str, str], *, fresh: bool = False
+        self,
+        client_id: str,
+        event_id: str,
+        visitor_id: str,
+        params: dict[str, str],
+        *,
+        fresh: bool = False,
+        guard: Callable[[], None] | None = None,
     ) -> InteractionRecord:
         """Store the request (parked), then join the queue or find the browser's place (waiting)."""
         now = self.now()
         kept = {k: v for k, v in params.items() if k in KEPT_PARAMS}
-        place = self.ensure_place(visitor_id, event_id, fresh=fresh)
+        place = self.ensure_place(visitor_id, event_id, fresh=fresh, guard=guard)
         record = InteractionRecord(
             interaction_id=secrets.token_urlsafe(24),
             client_id=client_id,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -473,10 +474,25 @@ def authorize() -> Response:
         if session is not None:
             _set_admission_cookie(response, user, session.expires_at)
     else:
-        record = svc.oidc_interactions.park(
-            client.client_id, client.event_id, visitor_id, params.to_dict(flat=True), fresh=fresh
-        )
-        response = _redirect(wait_url(record))
+        from idp.abuse.web import browser_guard, browser_refusal, current_return_path
+
+        event = svc.events.get(client.event_id)
+        try:
+            record = svc.oidc_interactions.park(
+                client.client_id,
+                client.event_id,
+                visitor_id,
+                params.to_dict(flat=True),
+                fresh=fresh,
+                guard=browser_guard(event),
+            )
+        except IdpError as exc:
+            refusal = browser_refusal(event, exc, current_return_path())
+            if refusal is None:
+                raise
+            response = refusal
+        else:
+            response = _redirect(wait_url(record))
     if new_visitor or legacy_cookie:
         _set_visitor(response, visitor_id)
     return response
@@ -591,10 +607,20 @@ def status(ticket: str) -> Response:
 # --- token side ------------------------------------------------------------------------------------
 
 
+def _failures_limited(name: str, answer: Callable[[], Response]) -> Response:
+    """Answer, refusing (429) a client address that failed ``name`` too often; count this failure."""
+    defence = services().defence
+    address = request.remote_addr or "unknown"
+    defence.check_failures(name, address)
+    response = answer()
+    if response.status_code in (400, 401):
+        defence.count_failure(name, address)
+    return response
+
+
 @bp.post("/token")
 def token() -> Response:
-    response: Response = _server().create_token_response()
-    return response
+    return _failures_limited("token", lambda: _server().create_token_response())
 
 
 @bp.post("/revoke")
@@ -604,7 +630,7 @@ def revoke() -> Response:
 
 @bp.post("/introspect")
 def introspect() -> Response:
-    return _server().create_endpoint_response("introspection")  # type: ignore[no-any-return]
+    return _failures_limited("introspect", lambda: _server().create_endpoint_response("introspection"))
 
 
 def _bearer_error(status: int, error: str | None, description: str = "") -> Response:
@@ -778,7 +804,17 @@ def html_error(code: str, message: str, status: int) -> Response | None:
         return None
     if status >= 500:
         return error_page("Please try again shortly", message, status, code=code)
+    if code in SALE_PAGE_CODES:
+        # The client's waiting room is not open, closed, or over: the waiting pages' own page (with the
+        # countdown to the opening) tells the visitor, in their language.
+        from idp.pages.web import error_page as sale_page
+
+        client = services().clients.find(request.values.get("client_id") or "")
+        return sale_page(code, status, event_id=client.event_id if client is not None else None)
     return error_page("This sign-in cannot continue", message, status, code=code)
+
+
+SALE_PAGE_CODES = frozenset({"event_not_open", "event_closed", "room_closed"})
 
 
 # --- the demo relying party's landing page (idp serve --demo) ---------------------------------------

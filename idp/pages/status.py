@@ -15,6 +15,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+from idp import lottery
 from idp.cache import TTLCache
 from idp.clock import Clock
 from idp.events import EventConfig
@@ -29,6 +30,7 @@ ADMITTED = "admitted"
 EXPIRED = "expired"
 FINISHED = "finished"
 UNKNOWN = "unknown"
+PENDING = "pending"  # a pre-queue entry: its place is drawn when the room opens
 
 _STATE_NAMES = {
     PlaceState.WAITING: WAITING,
@@ -36,7 +38,19 @@ _STATE_NAMES = {
     PlaceState.CLAIMED: ADMITTED,
     PlaceState.EXPIRED: EXPIRED,
     PlaceState.UNKNOWN: UNKNOWN,
+    PlaceState.PENDING: PENDING,
 }
+
+# A pre-queue entry asks again at most this often, and spreads its first ask after the opening.
+PENDING_MIN_MS = 2_000
+PENDING_MAX_MS = 60_000
+PENDING_SPREAD_MS = 3_000
+
+
+def pending_poll_ms(seconds_to_opening: float, rng: random.Random) -> int:
+    """When a pre-queue entry asks next: at the opening (plus a spread), at most a minute from now."""
+    due = seconds_to_opening * 1000.0 + rng.uniform(0, PENDING_SPREAD_MS)
+    return int(max(PENDING_MIN_MS, min(PENDING_MAX_MS, due)))
 
 
 @dataclass(frozen=True)
@@ -55,6 +69,9 @@ class WaitStatus:
     expires_in: int | None = None
     # Admitted and its token already issued (the place has been used to sign in).
     claimed: bool = False
+    # A pre-queue entry: its public lottery entry id and the opening, when its place is drawn.
+    entry_id: str | None = None
+    opens_at: int | None = None
 
     @property
     def progress_percent(self) -> int:
@@ -79,6 +96,10 @@ class WaitStatus:
             data["continue_url"] = self.continue_url
         if self.expires_in is not None:
             data["expires_in"] = self.expires_in
+        if self.entry_id is not None:
+            data["entry_id"] = self.entry_id
+        if self.opens_at is not None:
+            data["opens_at"] = self.opens_at
         return data
 
 
@@ -126,6 +147,22 @@ class WaitStatusService:
         now = int(self.clock.now())
         position = status.entry.position if status.entry else None
         serving = status.serving
+        if state == PENDING:
+            opens_at = event.opens_at if event.opens_at is not None else now
+            return WaitStatus(
+                state=state,
+                event_id=event.event_id,
+                position=None,
+                ahead=None,
+                serving=serving,
+                waiting=waiting,
+                estimate=None,
+                poll_after_ms=pending_poll_ms(opens_at - now, self.rng),
+                updated_at=now,
+                continue_url=continue_url,
+                entry_id=lottery.entry_id(status.entry.request_id) if status.entry else None,
+                opens_at=event.opens_at,
+            )
         if state == WAITING and position is not None:
             ahead = max(0, position - serving - 1)
             return WaitStatus(
@@ -194,7 +231,7 @@ class WaitStatusService:
             data = self.describe(event, PlaceStatus(PlaceState.WAITING, entry, serving), continue_url).to_dict()
         else:
             data = self.for_place(event_id, request_id, continue_url, position=position).to_dict()
-        if data["state"] not in (WAITING, ADMITTED):
+        if data["state"] not in (WAITING, ADMITTED, PENDING):
             data["state"] = EXPIRED
         data["continue_url"] = continue_url
         return data

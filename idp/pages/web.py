@@ -26,15 +26,16 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, Flask, Response, current_app, g, redirect, request, send_from_directory
 
+from idp.abuse.web import browser_guard, browser_refusal, current_return_path, decoy_status
 from idp.cache import TTLCache
-from idp.errors import ValidationError
+from idp.errors import IdpError, ValidationError
 from idp.events import EventConfig
 from idp.http import json_response, services
 from idp.pages.i18n import Catalogs
 from idp.pages.render import estimate_kind, estimate_templates
 from idp.pages.status import ADMITTED, EXPIRED, FINISHED, UNKNOWN, WAITING, WaitStatus
 from idp.pages.theme import theme_css
-from idp.queue.engine import REQUEST_ID_RE
+from idp.queue.engine import REQUEST_ID_RE, PlaceState, PlaceStatus
 
 if TYPE_CHECKING:
     from idp.oidc.interaction import Interactions
@@ -281,12 +282,17 @@ class Places:
         place = self.interactions.records.place(visitor_id, event_id)
         return None if place is None else str(place.request_id)
 
-    def join(self, visitor_id: str | None, event_id: str) -> tuple[str, int]:
-        """The browser's place, joining when it has none that can still admit: (request id, position)."""
+    def join(self, visitor_id: str | None, event_id: str, guard: Callable[[], None] | None = None) -> tuple[str, int]:
+        """The browser's place, joining when it has none that can still admit: (request id, position).
+
+        ``guard`` runs just before a new place is taken (the abuse defence: rate limits, the join gate).
+        """
         if self.interactions is None or visitor_id is None:
+            if guard is not None:
+                guard()
             _, entry = self.svc.room.join(event_id)
             return str(entry.request_id), int(entry.position)
-        place = self.interactions.ensure_place(visitor_id, event_id)
+        place = self.interactions.ensure_place(visitor_id, event_id, guard=guard)
         return str(place.request_id), int(place.queue_position)
 
     def finished(self, request_id: str) -> bool:
@@ -315,7 +321,9 @@ def _find_status(
     """The browser's place and its status: the cookie first (no database read while waiting)."""
     svc = places.svc
     request_id, position = read_place(svc.settings, event.event_id)
-    status = None
+    status = decoy_status(event, request_id)
+    if status is not None:
+        return request_id, status
     if request_id:
         status = svc.wait_status.for_place(event.event_id, request_id, next_url, position=position)
     if status is not None and status.state == WAITING:
@@ -340,7 +348,13 @@ def wait_page(event_id: str) -> Response:
         if request.method == "HEAD" or "prefetch" in request.headers.get("Sec-Purpose", ""):
             # Link checkers and prefetches do not take a place in the queue.
             return secure_page(current_app.response_class("", mimetype="text/html"))
-        request_id, position = places.join(visitor_id, event.event_id)
+        try:
+            request_id, position = places.join(visitor_id, event.event_id, browser_guard(event))
+        except IdpError as exc:
+            refusal = browser_refusal(event, exc, current_return_path())
+            if refusal is None:
+                raise
+            return refusal
         status = svc.wait_status.for_place(event.event_id, request_id, next_url, position=position)
     assert request_id is not None
     if status.state == ADMITTED and next_url:
@@ -396,6 +410,23 @@ def render_interaction_page(context: dict[str, Any]) -> Response:
         chosen = next((loc.split("-")[0] for loc in locales if svc.page_catalogs.supports(loc.split("-")[0])), None)
         if chosen and not request.cookies.get(LANGUAGE_COOKIE):
             g.page_language = chosen
+    if position <= 0:
+        # A pre-queue entry parked before the draw: the page says so until the place is drawn.
+        pending = svc.wait_status.describe(
+            event, PlaceStatus(PlaceState.PENDING, None, serving), str(context["continue_url"])
+        )
+        return render_page(
+            "wait.html",
+            **page_context(
+                event,
+                **status_context(pending, str(context["status_url"])),
+                languages_links=language_links(str(context["continue_url"]), {}),
+                next_url=None,
+                goes_on=True,
+                page_url=str(context["continue_url"]),
+                expiry_minutes=_expiry_minutes(event),
+            ),
+        )
     status = WaitStatus(
         state=WAITING,
         event_id=event.event_id,
@@ -429,6 +460,9 @@ def wait_status(event_id: str) -> Response:
     event = svc.events.get(event_id)
     next_url = _next_url(event)
     request_id, position = read_place(svc.settings, event.event_id)
+    decoy = decoy_status(event, request_id)
+    if decoy is not None:
+        return json_response(decoy.to_dict())
     if request_id is None:
         status = WaitStatus(
             state=UNKNOWN,
@@ -481,7 +515,13 @@ def rejoin(event_id: str) -> Response:
     request_id, status = _find_status(places, event, visitor_id, next_url)
     position = status.position if status is not None else None
     if status is None or status.state not in (WAITING, ADMITTED):
-        request_id, position = places.join(visitor_id, event.event_id)
+        try:
+            request_id, position = places.join(visitor_id, event.event_id, browser_guard(event))
+        except IdpError as exc:
+            refusal = browser_refusal(event, exc, _page_path(event.event_id, next_url))
+            if refusal is None:
+                raise
+            return refusal
     response = _see_other(_page_path(event.event_id, next_url))
     if request_id:
         set_place_cookie(response, svc.settings, event.event_id, request_id, position)
@@ -550,11 +590,29 @@ ERROR_TEXTS: dict[str, tuple[str, str]] = {
             "Go back to the site and follow its link again."
         ),
     ),
+    "rate_limited": (
+        N_("Too many requests from your network."),
+        N_("Please wait a minute, then reload this page. Your place is not lost if you already have one."),
+    ),
     "service_unavailable": (
         N_("We are very busy right now."),
         N_("Your place is safe. This page will try again by itself in a few seconds."),
     ),
+    "event_not_open": (
+        N_("The waiting room is not open yet."),
+        N_("Keep this page open: it moves on by itself when the waiting room opens."),
+    ),
+    "event_closed": (
+        N_("The sale is over."),
+        N_("This waiting room has closed. Thank you for your interest."),
+    ),
+    "room_closed": (
+        N_("The waiting room is closed for now."),
+        N_("The site is not taking visitors at the moment. Please try again later."),
+    ),
 }
+# A page counting down to the opening reloads itself at the opening, or at least this often.
+COUNTDOWN_REFRESH_SECONDS = 60
 
 
 def _is_page_request() -> bool:
@@ -574,7 +632,7 @@ def render_error(code: str, message: str, status: int) -> Response | None:
     return error_page(code, status)
 
 
-def error_page(code: str, status: int, retry_after: int | None = None) -> Response:
+def error_page(code: str, status: int, retry_after: int | None = None, *, event_id: str | None = None) -> Response:
     headline, advice = ERROR_TEXTS.get(
         code, (N_("Something went wrong."), N_("Please go back to the site that sent you here and try again."))
     )
@@ -582,19 +640,43 @@ def error_page(code: str, status: int, retry_after: int | None = None) -> Respon
     refresh = None
     if status == 503:
         refresh = retry_after or services().settings.retry_after_seconds
+    countdown = _countdown(event_id) if code == "event_not_open" else {}
+    if countdown:
+        refresh = min(COUNTDOWN_REFRESH_SECONDS, max(1, int(countdown["countdown_seconds"])))
     context = page_context(
         None,
+        **countdown,
         headline=t(headline),
         advice=t(advice),
         status_code=status,
         code=code,
         refresh_seconds=refresh,
-        refresh_always=True,
+        refresh_always=not countdown,  # a countdown page reloads by script; the refresh is for no-JS
         languages_links=language_links(request.path, {k: v for k, v in request.args.items() if k == "next"}),
     )
     html = services().pages.render("error.html", _language(), **context)
     response = current_app.response_class(html, status=status, mimetype="text/html")
     return secure_page(response)
+
+
+def _countdown(event_id: str | None = None) -> dict[str, Any]:
+    """The opening time of the event a page names, for the countdown page; empty when unknown."""
+    from idp.lifecycle import opening_time
+
+    if event_id is None:
+        event_id = (request.view_args or {}).get("event_id")
+    try:
+        event = services().events.get(event_id)
+    except Exception:  # noqa: BLE001 - an error page must render whatever the event lookup says
+        return {}
+    opens = opening_time(event)
+    if opens is None:
+        return {}
+    left = max(0, int(opens - services().clock.now() + 0.999))
+    hours, rest = divmod(left, 3600)
+    minutes, seconds = divmod(rest, 60)
+    text = f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+    return {"opens_at": opens, "countdown_seconds": left, "countdown": text}
 
 
 # --- wiring --------------------------------------------------------------------------------------

@@ -29,9 +29,9 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         "recover",
         help="recover an event whose Redis queue state was lost; exit 0 once it accepts joins again",
     )
-    recover.add_argument("event_id")
+    recover.add_argument("event_id", help="the event to recover")
     status = sub.add_parser("status", help="what the database records about each event's Redis queue state")
-    status.add_argument("event_id", nargs="?")
+    status.add_argument("event_id", nargs="?", help="one event (default every event)")
 
 
 def _ledger_dict(row: Any) -> dict[str, Any]:
@@ -96,6 +96,6 @@ def warn_without_persistence(settings: Settings) -> None:
         log.warning(AOF_WARNING)
 
 
-register("queue", _configure, _run)
+register("queue", _configure, _run, help="the queue store of an event: recover, status")
 if warn_without_persistence not in _PREPARE_HOOKS:
     _PREPARE_HOOKS.append(warn_without_persistence)

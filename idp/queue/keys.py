@@ -68,3 +68,8 @@ def event_keys(event_id: str) -> list[str]:
 def lease(name: str) -> str:
     """A worker lease (string with the holder's id and a TTL)."""
     return f"{PREFIX}:lease:{name}"
+
+
+def spent_challenge(nonce: str) -> str:
+    """A used join challenge or pass (string with a TTL until it would have expired)."""
+    return f"{PREFIX}:spent:{nonce}"

@@ -64,6 +64,7 @@ _SCRIPTS = (
     "enqueue_pending",
     "draw",
     "admit_up_to",
+    "inspect",
 )
 _REASONS = {
     "missing": "its state is missing (an empty or flushed store)",
@@ -578,9 +579,8 @@ class RedisQueueStore:
     # -- loss detection and recovery -------------------------------------------------------------
 
     def _inspect(self, event_id: str) -> _Found:
-        fields = ["epoch", "run", "queue", "limit", "serving", "tokens", "lost", "gaps", "max_expired"]
-        v = self.client.hmget(keys.counters(event_id), fields)
-        server_run = str(self.client.info("server")["run_id"])
+        v = self._run("inspect", keys.event_keys(event_id), [])
+        server_run = str(_text(v[9]))
         return _Found(
             epoch=_text(v[0]),
             run=_text(v[1]),

@@ -17,10 +17,21 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 from idp import green
-from idp.storage.outage import unavailable_error
+from idp.storage.outage import is_unavailable, unavailable_error
 
-# The repository keeps migrations/ beside idp/; an installed wheel is told where they are.
-MIGRATIONS_DIR = Path(os.environ.get("IDP_MIGRATIONS_DIR") or Path(__file__).resolve().parents[2] / "migrations")
+# The PostgreSQL advisory lock every migration run holds (its transaction's lock), so processes that
+# start together migrate one after the other; the later ones find the schema current and do nothing.
+MIGRATION_LOCK_KEY = 0x1D95C4E0A11
+
+# The repository keeps migrations/ beside idp/; an installed wheel is told where (IDP_MIGRATIONS_DIR).
+DEFAULT_MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+
+
+def migrations_dir() -> Path:
+    from idp.config import Settings
+
+    configured = Settings.from_env().migrations_dir
+    return Path(configured) if configured else DEFAULT_MIGRATIONS_DIR
 
 
 def make_engine(url: str, *, readonly: bool = False) -> Engine:
@@ -137,12 +148,50 @@ def alembic_config(url: str) -> Any:
     from alembic.config import Config
 
     cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("script_location", str(migrations_dir()))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return cfg
 
 
 def upgrade_database(url: str, revision: str = "head") -> None:
+    """Migrate to ``revision``; on PostgreSQL under ``MIGRATION_LOCK_KEY`` (see ``migrations/env.py``)."""
     from alembic import command
 
     command.upgrade(alembic_config(url), revision)
+
+
+class SchemaNotCurrentError(Exception):
+    """The database lacks this release's tables or migrations: the service must not start on it."""
+
+
+def require_current_schema(db: Database) -> None:
+    """Refuse to start on a database that is not migrated to this release's newest revision.
+
+    A database that cannot be reached is left alone (requests answer 503 until it is back), and one at a
+    revision this release does not know (a newer release migrated it) is accepted: migrations stay
+    compatible with the previous release.
+    """
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config(db.url))
+    heads = set(script.get_heads())
+    try:
+        with db.engine.connect() as conn:
+            current = set(MigrationContext.configure(conn).get_current_heads())
+    except (SQLAlchemyError, psycopg2.Error) as exc:
+        if is_unavailable(exc):
+            return
+        raise
+    if current == heads:
+        return
+    advice = "Run `idp db upgrade` (or start with `idp serve`, which migrates first)."
+    if not current:
+        raise SchemaNotCurrentError(f"The database has no tables of this service yet. {advice}")
+    known = {rev.revision for rev in script.walk_revisions()}
+    if current - known:
+        return  # a newer release has migrated it
+    raise SchemaNotCurrentError(
+        f"The database schema is at {', '.join(sorted(current))}; this release needs "
+        f"{', '.join(sorted(heads))}. {advice}"
+    )

@@ -12,6 +12,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Float,
     Index,
     Integer,
     LargeBinary,
@@ -67,6 +68,13 @@ class Event(Base):
     # Origins allowed to read the public queue API for this event (CORS); NULL follows IDP_CORS_ORIGINS.
     cors_origins: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True), nullable=True, default=None)
 
+    # Per-event rate limits replacing the global ones: {"join": "1000/minute", "generate_token": ...}.
+    rate_limits: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True, default=None)
+    # The join gate: {"kind": "proof_of_work", "difficulty": N} or a captcha (its secret encrypted).
+    challenge: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True, default=None)
+    # What refused joins get: "refuse" (a 4xx) or "infinite_queue" (a waiting page that never admits).
+    on_refusal: Mapped[str] = mapped_column(String(20), default="refuse")
+
 
 class Lottery(Base):
     """The committed seed of an event's pre-queue draw; written once, when the pre-queue is set."""
@@ -77,6 +85,40 @@ class Lottery(Base):
     seed: Mapped[str] = mapped_column(String(64))
     commitment: Mapped[str] = mapped_column(String(64))
     committed_at: Mapped[int] = mapped_column()
+
+
+# --- Abuse defence --------------------------------------------------------------------------------
+
+
+class RateLimitHit(Base):
+    """One accepted hit of a moving-window rate limit (the SQL storage used without Redis)."""
+
+    __tablename__ = "rate_limit_hits"
+    __table_args__ = (Index("ix_rate_limit_hits_key_at", "key", "at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(300))
+    at: Mapped[float] = mapped_column(Float)
+
+
+class SpentChallenge(Base):
+    """A challenge or pass already used (single use), kept until it would have expired anyway."""
+
+    __tablename__ = "spent_challenges"
+
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[int] = mapped_column(index=True)
+
+
+class RefusalTally(Base):
+    """Joins refused per event and client address, for the operator's dashboard (never a metric label)."""
+
+    __tablename__ = "refusal_tallies"
+
+    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    address: Mapped[str] = mapped_column(String(64), primary_key=True)
+    refused: Mapped[int] = mapped_column(default=0)
+    last_at: Mapped[int] = mapped_column(default=0)
 
 
 # --- SQL queue store (used when no Redis is configured) ------------------------------------------
@@ -191,6 +233,8 @@ class TokenRecord(Base):
     # 0 active, 1 completed, -1 abandoned
     session_status: Mapped[int] = mapped_column(SmallInteger, default=0)
     finished_at: Mapped[int | None] = mapped_column(nullable=True)
+    # When /verify last saw the session (events with session_idle_seconds); NULL: not since issuance.
+    last_seen_at: Mapped[int | None] = mapped_column(nullable=True)
 
 
 class SigningKey(Base):
@@ -200,7 +244,7 @@ class SigningKey(Base):
 
     kid: Mapped[str] = mapped_column(String(64), primary_key=True)
     alg: Mapped[str] = mapped_column(String(10))
-    # active | retiring | retired
+    # next (published, not signing yet) | active | retiring | retired
     status: Mapped[str] = mapped_column(String(10))
     private_key_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
     public_jwk: Mapped[dict[str, Any]] = mapped_column()
@@ -208,6 +252,8 @@ class SigningKey(Base):
     # When it stopped signing, and when it may leave the JWKS.
     retiring_at: Mapped[int | None] = mapped_column(nullable=True)
     retire_after: Mapped[int | None] = mapped_column(nullable=True)
+    # When it starts signing (None: from created_at); every instance publishes it before then.
+    active_from: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 # --- Relying parties and operators ---------------------------------------------------------------
@@ -430,7 +476,7 @@ class InletSettings(Base):
     start_time: Mapped[int | None] = mapped_column(nullable=True)
     end_time: Mapped[int | None] = mapped_column(nullable=True)
     health_url: Mapped[str | None] = mapped_column(Text, nullable=True)
-    health_timeout: Mapped[float] = mapped_column(default=2.0)
+    health_timeout: Mapped[float] = mapped_column(Float, default=2.0)
     paused: Mapped[bool] = mapped_column(Boolean, default=False)
     max_size: Mapped[int | None] = mapped_column(nullable=True)
     metrics_notifications: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -7,28 +7,40 @@ import json
 
 from idp.cli import _PREPARE_HOOKS, register
 from idp.config import Settings
+from idp.storage.db import Database
 from idp.tokens.keys import ALGORITHMS, DEFAULT_ALG
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:
     parser.description = "signing keys"
     sub = parser.add_subparsers(dest="keys_command", required=True)
-    rotate = sub.add_parser("rotate", help="make a new active key; the previous one keeps verifying")
-    rotate.add_argument("--alg", choices=ALGORITHMS, default=DEFAULT_ALG)
+    rotate = sub.add_parser(
+        "rotate", help="publish a new key now; it signs from its active_from, the previous one keeps verifying"
+    )
+    rotate.add_argument("--alg", choices=ALGORITHMS, default=DEFAULT_ALG, help=f"its algorithm (default {DEFAULT_ALG})")
     sub.add_parser("list", help="list keys (never their private parts)")
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     from idp.clock import SystemClock
-    from idp.storage.db import Database
     from idp.tokens.keys import KeyManager
 
     db = Database(settings.database_url, retry_after=settings.retry_after_seconds)
     try:
-        keys = KeyManager(db, settings.secret_key, SystemClock(), settings.key_rotation_grace_seconds)
+        keys = KeyManager(
+            db,
+            settings.secret_key,
+            SystemClock(),
+            settings.key_rotation_grace_seconds,
+            refresh_seconds=settings.key_refresh_seconds,
+            jwks_max_age=settings.jwks_max_age,
+        )
         if args.keys_command == "rotate":
             kid = keys.rotate(args.alg)
-            print(json.dumps({"rotated": args.alg, "active_kid": kid, "keys": keys.list_keys()}, indent=2))
+            active_from = keys.active_from(kid)
+            record_cli_audit(db, "keys.rotate", kid, {"alg": args.alg, "active_from": active_from})
+            summary = {"rotated": args.alg, "kid": kid, "active_from": active_from, "keys": keys.list_keys()}
+            print(json.dumps(summary, indent=2))
         else:
             print(json.dumps(keys.list_keys(), indent=2))
     finally:
@@ -36,19 +48,26 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def prepare_keys(settings: Settings) -> None:
-    """First start: make sure an RS256 signing key exists."""
+def record_cli_audit(db: Database, action: str, target: str, detail: dict[str, object]) -> None:
+    """Write an operator change made on the command line to the audit log (no key id, ``via: cli``)."""
+    from idp.admin.audit import AuditLog
     from idp.clock import SystemClock
-    from idp.storage.db import Database
+
+    AuditLog(db, SystemClock()).record(key_id=None, action=action, target=target, detail={**detail, "via": "cli"})
+
+
+def prepare_keys(settings: Settings) -> None:
+    """First start: make sure an RS256 and an ES256 signing key exist before any worker answers."""
+    from idp.clock import SystemClock
     from idp.tokens.keys import KeyManager
 
     db = Database(settings.database_url, retry_after=settings.retry_after_seconds)
     try:
-        KeyManager(db, settings.secret_key, SystemClock(), settings.key_rotation_grace_seconds).ensure_active()
+        KeyManager(db, settings.secret_key, SystemClock(), settings.key_rotation_grace_seconds).ensure_all()
     finally:
         db.dispose()
 
 
-register("keys", _configure, _run)
+register("keys", _configure, _run, help="signing keys: rotate, list")
 if prepare_keys not in _PREPARE_HOOKS:
     _PREPARE_HOOKS.append(prepare_keys)

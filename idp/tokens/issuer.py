@@ -186,6 +186,14 @@ class TokenService:
             raise RequestNotFoundError()
         return self._token_set(row)
 
+    def has_tokens(self, request_id: object) -> bool:
+        """True when ``request_id`` already has its token record (a repeat call, which costs no new token)."""
+        try:
+            rid = validate_request_id(request_id)
+        except ValidationError:
+            return False
+        return self._read(rid) is not None
+
     def _read(self, request_id: str) -> TokenRecord | None:
         with self.db.session(readonly=True) as session:
             return session.get(TokenRecord, request_id)

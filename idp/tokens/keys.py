@@ -1,9 +1,14 @@
 """Signing keys: generation, encryption at rest, rotation and the JWKS.
 
-A key is ``active`` (signs new tokens; one per algorithm), ``retiring`` (no longer signs, still
-verifies and stays in the JWKS until ``retire_after``) or ``retired`` (gone from the JWKS). Rotation
-sets ``retire_after`` to now + the longest lifetime a token signed by the old key may have + a grace
-period, so rotation never breaks a token that is still valid.
+A key is ``next`` (published in the JWKS, not signing yet), ``active`` (signs new tokens; one per
+algorithm), ``retiring`` (no longer signs, still verifies and stays in the JWKS until ``retire_after``)
+or ``retired`` (gone from the JWKS). A key is published before any instance signs with it: rotation
+stores the new key as ``next`` with ``active_from`` = now + the key refresh interval + the JWKS cache
+lifetime, so every instance and every cache has it by then; the old key signs until that moment and
+then verifies until the longest lifetime a token it signed may have + a grace period, so rotation never
+breaks a token that is still valid. Which key signs is decided from the clock and the stored times,
+the same in every process. The first keys of both algorithms are made before the service answers
+(``idp db upgrade``, ``idp serve`` and the app's start, under a lock).
 
 Private keys are stored encrypted with AES-256-GCM under a key derived from ``IDP_SECRET_KEY`` by
 HKDF-SHA256; the kid and algorithm are bound in as associated data. They are never served.
@@ -14,6 +19,7 @@ so a rotation made by another process is seen within that time.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -38,6 +44,8 @@ DEFAULT_ALG = "RS256"
 DEFAULT_MIN_LIFETIME = 3600
 _BLOB_VERSION = b"\x01"
 _NONCE_BYTES = 12
+# How long caches (CDNs, relying parties) may keep /jwks.json.
+JWKS_MAX_AGE = 300
 # Any constant will do: it only serialises key creation across processes on PostgreSQL.
 _PG_LOCK_ID = 0x1D9_5167
 
@@ -70,11 +78,22 @@ class KeyInfo:
     created_at: int
     retiring_at: int | None
     retire_after: int | None
+    active_from: int | None = None
+
+    @property
+    def signs_from(self) -> int:
+        return self.created_at if self.active_from is None else self.active_from
 
     def verifies_at(self, now: float) -> bool:
-        if self.status == "active":
-            return True
-        return self.status == "retiring" and self.retire_after is not None and now < self.retire_after
+        """Published and accepted now: next, active or retiring, until ``retire_after``."""
+        if self.status not in ("next", "active", "retiring"):
+            return False
+        if self.retire_after is not None and now >= self.retire_after:
+            return False
+        return self.status != "retiring" or self.retire_after is not None
+
+    def may_sign_at(self, now: float) -> bool:
+        return self.status in ("next", "active") and self.signs_from <= now and self.verifies_at(now)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -82,9 +101,26 @@ class KeyInfo:
             "alg": self.alg,
             "status": self.status,
             "created_at": self.created_at,
+            "active_from": self.signs_from,
             "retiring_at": self.retiring_at,
             "retire_after": self.retire_after,
         }
+
+
+def signer_of(infos: list[KeyInfo], alg: str, now: float) -> KeyInfo | None:
+    """The key that signs ``alg`` at ``now``: the most recently activated one that may sign."""
+    candidates = [info for info in infos if info.alg == alg and info.may_sign_at(now)]
+    return max(candidates, key=lambda i: (i.signs_from, i.created_at, i.kid)) if candidates else None
+
+
+def effective_status(info: KeyInfo, infos: list[KeyInfo], now: float) -> str:
+    """What a key is at ``now``, whatever its stored status says (activation and retirement are timed)."""
+    if not info.verifies_at(now):
+        return "retired"
+    if info.status in ("next", "active") and info.signs_from > now:
+        return "next"
+    signer = signer_of(infos, info.alg, now)
+    return "active" if signer is not None and signer.kid == info.kid else "retiring"
 
 
 class KeyCipher:
@@ -159,11 +195,14 @@ class KeyManager:
         *,
         refresh_seconds: float = 2.0,
         min_lifetime: int = DEFAULT_MIN_LIFETIME,
+        jwks_max_age: int = JWKS_MAX_AGE,
     ) -> None:
         self.db = db
         self.clock = clock
         self.grace_seconds = int(grace_seconds)
         self.refresh_seconds = refresh_seconds
+        # A new key signs only once every process has re-read the keys and every JWKS cache has expired.
+        self.activation_delay = math.ceil(refresh_seconds) + int(jwks_max_age) + 1
         self.min_lifetime = int(min_lifetime)
         self._cipher = KeyCipher(secret_key)
         self._lock = threading.RLock()
@@ -191,6 +230,7 @@ class KeyManager:
                     created_at=row.created_at,
                     retiring_at=row.retiring_at,
                     retire_after=row.retire_after,
+                    active_from=row.active_from,
                 )
                 for row in rows
             ]
@@ -218,12 +258,12 @@ class KeyManager:
             self._loaded_at = None
 
     def _active_info(self, alg: str) -> KeyInfo | None:
-        active = [info for info in self._infos_now() if info.alg == alg and info.status == "active"]
-        if not active:
+        now = self.clock.now()
+        info = signer_of(self._infos_now(), alg, now)
+        if info is None:
             # Another process may have just created one; look again before creating our own.
-            active = [info for info in self._infos_now(0.0) if info.alg == alg and info.status == "active"]
-        # Should two ever be active (they cannot through this class), the newest wins everywhere.
-        return max(active, key=lambda info: (info.created_at, info.kid)) if active else None
+            info = signer_of(self._infos_now(0.0), alg, now)
+        return info
 
     def _verifying_infos(self) -> list[KeyInfo]:
         now = self.clock.now()
@@ -236,30 +276,46 @@ class KeyManager:
             session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_LOCK_ID})
         # SQLite writers already begin IMMEDIATE, which serialises them.
 
-    def _new_row(self, alg: str, now: int) -> SigningKey:
+    def _new_row(self, alg: str, now: int, *, status: str = "active", active_from: int | None = None) -> SigningKey:
         key = _generate(alg)
         kid = key.thumbprint()
         pem = key.as_pem(private=True)
         return SigningKey(
             kid=kid,
             alg=alg,
-            status="active",
+            status=status,
             private_key_encrypted=self._cipher.encrypt(pem, kid, alg),
             public_jwk=_public_jwk(key, kid, alg),
             created_at=now,
             retiring_at=None,
             retire_after=None,
+            active_from=active_from,
         )
 
     def _retire_expired(self, session: Any, now: int) -> None:
         session.execute(
             update(SigningKey)
-            .where(SigningKey.status == "retiring", SigningKey.retire_after <= now)
+            .where(SigningKey.status != "retired", SigningKey.retire_after <= now)
             .values(status="retired")
         )
 
+    @staticmethod
+    def _row_info(row: SigningKey) -> KeyInfo:
+        return KeyInfo(
+            row.kid,
+            row.alg,
+            row.status,
+            dict(row.public_jwk),
+            row.created_at,
+            row.retiring_at,
+            row.retire_after,
+            row.active_from,
+        )
+
     def ensure_active(self, alg: str = DEFAULT_ALG) -> str:
-        """Return the active key id for ``alg``, creating a key if there is none."""
+        """Return the key id that signs ``alg`` now, creating a key (signing at once) if there is none.
+
+        Called for both algorithms before the service answers, so the lazy creation is a fallback."""
         alg = validate_alg(alg)
         info = self._active_info(alg)
         if info is not None:
@@ -267,19 +323,20 @@ class KeyManager:
         now = self._now()
         with self.db.session() as session:
             self._serialise(session)
-            existing = session.execute(
-                select(SigningKey.kid)
-                .where(SigningKey.alg == alg, SigningKey.status == "active")
-                .order_by(SigningKey.created_at.desc(), SigningKey.kid.desc())
-            ).first()
+            rows = session.execute(select(SigningKey).where(SigningKey.alg == alg)).scalars().all()
+            existing = signer_of([self._row_info(row) for row in rows], alg, now)
             if existing is not None:
-                kid = str(existing[0])
+                kid = existing.kid
             else:
                 row = self._new_row(alg, now)
                 session.add(row)
                 kid = row.kid
         self.invalidate()
         return kid
+
+    def ensure_all(self) -> dict[str, str]:
+        """Make sure a key of every algorithm exists (first start): {alg: kid}."""
+        return {alg: self.ensure_active(alg) for alg in ALGORITHMS}
 
     def _longest_lifetime(self, session: Any, kid: str, now: int) -> int:
         longest = self.min_lifetime
@@ -292,26 +349,47 @@ class KeyManager:
         return longest
 
     def rotate(self, alg: str = DEFAULT_ALG) -> str:
-        """Make a new active key for ``alg``; the previous one keeps verifying until its tokens expire."""
+        """Publish a new key for ``alg`` at once; it signs from ``active_from(kid)`` on.
+
+        Until then the current key signs; afterwards it verifies until its tokens have expired. A key
+        from an earlier rotation that has not started signing yet is withdrawn (it never signed)."""
         alg = validate_alg(alg)
         now = self._now()
+        activation = now + self.activation_delay
         with self.db.session() as session:
             self._serialise(session)
             self._retire_expired(session, now)
-            previous = (
-                session.execute(select(SigningKey).where(SigningKey.alg == alg, SigningKey.status == "active"))
+            rows = (
+                session.execute(select(SigningKey).where(SigningKey.alg == alg, SigningKey.status != "retired"))
                 .scalars()
                 .all()
             )
-            for old in previous:
-                old.status = "retiring"
-                old.retiring_at = now
-                old.retire_after = now + self._longest_lifetime(session, old.kid, now) + self.grace_seconds
-            row = self._new_row(alg, now)
+            if signer_of([self._row_info(row) for row in rows], alg, now) is None:
+                # Nothing signs this algorithm yet, so no instance can be ahead of the others: sign at once.
+                activation = now
+            for old in rows:
+                info = self._row_info(old)
+                if old.status == "next" and info.signs_from > now:
+                    old.status, old.retiring_at, old.retire_after = "retired", now, now
+                elif old.retire_after is None:
+                    old.retiring_at = activation
+                    old.retire_after = (
+                        activation + self._longest_lifetime(session, old.kid, activation) + self.grace_seconds
+                    )
+            if activation == now:
+                row = self._new_row(alg, now)
+            else:
+                row = self._new_row(alg, now, status="next", active_from=activation)
             session.add(row)
             kid = row.kid
         self.invalidate()
         return kid
+
+    def active_from(self, kid: str) -> int | None:
+        """When ``kid`` signs (or signed) from; None for an unknown key."""
+        with self.db.session(readonly=True) as session:
+            row = session.get(SigningKey, kid)
+            return None if row is None else self._row_info(row).signs_from
 
     # --- reads ------------------------------------------------------------------------------------
 
@@ -320,25 +398,12 @@ class KeyManager:
         now = self._now()
         with self.db.session(readonly=True) as session:
             rows = session.execute(select(SigningKey).order_by(SigningKey.created_at.desc(), SigningKey.kid)).scalars()
-            result = []
-            for row in rows:
-                status = row.status
-                if status == "retiring" and row.retire_after is not None and now >= row.retire_after:
-                    status = "retired"
-                result.append(
-                    {
-                        "kid": row.kid,
-                        "alg": row.alg,
-                        "status": status,
-                        "created_at": row.created_at,
-                        "retiring_at": row.retiring_at,
-                        "retire_after": row.retire_after,
-                    }
-                )
-            return result
+            infos = [self._row_info(row) for row in rows]
+        live = [info for info in infos if info.status != "retired"]
+        return [{**info.to_dict(), "status": effective_status(info, live, now)} for info in infos]
 
     def jwks(self) -> dict[str, list[dict[str, Any]]]:
-        """The public JWK Set: active and retiring keys (a default RS256 key is created if none exists)."""
+        """The public JWK Set: next, active and retiring keys (an RS256 key is created if none exists)."""
         self.ensure_active(DEFAULT_ALG)
         return {"keys": [dict(info.public_jwk) for info in self._verifying_infos()]}
 

@@ -2,42 +2,63 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from flask import Blueprint, Flask, Response, request
+from sqlalchemy.exc import OperationalError
 
+from idp.errors import IdpError
 from idp.http import json_body, json_response, query, required, services
 from idp.tokens.issuer import InvalidTokenError
+from idp.tokens.keys import JWKS_MAX_AGE
+from idp.waiting_room import NotServedError
 
 if TYPE_CHECKING:
     from idp.services import Services
 
+log = logging.getLogger("idp.tokens")
 bp = Blueprint("tokens", __name__)
 
-JWKS_CACHE = "public, max-age=300"
+JWKS_CACHE = f"public, max-age={JWKS_MAX_AGE}"  # the default; IDP_JWKS_MAX_AGE sets it
 # Forward auth is asked with the method of the request it guards; OPTIONS must not be answered by Flask.
 VERIFY_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
 def init_app(app: Flask, svc: Services) -> None:
     app.register_blueprint(bp)
+    try:
+        # Keys of both algorithms exist before this process answers (a lock serialises the workers),
+        # so no key is made by the first /token and signs before the other workers publish it.
+        svc.keys.ensure_all()
+    except (OperationalError, IdpError) as exc:
+        # The database may be down while the service starts: answer 503 until it is back.
+        log.warning("signing keys not checked at start", extra={"error": type(exc).__name__})
 
 
 @bp.get("/jwks.json")
 def jwks() -> Response:
-    return json_response(services().keys.jwks(), cache=JWKS_CACHE)
+    return json_response(services().keys.jwks(), cache=f"public, max-age={services().settings.jwks_max_age}")
 
 
 @bp.get("/api/public_key")
 def public_key() -> Response:
     services().events.get(query("event_id"))
-    return json_response(services().keys.public_jwk(), cache=JWKS_CACHE)
+    return json_response(services().keys.public_jwk(), cache=f"public, max-age={services().settings.jwks_max_age}")
 
 
 @bp.post("/api/generate_token")
 def generate_token() -> Response:
     data = json_body()
-    token_set = services().tokens.issue(required(data, "event_id"), required(data, "request_id"))
+    svc = services()
+    event = svc.events.get(required(data, "event_id"))
+    request_id = required(data, "request_id")
+    if svc.defence.decoy_position(request_id) is not None:
+        raise NotServedError()  # a decoy place of the infinite queue is never served
+    if not svc.tokens.has_tokens(request_id):
+        # Only first issuances count: asking again for a request id's tokens is free.
+        svc.defence.limit("generate_token", event, request.remote_addr or "unknown")
+    token_set = svc.tokens.issue(event.event_id, request_id)
     return json_response(token_set)
 
 
@@ -83,6 +104,8 @@ def verify() -> Response:
     if claims["aud"] not in accepted:
         return _refuse(InvalidTokenError("The access token is for another event."))
     event_id = str(claims["aud"])
+    if not svc.room.session_seen(event_id, request_id):
+        return _refuse(InvalidTokenError("The session ended: it was idle longer than the event allows."))
     place = svc.tokens.place_reference(event_id, request_id)
     position = claims.get("queue_position")
     response = json_response({"place": place, "event_id": event_id, "queue_position": position}, cache="no-store")

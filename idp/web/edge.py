@@ -67,13 +67,16 @@ class ErrorAnswer:
     code: str
     message: str
     headers: tuple[tuple[str, str], ...] = ()
+    # Fields an error carries beyond error and message (a join gate's challenge), in order.
+    details: tuple[tuple[str, object], ...] = ()
 
     @classmethod
     def from_error(cls, exc: IdpError) -> ErrorAnswer:
-        return cls(exc.status, exc.code, exc.message, tuple(exc.headers().items()))
+        extra = tuple((k, v) for k, v in exc.to_dict().items() if k not in ("error", "message"))
+        return cls(exc.status, exc.code, exc.message, tuple(exc.headers().items()), extra)
 
     def body(self) -> bytes:
-        return json_text({"error": self.code, "message": self.message}).encode()
+        return json_text({"error": self.code, "message": self.message, **dict(self.details)}).encode()
 
 
 # Which exceptions mean a backing service cannot be reached, and what the visitor is told. Each entry

@@ -48,6 +48,8 @@ def test_idp_serve_demo_answers_the_landing_page(tmp_path):
             assert time.monotonic() < deadline, log_tail(log)
             time.sleep(0.2)
 
+        printed = log.read_text(errors="replace")
+        assert f"Console:  {base}/admin/console" in printed and f"Start:    {base}/" in printed
         landing = requests.get(base + "/", timeout=10)
         assert landing.status_code == 200
         assert landing.headers["Content-Type"].startswith("text/html")

@@ -157,7 +157,9 @@ def postgres() -> Iterator[PostgresServer]:
 def test_postgres_shutdown_crash_and_restart_under_load(live_server, postgres):
     url = postgres.create_database("idp")
     # Redis-less: the queue lives in this PostgreSQL too, so every call needs it.
-    server = live_server("sqlite", IDP_DATABASE_URL=url, IDP_REDIS_URL="", IDP_RETRY_AFTER_SECONDS="3")
+    server = live_server(
+        "sqlite", IDP_DATABASE_URL=url, IDP_REDIS_URL="", IDP_RETRY_AFTER_SECONDS="3", IDP_RATE_LIMITS="off"
+    )
     server.services().events.create({"event_id": EVENT, "name": "Sale"})
     first = _join(server.url).json()
 
@@ -182,7 +184,7 @@ def test_redis_killed_and_paused_under_load(live_server):
     # Persistence on, so a restart keeps every acknowledged place (losing them is another failure).
     redis = RedisServer("--appendonly", "yes", "--appendfsync", "always").start()
     try:
-        server = live_server("sqlite", IDP_REDIS_URL=redis.url, IDP_RETRY_AFTER_SECONDS="3")
+        server = live_server("sqlite", IDP_REDIS_URL=redis.url, IDP_RETRY_AFTER_SECONDS="3", IDP_RATE_LIMITS="off")
         server.services().events.create({"event_id": EVENT, "name": "Sale"})
         first = _join(server.url).json()
         with Visitors(server.url, first["api_request_id"]) as visitors:

@@ -145,9 +145,15 @@ class Apache:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def _start_shop(live_server: Any, *, without: tuple[str, ...] = ()) -> tuple[Any, Apache, dict[str, str], Any]:
+def _start_shop(
+    live_server: Any,
+    *,
+    without: tuple[str, ...] = (),
+    extra: tuple[str, ...] = (),
+    client_changes: dict[str, Any] | None = None,
+) -> tuple[Any, Apache, dict[str, str], Any]:
     """The waiting room, the README's client registered, and Apache configured as the README says
-    (less the directives named in ``without``)."""
+    (less the directives named in ``without``, plus ``extra`` ones; ``client_changes`` patch the client)."""
     from idp.admin.auth import AdminKeyService
 
     server = live_server("redis", IDP_WORKERS=2)
@@ -167,7 +173,15 @@ def _start_shop(live_server: Any, *, without: tuple[str, ...] = ()) -> tuple[Any
     for name in without:
         assert name + " " in directives
         directives = "\n".join(line for line in directives.splitlines() if not line.startswith(name + " "))
-    apache.directives = directives
+    apache.directives = "\n".join([directives, *extra])
+    if client_changes:
+        patched = requests.patch(
+            server.url + f"/admin/api/clients/{registration['client_id']}",
+            json=client_changes,
+            headers=admin,
+            timeout=10,
+        )
+        assert patched.status_code == 200, patched.text
     apache.start()
     return server, apache, admin, registration
 
@@ -285,6 +299,56 @@ def test_without_oidc_default_url_the_initiated_login_fails(live_server, browser
             page.wait_for_timeout(2000)
             assert not page.url.startswith(apache.url + "/protected/?") and page.url != apache.url + "/protected/"
             assert "Welcome to the sale" not in page.content()
+        finally:
+            context.close()
+    finally:
+        apache.stop()
+
+
+def test_client_secret_post_pkce_and_es256_work_as_the_readme_says(live_server, browser):
+    """The README's other options: the secret posted, PKCE (S256) and an ES256-signed ID token."""
+    from playwright.sync_api import expect
+
+    server, apache, admin, registration = _start_shop(
+        live_server,
+        extra=("OIDCProviderTokenEndpointAuth client_secret_post", "OIDCPKCEMethod S256"),
+        client_changes={
+            "token_endpoint_auth_methods": ["client_secret_post"],
+            "require_pkce": True,
+            "id_token_signed_response_alg": "ES256",
+        },
+    )
+    try:
+        # The ES256 key must be in every web process's JWKS before it signs: made on demand at the first
+        # ES256 signature, one gunicorn worker would sign while another still serves a JWKS without it.
+        # Make it first and wait until the JWKS carries it, as a deployment that uses ES256 would.
+        rotated = requests.post(server.url + "/admin/api/keys/rotate", json={"alg": "ES256"}, headers=admin, timeout=10)
+        assert rotated.status_code == 201, rotated.text
+        kid = rotated.json()["kid"]
+        deadline = time.monotonic() + 30
+        streak = 0
+        while streak < 8:
+            assert time.monotonic() < deadline, "the JWKS never published the ES256 key"
+            kids = {k["kid"] for k in requests.get(server.url + "/jwks.json", timeout=10).json()["keys"]}
+            streak = streak + 1 if kid in kids else 0
+            time.sleep(0.2)
+        context = browser.new_context()
+        try:
+            page = context.new_page()
+            seen: list[str] = []
+            page.on("request", lambda r: seen.append(r.url) if r.is_navigation_request() else None)
+            page.goto(apache.url + "/protected/")
+            expect(page).to_have_url(re.compile(re.escape(server.url) + r"/authorize/wait/"))
+            authorize = next(u for u in seen if u.startswith(server.url + "/authorize?"))
+            assert "code_challenge_method=S256" in authorize
+            _admit(server, admin, 1)
+            try:
+                page.wait_for_url(apache.url + "/protected/", timeout=30_000)
+            except Exception as exc:  # noqa: BLE001 - the module's own log says why
+                raise AssertionError(log_tail(apache.root / "error.log")) from exc
+            expect(page.locator("h1")).to_have_text("Welcome to the sale")
+            answer = context.request.get(apache.url + "/protected/")
+            assert answer.headers["x-claim-queue-position"] == "1"
         finally:
             context.close()
     finally:

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from typing import Any
 
 import jwt as pyjwt
@@ -20,8 +21,9 @@ pytestmark = pytest.mark.e2e
 
 
 def start(live_server: Any, backend: str) -> tuple[Any, Any]:
-    # Re-read key metadata on every request, so a rotation made here is served at once.
-    server = live_server(backend, IDP_KEY_REFRESH_SECONDS=0)
+    # Re-read key metadata on every request and let caches keep the JWKS one second, so a rotation
+    # made here is published at once and signs a few seconds later.
+    server = live_server(backend, IDP_KEY_REFRESH_SECONDS=0, IDP_JWKS_MAX_AGE=1)
     services = server.services()
     services.events.create({"event_id": "sale", "name": "Sale"})
     return server, services
@@ -87,10 +89,15 @@ def test_a_token_signed_before_idp_keys_rotate_still_verifies_after_it(live_serv
         [sys.executable, "-m", "idp.cli", "keys", "rotate"], env=env, capture_output=True, text=True, timeout=120
     )
     assert rotated.returncode == 0, rotated.stderr
-    new_kid = json.loads(rotated.stdout)["active_kid"]
-    assert new_kid != old_kid
+    answer = json.loads(rotated.stdout)
+    new_kid, active_from = answer["kid"], answer["active_from"]
+    assert new_kid != old_kid and active_from > time.time()
     published = {k["kid"] for k in requests.get(server.url + "/jwks.json", timeout=10).json()["keys"]}
-    assert published == {old_kid, new_kid}
+    assert {old_kid, new_kid} <= published
+    # Until active_from the old key signs; the new one is already in every JWKS.
+    assert pyjwt.get_unverified_header(admitted_token_set(server, services)[1]["access_token"])["kid"] == old_kid
+    while time.time() < active_from + 0.5:
+        time.sleep(0.2)
     assert pyjwt_verify(server, old["access_token"])["sub"] == old_rid
     assert jwcrypto_verify(server, old["id_token"])["sub"] == old_rid
     gate = requests.get(
@@ -108,7 +115,8 @@ def test_a_token_signed_before_idp_keys_rotate_still_verifies_after_it(live_serv
     listed = subprocess.run(
         [sys.executable, "-m", "idp.cli", "keys", "list"], env=env, capture_output=True, text=True, timeout=120
     )
-    assert {k["kid"]: k["status"] for k in json.loads(listed.stdout)} == {old_kid: "retiring", new_kid: "active"}
+    statuses = {k["kid"]: k["status"] for k in json.loads(listed.stdout) if k["alg"] == "RS256"}
+    assert statuses == {old_kid: "retiring", new_kid: "active"}
 
 
 def test_garbage_and_oversized_credentials_never_get_a_5xx(live_server):

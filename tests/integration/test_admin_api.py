@@ -37,7 +37,10 @@ def test_a_whole_event_through_the_admin_api(
 ) -> None:
     # Create the event and register a relying party for it.
     created = api.post(
-        "/admin/api/events", headers=admin, json={"event_id": "tour", "name": "Tour", "token_validity_period": 600}
+        "/admin/api/events",
+        headers=admin,
+        # More than the default 100 joins a minute come from this one test client.
+        json={"event_id": "tour", "name": "Tour", "token_validity_period": 600, "rate_limits": {"join": "1000/minute"}},
     )
     assert created.status_code == 201 and created.headers["Location"] == "/admin/api/events/tour"
     client = api.post(
@@ -394,17 +397,22 @@ def test_clients_resource_shows_the_secret_only_at_creation_and_rotation(
     assert api.get("/admin/api/clients/shop", headers=admin).status_code == 404
 
 
-def test_signing_keys_resource(api: ValidatingClient, admin: dict[str, str]) -> None:
+def test_signing_keys_resource(api: ValidatingClient, admin: dict[str, str], services: Any, clock: Any) -> None:
     before = api.get("/jwks.json").get_json()["keys"]
     listed = api.get("/admin/api/keys", headers=admin).get_json()["keys"]
-    assert [k["kid"] for k in listed] == [k["kid"] for k in before]
+    assert sorted(k["kid"] for k in listed) == sorted(k["kid"] for k in before)
     rotated = api.post("/admin/api/keys/rotate", headers=admin, json={})
     assert rotated.status_code == 201 and rotated.get_json()["alg"] == "RS256"
     new_kid = rotated.get_json()["kid"]
     after = {k["kid"] for k in api.get("/jwks.json").get_json()["keys"]}
-    assert new_kid in after and before[0]["kid"] in after  # the old key still verifies
+    old_rs = next(k["kid"] for k in before if k["alg"] == "RS256")
+    assert new_kid in after and old_rs in after  # published at once; the old key still signs
+    assert rotated.get_json()["active_from"] == services.keys.active_from(new_kid) > clock.now()
     states = {k["kid"]: k["status"] for k in api.get("/admin/api/keys", headers=admin).get_json()["keys"]}
-    assert states[new_kid] == "active" and states[before[0]["kid"]] == "retiring"
+    assert states[new_kid] == "next" and states[old_rs] == "active"
+    clock.advance(services.keys.activation_delay)
+    states = {k["kid"]: k["status"] for k in api.get("/admin/api/keys", headers=admin).get_json()["keys"]}
+    assert states[new_kid] == "active" and states[old_rs] == "retiring"
     es = api.post("/admin/api/keys/rotate", headers=admin, json={"alg": "ES256"})
     assert es.status_code == 201 and es.get_json()["alg"] == "ES256"
     for body in ({"alg": "HS256"}, {"alg": None}, {"alg": 1}, {"size": 4096}):

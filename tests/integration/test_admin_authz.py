@@ -67,6 +67,7 @@ ROUTES: list[Route] = [
     Route("PATCH", "/admin/api/events/<event_id>", "events:write", "/admin/api/events/sale", {"name": "Renamed"}),
     Route("DELETE", "/admin/api/events/<event_id>", "events:write", "/admin/api/events/sale"),
     Route("GET", "/admin/api/events/<event_id>/stats", "events:read", "/admin/api/events/sale/stats"),
+    Route("GET", "/admin/api/events/<event_id>/abuse", "events:read", "/admin/api/events/sale/abuse"),
     Route("GET", "/admin/api/clients", "clients:write", "/admin/api/clients"),
     Route(
         "POST",

@@ -158,3 +158,28 @@ def test_closed_mode_admits_nobody(services: Any, clock: FrozenClock) -> None:
     services.events.update("sale", {"mode": "closed"})
     make_worker(services).tick()
     assert serving(services) == 0
+
+
+@all_backends
+def test_an_idle_session_stops_counting_and_verify_renews_it(client: Any, services: Any, clock: FrozenClock) -> None:
+    clock.set(T0)
+    services.events.create({"event_id": "sale", "max_active": 1, "session_idle_seconds": 60})
+    first, second = joins(services, 2)
+    worker = make_worker(services, lease=AlwaysLease())
+    worker.tick()
+    token = services.tokens.issue("sale", first)["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+
+    clock.set(T0 + 50)
+    assert client.get("/verify?event_id=sale", headers=headers).status_code == 200  # renewed at T0+50
+    clock.set(T0 + 100)
+    worker.tick()
+    assert serving(services) == 1, "seen 50 s ago: still active"
+    assert client.get("/verify?event_id=sale", headers=headers).status_code == 200  # renewed at T0+100
+
+    clock.set(T0 + 161)
+    worker.tick()
+    assert serving(services) == 2, "idle for 61 s: the session ended and frees its capacity"
+    assert state(services, second) is PlaceState.ADMITTED
+    refused = client.get("/verify?event_id=sale", headers=headers)
+    assert refused.status_code == 401 and "idle" in refused.get_json()["message"]

@@ -227,3 +227,19 @@ def test_outages_and_defects_still_carry_cors(
     assert answer.status_code == (503 if failure == "outage" else 500)
     assert answer.headers["Access-Control-Allow-Origin"] == "*"
     assert "retry-after" in _listed(answer.headers["Access-Control-Expose-Headers"])
+
+
+def test_cors_headers_survive_a_failing_settings_read(
+    client: Any, services: Any, event: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    def broken(*_args: object, **_kwargs: object) -> Any:
+        raise OperationalError("SELECT * FROM events", {}, Exception("no such table: events"))
+
+    monkeypatch.setattr(services.events, "get", broken)
+    monkeypatch.setattr(services.events, "cors_origin_lists", broken)
+    for path in ("/api/serving_num?event_id=sale", "/api/serving_num?event_id=sale&event_id=sale"):
+        answer = client.get(path, headers={"Origin": SITE})
+        assert answer.status_code == 500  # a defect, answered as JSON, with IDP_CORS_ORIGINS applied
+        assert answer.headers["Access-Control-Allow-Origin"] == "*"

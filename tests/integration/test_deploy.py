@@ -39,16 +39,7 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 DOCKERFILE = (ROOT / "Dockerfile").read_text(encoding="utf-8")
 KUBERNETES_VERSION = "1.30"
 # Variables gunicorn's configuration and ``idp serve`` read besides Settings.
-SERVE_VARIABLES = {
-    "IDP_HOST",
-    "IDP_PORT",
-    "IDP_BIND",
-    "IDP_WORKERS",
-    "IDP_THREADS",
-    "IDP_WORKER_CLASS",
-    "IDP_WORKER_CONNECTIONS",
-    "IDP_MIGRATIONS_DIR",
-}
+SERVE_VARIABLES = {"IDP_HOST", "IDP_PORT", "IDP_BIND", "IDP_WORKERS", "IDP_THREADS", "IDP_MIGRATIONS_DIR"}
 
 
 def _docker_compose() -> str:
@@ -123,8 +114,43 @@ def _known_variables() -> set[str]:
 # --- compose ---------------------------------------------------------------------------------------
 
 
+CORE = {"proxy", "web", "worker", "migrate", "redis", "postgres"}
+MONITORING = {"prometheus", "grafana"}
+
+
 def test_docker_compose_validates_the_stack(compose):
-    assert set(compose["services"]) == {"proxy", "web", "worker", "migrate", "redis", "postgres"}
+    assert set(compose["services"]) == CORE | MONITORING
+    for name in CORE:
+        assert "profiles" not in compose["services"][name], name
+    for name in MONITORING:
+        assert compose["services"][name]["profiles"] == ["monitoring"], name
+
+
+def test_the_monitoring_profile_loads_the_rules_and_the_dashboard(compose):
+    services = compose["services"]
+    prometheus, grafana = services["prometheus"], services["grafana"]
+    config_mount = next(v for v in prometheus["volumes"] if v.endswith(":/etc/prometheus:ro"))
+    folder = Path(config_mount.split(":")[0])
+    config = yaml.safe_load((folder / "prometheus.yaml").read_text(encoding="utf-8"))
+    assert "--config.file=/etc/prometheus/prometheus.yaml" in prometheus["command"]
+    assert all((folder / rule).is_file() for rule in config["rule_files"])
+    (job,) = config["scrape_configs"]
+    port = services["web"]["environment"]["IDP_PORT"]
+    assert job["static_configs"][0]["targets"] == [f"web:{port}"] and job["metrics_path"] == "/metrics"
+    mounts = dict(v.rsplit(":", 1)[0].split(":", 1) for v in grafana["volumes"])
+    provisioning = Path(next(src for src, dst in mounts.items() if dst == "/etc/grafana/provisioning"))
+    datasource = yaml.safe_load((provisioning / "datasources" / "prometheus.yaml").read_text(encoding="utf-8"))
+    assert datasource["datasources"][0]["type"] == "prometheus"
+    assert datasource["datasources"][0]["url"].startswith("http://prometheus:9090")
+    provider = yaml.safe_load((provisioning / "dashboards" / "waiting-room.yaml").read_text(encoding="utf-8"))
+    folder_in_container = provider["providers"][0]["options"]["path"]
+    dashboards = [Path(src) for src, dst in mounts.items() if dst.startswith(folder_in_container + "/")]
+    assert [d.name for d in dashboards] == ["waiting-room.json"] and dashboards[0].is_file()
+    for name in MONITORING:
+        for port_spec in services[name]["ports"]:
+            # docker-compose prints a port with a host address in the short form.
+            host_ip = port_spec["host_ip"] if isinstance(port_spec, dict) else port_spec.split(":")[0]
+            assert host_ip == "127.0.0.1", name
 
 
 def test_the_stack_refuses_to_start_without_its_secrets(tmp_path):
@@ -187,9 +213,8 @@ def test_compose_services_match_the_dockerfile_and_the_readme(compose):
     assert "proxy_buffering on;" in nginx and "proxy_request_buffering on;" in nginx
     assert f"127.0.0.1:{port}/readyz" in " ".join(web["healthcheck"]["test"])
     assert [p["target"] for p in services["proxy"]["ports"]] == [80]
-    for name, service in services.items():
-        if name != "proxy":
-            assert "ports" not in service, name
+    for name in CORE - {"proxy"}:
+        assert "ports" not in services[name], name
 
     # Environment: production, every setting a real one and documented in the README.
     assert image_env["IDP_ENV"] == "production"

@@ -211,3 +211,16 @@ def test_a_client_made_public_loses_its_secret(client: Any, services: Any, event
     assert not back.is_public and not back.check_secret(secret)
     _, fresh = services.clients.rotate_secret("web")
     assert services.clients.get("web").check_secret(fresh)
+
+
+@all_backends
+def test_two_refreshes_racing_with_one_token_cannot_both_win(client: Any, services: Any, spa: str) -> None:
+    code, verifier = _code(client, services)
+    first = _public_exchange(client, code, verifier).get_json()["refresh_token"]
+    records = services.oidc_records
+    grant = records.grant_by_refresh(first)
+    # Both requests found the grant by the same token; only one compare-and-set succeeds.
+    assert records.rotate_refresh(grant, first, "a" * 43) is True
+    assert records.rotate_refresh(grant, first, "b" * 43) is False
+    assert records.grant_of_used_refresh(first) == grant.grant_id
+    assert records.grant_by_refresh("a" * 43) is not None and records.grant_by_refresh("b" * 43) is None

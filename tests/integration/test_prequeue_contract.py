@@ -43,6 +43,10 @@ def test_a_pending_entry_has_a_request_id_and_no_position(engine: QueueEngine, c
     state = engine.draw_state(E)
     assert (state.entrants, state.drawn_at) == (1, None)
     assert engine.pending(E, str(uuid.uuid4())) is None
+    more = [engine.enqueue_pending(E, lottery.entry_id) for _ in range(1100)]
+    listed = engine.pending_entries(E)
+    assert len(listed) == 1101 and set(listed) == {pending, *more}
+    assert engine.pending_entries("other") == []
 
 
 def test_the_draw_gives_positions_1_to_p_in_the_given_order_at_once(engine: QueueEngine, clock: FrozenClock) -> None:

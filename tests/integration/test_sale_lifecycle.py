@@ -189,3 +189,91 @@ def test_reset_commits_a_new_seed(services: Any, sale: Any, clock: FrozenClock) 
     services.room.reset("sale")
     renewed = lottery.load(services.db, "sale")
     assert revealed is not None and renewed is not None and renewed.seed != revealed.seed
+
+
+def test_a_parked_sign_in_gets_its_place_at_the_draw(client: Any, services: Any, sale: Any, clock: FrozenClock) -> None:
+    import re
+    from urllib.parse import parse_qs, urlencode, urlsplit
+
+    services.clients.create({"client_id": "shop", "event_id": "sale", "redirect_uris": ["https://rp.example/cb"]})
+    clock.set(PRE + 5)
+    others = [services.room.enter("sale")[1].request_id for _ in range(4)]
+    query = urlencode(
+        {
+            "response_type": "code",
+            "client_id": "shop",
+            "redirect_uri": "https://rp.example/cb",
+            "scope": "openid",
+            "state": "st",
+        }
+    )
+    parked = client.get(f"/authorize?{query}")
+    assert parked.status_code == 303
+    wait_url = parked.headers["Location"]
+    page = client.get(wait_url).get_data(as_text=True)
+    assert "You are in the draw" in page and 'id="wr-position"' not in page
+    assert services.room.draw_state("sale")[1].entrants == 5
+
+    clock.set(OPENS + 1)
+    page = client.get(wait_url).get_data(as_text=True)
+    position = int(re.search(r'id="wr-position"[^>]*>([0-9]+)<', page).group(1))  # type: ignore[union-attr]
+    drawn = sorted([position] + [services.room.place("sale", rid).position for rid in others])
+    assert drawn == [1, 2, 3, 4, 5]
+
+    services.room.increment_serving("sale", 5)
+    finished = client.get(wait_url)
+    assert finished.status_code in (302, 303)
+    location = urlsplit(finished.headers["Location"])
+    assert location.netloc == "rp.example" and parse_qs(location.query)["state"] == ["st"]
+
+
+def test_authorize_before_the_opening_and_after_the_close_shows_the_sale_pages(
+    client: Any, services: Any, sale: Any, clock: FrozenClock
+) -> None:
+    from urllib.parse import urlencode
+
+    services.clients.create({"client_id": "shop", "event_id": "sale", "redirect_uris": ["https://rp.example/cb"]})
+    query = urlencode(
+        {"response_type": "code", "client_id": "shop", "redirect_uri": "https://rp.example/cb", "scope": "openid"}
+    )
+    clock.set(T0)
+    early = client.get(f"/authorize?{query}", headers={"Accept-Language": "ja"})
+    page = early.get_data(as_text=True)
+    assert early.status_code == 409
+    assert "待合室はまだ開いていません。" in page and 'id="wr-countdown"' in page and "1:40" in page
+    assert '<meta http-equiv="refresh" content="60">' in page  # inside <noscript>: no-JS browsers reload
+    clock.set(CLOSES)
+    late = client.get(f"/authorize?{query}")
+    assert late.status_code == 410 and "The sale is over." in late.get_data(as_text=True)
+
+
+@all_backends
+def test_two_workers_racing_the_draw_draw_once(services: Any, sale: Any, clock: FrozenClock) -> None:
+    import threading
+
+    from tests.worker_support import AlwaysLease, make_worker
+
+    clock.set(PRE)
+    ids = [services.room.enter("sale")[1].request_id for _ in range(40)]
+    clock.set(OPENS)
+    # Two workers acting at once (as after a lease glitch), each with its own process state.
+    workers = [make_worker(services, lease=AlwaysLease()) for _ in range(2)]
+    for worker in workers:
+        worker.room_view = WaitingRoom(services.events, services.engine, 0)
+        worker.services = type("View", (), {"room": worker.room_view, "events": services.events})()
+    barrier = threading.Barrier(2)
+    results: list[Any] = []
+
+    def run(worker: Any) -> None:
+        barrier.wait()
+        results.append(worker.run_draws(OPENS))
+
+    threads = [threading.Thread(target=run, args=(w,)) for w in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [{"sale": True}, {"sale": True}]
+    assert sorted(services.engine.entry("sale", rid).position for rid in ids) == list(range(1, 41))
+    assert services.engine.counters("sale").queue == 40
+    assert services.engine.draw_state("sale").drawn_at == OPENS

@@ -230,3 +230,123 @@ def test_re_login_loops_take_at_most_one_place_per_admission(client: Any, servic
     for _ in range(20):
         client.get("/authorize", query_string=auth_params(prompt="login"))
     assert services.room.counters("sale", fresh=True).queue == queued + 2
+
+
+@pytest.mark.parametrize("backend_settings", ["sqlite", "postgres"], indirect=True)
+def test_a_lone_surrogate_in_an_admin_field_is_a_400(client: Any, services: Any) -> None:
+    from tests.admin_support import bearer, make_key
+
+    admin = bearer(make_key(services, "admin"))
+    headers = {**admin, "Content-Type": "application/json"}
+    bodies = [
+        ("/admin/api/events", '{"event_id": "sale", "name": "\\ud800"}'),
+        ("/admin/api/events", '{"event_id": "sale", "name": "x\\udfff y"}'),
+        ("/admin/api/admin_keys", '{"name": "\\udc80", "scopes": ["admin"]}'),
+    ]
+    for path, body in bodies:
+        answer = client.post(path, data=body, headers=headers)
+        assert answer.status_code == 400, (path, body, answer.status_code, answer.data[:200])
+        assert answer.get_json()["error"]
+    services.events.create({"event_id": "real"})
+    patched = client.patch("/admin/api/events/real", data='{"name": "\\ud83d"}', headers=headers)
+    assert patched.status_code == 400
+
+
+STRONG_SECRET = "kJ8x2P-qL0vZ7mN4tR9sW1yB6cF3hD5gA_eU8iO2pK7"
+
+
+def _production_app(backend_settings: Any, clock: Any, **overrides: Any) -> Any:
+    import dataclasses
+
+    from idp.app import create_app
+
+    settings = dataclasses.replace(
+        backend_settings, env="production", secret_key=STRONG_SECRET, issuer="https://queue.example", **overrides
+    )
+    return create_app(settings, clock=clock)
+
+
+@pytest.mark.parametrize("weak", ["a" * 32, "ab" * 20, "0123456789" * 4, "password" * 5])
+def test_production_refuses_a_predictable_secret(weak: str) -> None:
+    from idp.config import ConfigError, Settings
+
+    with pytest.raises(ConfigError, match="predictable"):
+        Settings(env="production", secret_key=weak, issuer="https://queue.example").validate()
+    import secrets as random_secrets
+
+    for strong in (STRONG_SECRET, random_secrets.token_hex(16), random_secrets.token_urlsafe(32)):
+        Settings(env="production", secret_key=strong, issuer="https://queue.example").validate()
+
+
+def test_production_refuses_the_demo(monkeypatch: pytest.MonkeyPatch, tmp_path: Any, capsys: Any) -> None:
+    from idp import cli
+    from idp.config import ConfigError, Settings
+
+    with pytest.raises(ConfigError, match="demo"):
+        Settings(env="production", secret_key=STRONG_SECRET, issuer="https://queue.example", demo=True).validate()
+    for name, value in {
+        "IDP_ENV": "production",
+        "IDP_SECRET_KEY": STRONG_SECRET,
+        "IDP_ISSUER": "https://queue.example",
+        "IDP_DATABASE_URL": f"sqlite:///{tmp_path / 'prod.sqlite3'}",
+        "IDP_INSTANCE_PATH": str(tmp_path),
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("IDP_REDIS_URL", raising=False)
+    assert cli.main(["serve", "--demo"]) == 2
+    out = capsys.readouterr()
+    assert "--demo" in out.err and "admin key" not in out.out.lower()
+
+
+def test_hsts_is_sent_under_an_https_issuer_only(client: Any, backend_settings: Any, clock: Any) -> None:
+    assert "Strict-Transport-Security" not in client.get("/healthz").headers
+    app = _production_app(backend_settings, clock)
+    try:
+        answer = app.test_client().get("/.well-known/openid-configuration", base_url="https://queue.example")
+        assert answer.headers["Strict-Transport-Security"].startswith("max-age=")
+    finally:
+        app.extensions["idp"].close()
+
+
+def test_production_refuses_plain_http_redirects_and_private_targets(backend_settings: Any, clock: Any) -> None:
+    from tests.admin_support import bearer, make_key
+
+    app = _production_app(backend_settings, clock)
+    try:
+        svc = app.extensions["idp"]
+        admin = bearer(make_key(svc, "admin"))
+        api = app.test_client()
+        base = {"base_url": "https://queue.example", "headers": admin}
+        assert api.post("/admin/api/events", json={"event_id": "sale"}, **base).status_code == 201
+        for uris, status in (
+            (["http://shop.example/cb"], 400),
+            (["https://shop.example/cb", "http://evil.example/cb"], 400),
+            (["http://127.0.0.1:8080/cb", "http://localhost/cb", "https://shop.example/cb"], 201),
+        ):
+            body = {"event_id": "sale", "redirect_uris": uris}
+            answer = api.post("/admin/api/clients", json=body, **base)
+            assert answer.status_code == status, (uris, answer.get_json())
+        insecure_logout = {"event_id": "sale", "redirect_uris": ["https://shop.example/cb"]}
+        insecure_logout["post_logout_redirect_uris"] = ["http://shop.example/"]
+        assert api.post("/admin/api/clients", json=insecure_logout, **base).status_code == 400
+        for url in ("http://127.0.0.1:6379/", "http://10.1.2.3/hook", "http://169.254.169.254/latest", "http://[::1]/"):
+            hook = api.post("/admin/api/events/sale/webhooks", json={"url": url}, **base)
+            assert hook.status_code == 400 and hook.get_json()["error"] == "private_target", url
+            inlet = api.put("/admin/api/events/sale/inlet", json={"periodic": {"health_url": url}}, **base)
+            assert inlet.status_code == 400 and inlet.get_json()["error"] == "private_target", url
+    finally:
+        app.extensions["idp"].close()
+    allowed = _production_app(backend_settings, clock, allow_private_targets=True)
+    try:
+        svc = allowed.extensions["idp"]
+        admin = bearer(make_key(svc, "admin"))
+        api = allowed.test_client()
+        hook = api.post(
+            "/admin/api/events/sale/webhooks",
+            json={"url": "http://10.1.2.3/hook"},
+            base_url="https://queue.example",
+            headers=admin,
+        )
+        assert hook.status_code == 201
+    finally:
+        allowed.extensions["idp"].close()

@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from idp.config import Settings
 from idp.errors import IdpError
 from idp.queue import keys
+from idp.queue.engine import PlaceLostError
 from idp.storage.models import QueueLedger, TokenRecord
 from tests.conftest import TEST_SECRET
 from tests.own_redis import OwnRedis
@@ -69,6 +70,16 @@ def loss_app(tmp_path: Path, own_redis: OwnRedis) -> Iterator[Any]:
     app.extensions["idp"].close()
 
 
+@pytest.fixture
+def second_app(tmp_path: Path, own_redis: OwnRedis, loss_app: Any) -> Iterator[Any]:
+    """Another instance on the same Redis and database, with caches of its own (another web process)."""
+    from idp.app import create_app
+
+    app = create_app(loss_settings(tmp_path, own_redis))
+    yield app
+    app.extensions["idp"].close()
+
+
 def wait_for(condition: Any, what: str) -> None:
     deadline = time.monotonic() + WAIT_SECONDS
     while not condition():
@@ -80,8 +91,10 @@ def wait_for(condition: Any, what: str) -> None:
 class Load:
     """Joiners and a token fetcher against the app; every answer is recorded."""
 
-    def __init__(self, app: Any, joiners: int = 3) -> None:
+    def __init__(self, app: Any, joiners: int = 3, others: tuple[Any, ...] = ()) -> None:
         self.app = app
+        # Other instances of the service (as other web processes would be): joiners take turns.
+        self.apps = (app, *others)
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.joins: list[tuple[float, int, dict[str, Any], dict[str, str]]] = []  # (at, status, body, headers)
@@ -90,7 +103,9 @@ class Load:
         self.settled: set[str] = set()  # request ids whose token answer was final (200 or 410)
         self.token_answers: list[int] = []
         self.errors: list[str] = []  # error codes of every refused operation, joins included
-        self.threads = [threading.Thread(target=self._join) for _ in range(joiners)]
+        self.threads = [
+            threading.Thread(target=self._join, args=(self.apps[i % len(self.apps)],)) for i in range(joiners)
+        ]
         self.threads.append(threading.Thread(target=self._admit))
 
     def __enter__(self) -> Load:
@@ -107,8 +122,8 @@ class Load:
         with self.lock:
             return len(self.places)
 
-    def _join(self) -> None:
-        client = self.app.test_client()
+    def _join(self, app: Any) -> None:
+        client = app.test_client()
         while not self.stop.is_set():
             response = client.post("/api/assign_queue_num", json={"event_id": E})
             body = response.get_json(silent=True) or {}
@@ -190,9 +205,9 @@ def place_answers(app: Any, places: dict[str, int]) -> dict[str, int]:
 
 @pytest.mark.parametrize("fault", ["flushall", "restart_without_persistence", "restart_from_old_snapshot"])
 def test_a_store_that_loses_data_never_hands_out_a_position_twice(
-    loss_app: Any, own_redis: OwnRedis, fault: str
+    loss_app: Any, second_app: Any, own_redis: OwnRedis, fault: str
 ) -> None:
-    with Load(loss_app) as load:
+    with Load(loss_app, joiners=4, others=(second_app,)) as load:
         wait_for(lambda: load.acknowledged() >= 120 and len(load.tokens) >= 5, "joins and tokens before the fault")
         saved: dict[str, int] = {}
         if fault == "restart_from_old_snapshot":
@@ -298,6 +313,8 @@ def test_without_automatic_recovery_the_event_waits_for_idp_queue_recover(
             assert refused.status_code == 503 and refused.get_json()["error"] == "queue_store_lost"
             assert refused.headers["Retry-After"] == "1"
         assert 'idp_queue_store_lost{event_id="sale"} 1.0' in client.get("/metrics").get_data(as_text=True)
+        # Readiness is about this process: a lost event (and Redis without AOF) leaves it ready.
+        assert client.get("/readyz").status_code == 200
         lost_place = client.get(f"/api/queue_num?event_id={E}&request_id={held[0]['api_request_id']}")
         assert lost_place.status_code == 503
 
@@ -348,3 +365,38 @@ def test_serve_and_worker_warn_when_redis_has_no_aof(
     with caplog.at_level("WARNING", logger="idp.queue"):
         warn_without_persistence(settings)
     assert not any("AOF" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("backend_settings", ["redis"], indirect=True)
+def test_the_serving_counter_and_the_sweep_skip_lost_positions(backend_settings: Settings, clock: Any) -> None:
+    import redis as redis_lib
+
+    from idp.app import build_services
+    from idp.queue.engine import ExpiryPolicy, StoreLostError
+
+    auto = ExpiryPolicy(enabled=True, period=100, incr_serving_on_expiry=True)
+    svc = build_services(backend_settings, clock)
+    try:
+        engine = svc.engine
+        first = [engine.enqueue(E) for _ in range(5)]
+        assert engine.increment_serving(E, 2) == 2
+        redis_lib.Redis.from_url(backend_settings.redis_url or "").flushdb()
+        with pytest.raises(StoreLostError):
+            engine.enqueue(E)  # the operation that finds the loss is refused
+        after = engine.enqueue(E)
+        reserved = backend_settings.queue_block_size
+        assert after.position == reserved + 1  # above every position the database reserved
+        counters = engine.counters(E)
+        assert (counters.queue, counters.serving, counters.lost, counters.waiting) == (reserved + 1, 2, reserved, 1)
+        # Admitting one place skips the lost ones: the counter lands on the new place.
+        assert engine.increment_serving(E, 1) == after.position
+        clock.advance(101)
+        swept = engine.sweep(E, auto)
+        # Only the new place expired unclaimed; the lost positions are not counted and not compensated.
+        assert (swept.expired_unclaimed, swept.max_expired) == (1, after.position)
+        assert swept.serving == after.position + 1
+        assert engine.counters(E).expired == 1
+        with pytest.raises(PlaceLostError):
+            engine.entry(E, first[0].request_id)
+    finally:
+        svc.close()

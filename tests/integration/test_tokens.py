@@ -120,9 +120,11 @@ def test_jwks_is_public_and_briefly_cacheable_and_holds_no_private_parts(client,
     assert answer.status_code == 200
     assert answer.headers["Cache-Control"] == "public, max-age=300"
     keys = answer.get_json()["keys"]
-    assert len(keys) == 1
-    assert keys[0]["use"] == "sig" and keys[0]["kty"] == "RSA" and keys[0]["alg"] == "RS256"
-    assert not {"d", "p", "q", "dp", "dq", "qi"} & set(keys[0])
+    # Both algorithms' keys exist from the start, so an ES256 client signs with a published key at once.
+    assert sorted((k["kty"], k["alg"]) for k in keys) == [("EC", "ES256"), ("RSA", "RS256")]
+    for key in keys:
+        assert key["use"] == "sig" and key["kid"]
+        assert not {"d", "p", "q", "dp", "dq", "qi"} & set(key)
 
 
 # --- 202 / 404 / 410 and the boundaries -----------------------------------------------------------
@@ -374,6 +376,13 @@ def test_rotation_keeps_old_tokens_valid_until_they_expire(client, services, eve
     clock.advance(100)
     new_kid = services.keys.rotate()
     assert new_kid != old_kid
+    # Published at once, signing only after every process re-read the keys and every JWKS cache expired.
+    activation = T0 + 100 + services.keys.activation_delay
+    assert services.keys.active_from(new_kid) == activation
+    assert {k["kid"] for k in client.get("/jwks.json").get_json()["keys"]} >= {old_kid, new_kid}
+    assert header(generate(client, admitted(services)).get_json()["access_token"])["kid"] == old_kid
+    assert {k["kid"]: k["status"] for k in services.keys.list_keys()}[new_kid] == "next"
+    clock.set(activation)
     # The old token still verifies through the published JWKS and through /verify.
     assert pyjwt_verify(client, old["access_token"])["sub"] == old_rid
     assert (
@@ -387,18 +396,19 @@ def test_rotation_keeps_old_tokens_valid_until_they_expire(client, services, eve
     assert pyjwt_verify(client, new["access_token"])["token_use"] == "access"
     statuses = {k["kid"]: k for k in services.keys.list_keys()}
     assert statuses[old_kid]["status"] == "retiring" and statuses[new_kid]["status"] == "active"
-    # Retire after: rotation time + the longest token lifetime (3600) + grace (60).
-    retire_after = T0 + 100 + 3600 + 60
-    assert statuses[old_kid]["retiring_at"] == T0 + 100
+    # Retire after: the new key's activation + the longest token lifetime (3600) + grace (60).
+    retire_after = activation + 3600 + 60
+    assert statuses[old_kid]["retiring_at"] == activation
     assert statuses[old_kid]["retire_after"] == retire_after
 
     def published() -> set[str]:
         return {k["kid"] for k in client.get("/jwks.json").get_json()["keys"]}
 
+    es_kid = services.keys.ensure_active("ES256")
     clock.set(retire_after - 1)
-    assert published() == {old_kid, new_kid}
+    assert published() == {old_kid, new_kid, es_kid}
     clock.set(retire_after)
-    assert published() == {new_kid}
+    assert published() == {new_kid, es_kid}
     assert services.keys.verification_key(old_kid) is None
     assert {k["kid"]: k["status"] for k in services.keys.list_keys()}[old_kid] == "retired"
 
@@ -408,19 +418,25 @@ def test_rotation_waits_for_the_longest_token_the_old_key_signed(services, event
     rid = admitted(services)
     services.tokens.issue("sale", rid, validity=10 * 86400)
     old_kid = services.keys.public_jwk()["kid"]
-    services.keys.rotate()
+    new_kid = services.keys.rotate()
     info = {k["kid"]: k for k in services.keys.list_keys()}[old_kid]
+    # The old key signs until the new one activates; its last token expires 10 days after issuance.
+    assert services.keys.active_from(new_kid) == T0 + services.keys.activation_delay
     assert info["retire_after"] == T0 + 10 * 86400
 
 
 def test_a_second_rotation_retires_keys_past_their_time(services, clock):
     services.keys.grace_seconds = 0
     first = services.keys.ensure_active()
+    es = services.keys.ensure_active("ES256")
     second = services.keys.rotate()
-    clock.advance(3600)
+    clock.advance(services.keys.activation_delay + 3600)
     third = services.keys.rotate()
     statuses = {k["kid"]: k["status"] for k in services.keys.list_keys()}
-    assert statuses == {first: "retired", second: "retiring", third: "active"}
+    assert statuses == {first: "retired", second: "active", third: "next", es: "active"}
+    clock.advance(services.keys.activation_delay)
+    statuses = {k["kid"]: k["status"] for k in services.keys.list_keys()}
+    assert statuses == {first: "retired", second: "retiring", third: "active", es: "active"}
     with services.db.session(readonly=True) as session:
         stored = session.execute(text("SELECT status FROM signing_keys WHERE kid = :k"), {"k": first}).scalar_one()
     assert stored == "retired"
@@ -433,6 +449,11 @@ def test_another_process_sees_a_rotation(services, backend_settings, clock):
     kid = services.keys.ensure_active()
     assert other.ensure_active() == kid
     new_kid = services.keys.rotate()
+    # The other process publishes the new key before anyone signs with it, and switches at its time.
+    assert other.verification_key(new_kid) is not None
+    assert new_kid in {k["kid"] for k in other.jwks()["keys"]}
+    assert other.signing_key().kid == kid
+    clock.advance(services.keys.activation_delay)
     assert other.signing_key().kid == new_kid
     assert other.verification_key(kid) is not None
 
@@ -445,7 +466,7 @@ def test_the_database_holds_no_private_key_in_plain_text(services, backend_setti
     services.keys.rotate("RS256")
     privates = {}
     for info in services.keys.list_keys():
-        if info["status"] == "active" or info["status"] == "retiring":
+        if info["status"] in ("next", "active", "retiring"):
             key = services.keys.signing_key_for(info["kid"])
             assert key is not None
             privates[info["kid"]] = key.as_dict(private=True)
@@ -471,7 +492,21 @@ def test_the_database_holds_no_private_key_in_plain_text(services, backend_setti
         stranger.signing_key()
 
 
+def _forget_keys(services: Any) -> None:
+    with services.db.session() as session:
+        session.execute(text("DELETE FROM signing_keys"))
+    services.keys.invalidate()
+
+
+def test_both_algorithms_have_a_key_from_the_start(services):
+    # The app made them before answering: the first ES256 token is signed by a published key.
+    started = {k["alg"]: k["kid"] for k in services.keys.list_keys()}
+    assert set(started) == {"RS256", "ES256"}
+    assert services.keys.ensure_all() == started
+
+
 def test_a_key_is_created_on_first_use_and_only_once(services):
+    _forget_keys(services)
     assert services.keys.list_keys() == []
     kid = services.keys.ensure_active()
     assert services.keys.ensure_active() == kid
@@ -479,13 +514,14 @@ def test_a_key_is_created_on_first_use_and_only_once(services):
     assert len(services.keys.signing_keyset().keys) == 1
     assert [k["kid"] for k in services.keys.list_keys()] == [kid]
     listed = services.keys.list_keys()[0]
-    assert set(listed) == {"kid", "alg", "status", "created_at", "retiring_at", "retire_after"}
+    assert set(listed) == {"kid", "alg", "status", "created_at", "active_from", "retiring_at", "retire_after"}
 
 
 @all_backends
 def test_processes_starting_together_create_one_key(services, backend_settings, clock):
     from idp.tokens.keys import KeyManager
 
+    _forget_keys(services)
     barrier = threading.Barrier(8)
     kids: list[Any] = [None] * 8
 

@@ -11,7 +11,7 @@ from idp.config import DEV_SECRET_PREFIX, ConfigError, Settings, _bool
 
 pytestmark = pytest.mark.unit
 
-STRONG = "s" * 32
+STRONG = "Xq7-Lm2vR9tK4pZ8wN1bC6yH3jF5dG0s"  # random-looking: production refuses predictable secrets
 
 
 @pytest.fixture(autouse=True)

@@ -107,7 +107,11 @@
         inFlight = false;
         failures = 0;
         notice('');
-        if (s.state !== 'waiting') { moveOn(s); return; }
+        /* A pre-queue entry keeps asking until the draw; any other change is the server's page to show. */
+        if (s.state !== root.getAttribute('data-state') || (s.state !== 'waiting' && s.state !== 'pending')) {
+          moveOn(s);
+          return;
+        }
         render(s);
         schedule(typeof s.poll_after_ms === 'number' && s.poll_after_ms > 0 ? s.poll_after_ms : 5000);
       })

@@ -324,6 +324,7 @@
         tr.appendChild(node("td", {}, k.alg));
         tr.appendChild(node("td", { "data-field": "status" }, k.status));
         tr.appendChild(node("td", {}, when(k.created_at)));
+        tr.appendChild(node("td", { "data-field": "active_from" }, when(k.active_from)));
         body.appendChild(tr);
       });
     }).catch(failed);
@@ -334,7 +335,8 @@
     var alg = $("rotate-alg").value;
     // The rotation's only field is optional: no choice, no body.
     api("POST", "/keys/rotate", alg ? { alg: alg } : undefined).then(function (data) {
-      say("New active key " + data.kid + " (" + data.alg + ").");
+      // A new key is published at once and signs from active_from, once every cache has it.
+      say("New key " + data.kid + " (" + data.alg + ") published; it signs from " + when(data.active_from) + ".");
       loadKeys();
     }).catch(failed);
   }

@@ -104,6 +104,7 @@
     var toggle = $("toggle-pause");
     toggle.textContent = paused ? "Resume periodic inlet" : "Pause periodic inlet";
     toggle.className = paused ? "paused" : "";
+    renderTargets(data.targets);
     var s = data.samples;
     draw($("chart-waiting"), s.map(function (p) { return { t: p.minute, v: p.waiting }; }), "line");
     var admissions = [];
@@ -115,10 +116,64 @@
     $("updated").textContent = "Updated " + new Date().toLocaleTimeString("en-GB") + " · " + s.length + " per-minute samples";
   }
 
+  function html(name, attrs, text) {
+    var node = document.createElement(name);
+    Object.keys(attrs || {}).forEach(function (k) { node.setAttribute(k, String(attrs[k])); });
+    if (text !== undefined) { node.textContent = text; }
+    return node;
+  }
+
+  function renderRefused(report) {
+    var body = $("refused-rows");
+    while (body.firstChild) { body.removeChild(body.firstChild); }
+    var rows = report.top_addresses || [];
+    if (!rows.length) {
+      var none = html("tr");
+      var cell = html("td", { colspan: 3 }, "None");
+      none.appendChild(cell);
+      body.appendChild(none);
+    }
+    rows.forEach(function (row) {
+      var tr = html("tr");
+      tr.appendChild(html("td", {}, row.address));
+      tr.appendChild(html("td", {}, fmt(row.refused)));
+      tr.appendChild(html("td", {}, clockLabel(row.last_at)));
+      body.appendChild(tr);
+    });
+    var gate = report.challenge ? report.challenge.kind.replace("_", " ") : "no join gate";
+    $("refused-summary").textContent = "Rate limits " + (report.rate_limits_enabled ? "on" : "off") + " · " + gate +
+      " · refused joins get " + (report.on_refusal === "infinite_queue" ? "the infinite queue" : "an error");
+  }
+
+  function orNone(n) { return n === null || n === undefined ? "none" : fmt(n); }
+
+  function renderTargets(t) {
+    if (!t) { return; }
+    $("t-active").textContent = fmt(t.active_sessions);
+    $("t-max-active").textContent = orNone(t.max_active);
+    $("t-rate").textContent = t.admissions_per_minute === null ? "–" : fmt(t.admissions_per_minute);
+    $("t-max-rate").textContent = orNone(t.max_per_minute);
+    // The form shows what is stored, unless the operator is editing it.
+    var form = $("targets-form");
+    if (!form.contains(document.activeElement)) {
+      $("t-mode").value = t.mode;
+      $("t-max-active-input").value = t.max_active === null ? "" : String(t.max_active);
+      $("t-max-rate-input").value = t.max_per_minute === null ? "" : String(t.max_per_minute);
+    }
+  }
+
+  function wholeOrNull(id) {
+    var raw = $(id).value.trim();
+    if (raw === "") { return null; }
+    var n = Number(raw);
+    return Number.isInteger(n) && n >= 0 ? n : NaN;
+  }
+
   function refresh() {
     return api("GET", "/events/" + encodeURIComponent(eventId) + "/dashboard?minutes=240").then(function (data) {
       showBoard(true);
       render(data);
+      return api("GET", "/events/" + encodeURIComponent(eventId) + "/abuse?limit=10").then(renderRefused);
     }).catch(function (err) {
       if (err.status === 401 || err.status === 403) {
         signOut(err.status === 403 ? "This key may not read events." : "The key was not accepted.");
@@ -169,6 +224,21 @@
       $("action-status").textContent = action === "pause" ? "Periodic inlet paused." : "Periodic inlet resumed.";
       return refresh();
     }).catch(function (err) { $("action-status").textContent = "Not changed: " + err.message; });
+  });
+
+  $("targets-form").addEventListener("submit", function (e) {
+    e.preventDefault();
+    var body = { mode: $("t-mode").value, max_active: wholeOrNull("t-max-active-input"),
+                 max_per_minute: wholeOrNull("t-max-rate-input") };
+    if (Number.isNaN(body.max_active) || Number.isNaN(body.max_per_minute)) {
+      $("action-status").textContent = "Targets must be whole numbers, or empty for none.";
+      return;
+    }
+    api("PATCH", "/events/" + encodeURIComponent(eventId), body).then(function () {
+      $("action-status").textContent = "Targets saved; the worker holds them from its next tick.";
+      if (document.activeElement) { document.activeElement.blur(); }
+      return refresh();
+    }).catch(function (err) { $("action-status").textContent = "Targets not saved: " + err.message; });
   });
 
   if (key()) { start(); } else { showBoard(false); }
