@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import re
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,8 +19,9 @@ from idp.hashing import hash_secret, new_secret, verify_secret
 from idp.storage.db import Database
 from idp.storage.models import Client, Event
 from idp.targets import check_redirect_uri
+from idp.validation import IDENTIFIER_RE
 
-CLIENT_ID_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+CLIENT_ID_RE = IDENTIFIER_RE
 AUTH_METHODS = ("client_secret_basic", "client_secret_post")
 DEFAULT_AUTH_METHODS = list(AUTH_METHODS)
 # RFC 7591 "none": a public client (a single-page or native app) that holds no secret.

@@ -116,6 +116,9 @@ class Settings:
     threads: int = 1
     backlog: int = 2048
     worker_timeout: int = 30
+    # gunicorn's worker class ("" : gevent, or gthread when threads > 1) and connections per gevent worker.
+    worker_class: str = ""
+    worker_connections: int = 1000
     max_requests: int = 0  # restart a worker after this many requests; 0: never
     # ``idp serve --host/--port`` defaults; IDP_BIND, when set, wins.
     host: str = "127.0.0.1"
@@ -262,6 +265,8 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "threads": ("IDP_THREADS", int),
     "backlog": ("IDP_BACKLOG", int),
     "worker_timeout": ("IDP_WORKER_TIMEOUT", int),
+    "worker_class": ("IDP_WORKER_CLASS", str.strip),
+    "worker_connections": ("IDP_WORKER_CONNECTIONS", int),
     "max_requests": ("IDP_MAX_REQUESTS", int),
     "host": ("IDP_HOST", str.strip),
     "port": ("IDP_PORT", int),

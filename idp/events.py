@@ -18,8 +18,9 @@ from idp.lifecycle import MODES
 from idp.queue.engine import ExpiryPolicy
 from idp.storage.db import Database
 from idp.storage.models import Event
+from idp.validation import IDENTIFIER_RE
 
-EVENT_ID_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+EVENT_ID_RE = IDENTIFIER_RE
 MAX_PERIOD = 10 * 365 * 86400
 
 

@@ -11,7 +11,11 @@ _settings = Settings.from_env()
 bind = _settings.bind
 workers = _settings.workers or multiprocessing.cpu_count() * 2 + 1
 threads = _settings.threads
-worker_class = "gthread" if threads > 1 else "sync"
+# gevent by default: a worker holds up to worker_connections connections and parks the slow or idle
+# ones, so clients that never finish their headers cannot exhaust the workers (sync and gthread workers
+# each block on such a client). IDP_THREADS > 1 keeps choosing gthread; IDP_WORKER_CLASS overrides both.
+worker_class = _settings.worker_class or ("gthread" if threads > 1 else "gevent")
+worker_connections = _settings.worker_connections
 backlog = _settings.backlog
 timeout = _settings.worker_timeout
 graceful_timeout = 20
@@ -42,6 +46,13 @@ def on_starting(server):  # type: ignore[no-untyped-def]
     for name in os.listdir(folder):
         if name.endswith(".db"):
             os.remove(os.path.join(folder, name))
+
+
+def post_fork(server, worker):  # type: ignore[no-untyped-def]
+    if worker_class == "gevent":
+        from idp.green import make_cooperative
+
+        make_cooperative()
 
 
 def child_exit(server, worker):  # type: ignore[no-untyped-def]

@@ -8,6 +8,7 @@ each test) and ``redis`` (flushed before and after each test; the SQL side is SQ
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import uuid
@@ -65,14 +66,12 @@ def service_missing(what: str, exc: BaseException) -> None:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
-def pg_database() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test session, migrated to head."""
+@contextlib.contextmanager
+def new_pg_database(prefix: str = "idp_test") -> Iterator[str]:
+    """A new, empty PostgreSQL database on the shared server, dropped afterwards; yields its URL."""
     from sqlalchemy import create_engine, text
 
-    from idp.storage.db import upgrade_database
-
-    name = f"idp_test_{uuid.uuid4().hex[:10]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
@@ -80,15 +79,25 @@ def pg_database() -> Iterator[str]:
     except Exception as exc:  # noqa: BLE001 - any failure to reach PostgreSQL is reported the same way
         admin.dispose()
         service_missing("PostgreSQL", exc)
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    upgrade_database(url)
-    yield url
-    with admin.connect() as conn:
-        conn.execute(
-            text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"), {"name": name}
-        )
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-    admin.dispose()
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(
+                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"), {"name": name}
+            )
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, migrated to head."""
+    from idp.storage.db import upgrade_database
+
+    with new_pg_database() as url:
+        upgrade_database(url)
+        yield url
 
 
 def _truncate_pg(url: str) -> None:

@@ -21,12 +21,13 @@ from idp.events import MAX_PERIOD
 from idp.http import json_body, json_response, query, required, services
 from idp.queue.engine import validate_request_id
 from idp.storage.models import TokenRecord
+from idp.validation import IDENTIFIER_RE
 
 bp = Blueprint("admin_api", __name__, url_prefix="/admin/api")
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
-ID_CURSOR_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+ID_CURSOR_RE = IDENTIFIER_RE
 OPAQUE_CURSOR_RE = re.compile(r"\A[\x21-\x7e]{1,500}\Z")
 SIGNING_ALGS = ("RS256", "ES256")
 
@@ -63,7 +64,7 @@ def _audit(action: str, target: str = "", detail: dict[str, Any] | None = None) 
 
 def _limit() -> int:
     raw = request.args.get("limit")
-    if raw is None or raw == "":
+    if raw is None:
         return DEFAULT_LIMIT
     if not re.fullmatch(r"[0-9]{1,7}", raw) or not 1 <= int(raw) <= MAX_LIMIT:
         raise ValidationError(f"limit must be an integer from 1 to {MAX_LIMIT}.", code="invalid_limit")
@@ -72,7 +73,7 @@ def _limit() -> int:
 
 def _cursor(pattern: re.Pattern[str] = ID_CURSOR_RE) -> str | None:
     raw = request.args.get("cursor")
-    if raw is None or raw == "":
+    if raw is None:
         return None
     if not pattern.match(raw):
         raise ValidationError("cursor is not valid.", code="invalid_cursor")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,11 +13,12 @@ from idp.errors import ValidationError
 from idp.storage.db import Database
 from idp.storage.models import InletSettings
 from idp.targets import check_outbound
+from idp.validation import CALLABLE_URL_RE
 
 MAX_INCREMENT = 1_000_000_000
 MAX_SIZE = 1_000_000_000
 MAX_TIME = 2**40
-URL_RE = re.compile(r"\Ahttps?://[^\s]{1,2000}\Z")
+URL_RE = CALLABLE_URL_RE
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,6 @@ import hmac
 import json
 import logging
 import os
-import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,10 +38,11 @@ from idp.notify.outbox import KIND_RE
 from idp.storage.db import Database
 from idp.storage.models import OutboxEntry, WebhookDelivery, WebhookSubscription
 from idp.targets import check_outbound
+from idp.validation import CALLABLE_URL_RE
 
 log = logging.getLogger("idp.webhooks")
 
-URL_RE = re.compile(r"\Ahttps?://[^\s]{1,2000}\Z")
+URL_RE = CALLABLE_URL_RE
 MAX_SUBSCRIPTIONS_PER_EVENT = 50
 BACKOFF_BASE_SECONDS = 2
 BACKOFF_CAP_SECONDS = 600

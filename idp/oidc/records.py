@@ -295,10 +295,6 @@ class OidcRecords:
                 return None, ""
             return _code(row), None
 
-    def code_exchanged(self, code_hash: str, grant_id: str) -> None:
-        with self.db.session() as session:
-            session.execute(update(OidcCode).where(OidcCode.code_hash == code_hash).values(grant_id=grant_id))
-
     def purge(self, codes_before: int, interactions_before: int) -> None:
         """Drop codes (kept for reuse detection) and interactions nobody can use any more."""
         with self.db.session() as session:

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg2
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
+from idp import green
 from idp.storage.outage import is_unavailable, unavailable_error
 
 # The PostgreSQL advisory lock every migration run holds (its transaction's lock), so processes that
@@ -53,22 +56,51 @@ def make_engine(url: str, *, readonly: bool = False) -> Engine:
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
             dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
+            # Under gevent, SQLite's own busy wait would block every greenlet of the worker, including
+            # the one holding the lock: wait in Python instead (see _wait_for_lock).
+            cur.execute(f"PRAGMA busy_timeout={0 if green.cooperative() else SQLITE_LOCK_WAIT_MS}")
+            _wait_for_lock(lambda: cur.execute("PRAGMA journal_mode=WAL"))
             cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA busy_timeout=30000")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
             # IMMEDIATE takes the write lock up front, so two writers never deadlock on upgrade.
-            conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+            statement = "BEGIN" if readonly else "BEGIN IMMEDIATE"
+            _wait_for_lock(lambda: conn.exec_driver_sql(statement))
 
         return engine
     kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True, pool_recycle=1800)
     if url.startswith("postgresql"):
         kwargs["connect_args"] = {"connect_timeout": 3}
     return create_engine(url, **kwargs)
+
+
+SQLITE_LOCK_WAIT_MS = 30000
+
+
+def _wait_for_lock(run: Callable[[], object]) -> None:
+    """Run a SQLite statement; in a gevent worker, wait for a busy lock cooperatively.
+
+    Outside gevent SQLite's busy timeout does the waiting. Inside, the busy timeout is 0 and this loop
+    sleeps (a gevent sleep) between attempts, so the greenlet that holds the lock can finish.
+    """
+    if not green.cooperative():
+        run()
+        return
+    deadline = time.monotonic() + SQLITE_LOCK_WAIT_MS / 1000.0
+    pause = 0.001
+    while True:
+        try:
+            run()
+            return
+        except (sqlite3.OperationalError, OperationalError) as exc:
+            message = str(exc).lower()
+            if ("locked" not in message and "busy" not in message) or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
 
 
 class Database:

@@ -6,7 +6,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from idp.storage.db import (
     upgrade_database,
 )
 from idp.storage.models import Base
-from tests.conftest import PG_ADMIN_URL, TEST_SECRET, service_missing
+from tests.conftest import TEST_SECRET, new_pg_database
 
 pytestmark = pytest.mark.integration
 
@@ -36,21 +35,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def empty_pg_url() -> Iterator[str]:
     """A new, empty PostgreSQL database for this test."""
-    name = f"idp_mig_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001 - any failure to reach PostgreSQL is reported the same way
-        admin.dispose()
-        service_missing("PostgreSQL", exc)
-    yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as conn:
-        conn.execute(
-            text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"), {"name": name}
-        )
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-    admin.dispose()
+    with new_pg_database("idp_mig") as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
