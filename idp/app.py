@@ -10,7 +10,6 @@ from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from idp.api.fastpath import FastPath
 from idp.clock import Clock
 from idp.config import Settings
 from idp.errors import IdpError
@@ -19,6 +18,7 @@ from idp.logging import access_log, configure_logging, monotonic_ms
 from idp.services import Services, build_services, build_store
 from idp.storage.db import SchemaNotCurrentError, require_current_schema
 from idp.web import edge
+from idp.web.fastpath import FastPath
 
 log = logging.getLogger("idp.http")
 
@@ -51,7 +51,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.extensions["idp"] = services
 
     from idp.api.views import bp as api_bp
-    from idp.ops import bp as ops_bp
+    from idp.web.ops import bp as ops_bp
 
     app.register_blueprint(ops_bp)
     app.register_blueprint(api_bp)
@@ -77,7 +77,7 @@ EXTENSIONS: list[str] = [
     "idp.admin.web",
     "idp.pages.web",
     "idp.oidc.web",
-    "idp.operator",
+    "idp.admin.operator",
     "idp.landing",
     "idp.abuse.web",
 ]

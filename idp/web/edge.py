@@ -1,6 +1,6 @@
 """What every HTTP answer shares, whichever path gives it: request ids, headers, bodies and errors.
 
-The Flask app and the WSGI fast path (``idp.api.fastpath``) both answer through these helpers, so a
+The Flask app and the WSGI fast path (``idp.web.fastpath``) both answer through these helpers, so a
 request answered by either carries the same request id rule, security headers and JSON bodies, and any
 exception either meets is turned into an answer by :func:`answer_for`: an :class:`IdpError` as itself, an
 unavailable backing service as a 503 with ``Retry-After``, anything else as a JSON 500 whose traceback is

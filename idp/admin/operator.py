@@ -25,7 +25,7 @@ from idp.storage.models import MetricsSample
 if TYPE_CHECKING:
     from idp.services import Services
 
-PAGES = Path(__file__).resolve().parent.parent / "waiting_pages"
+PAGES = Path(__file__).resolve().parents[2] / "waiting_pages"
 
 api = Blueprint("operator_api", __name__, url_prefix="/admin/api")
 pages = Blueprint(
