@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from idp.crypto import keyed_digest
 from idp.errors import IdpError
 from idp.oidc.claims import VISITOR_ID_RE, Admission
 from idp.oidc.records import InteractionRecord, OidcRecords, Place
@@ -196,7 +197,9 @@ class Interactions:
         if guard is not None:
             guard()
         generation = 0 if place is None else place.generation + 1
-        _, entry = self.room.join(event_id, idempotency_key=f"oidc:{visitor_id}:{generation}")
+        # The queue store keeps the idempotency key: a keyed hash of the visitor, never its cookie value.
+        owner = keyed_digest(self.tokens.settings.secret_key, "place idempotency", visitor_id)[:16].hex()
+        _, entry = self.room.join(event_id, idempotency_key=f"oidc:{owner}:{generation}")
         return self.records.save_place(Place(visitor_id, event_id, entry.request_id, entry.position, generation))
 
     def admission(

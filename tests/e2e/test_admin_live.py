@@ -91,7 +91,8 @@ def test_the_readme_example_runs_against_a_live_server(live_server: Any, backend
 
 
 def test_a_whole_event_against_gunicorn(live_server: Any) -> None:
-    server = live_server("postgres", IDP_SESSION_CACHE_SECONDS=0, IDP_WORKERS=2)
+    # A hundred visitors from one test address: the per-address join limit is not what this test is about.
+    server = live_server("postgres", IDP_SESSION_CACHE_SECONDS=0, IDP_WORKERS=2, IDP_RATE_LIMITS="off")
     from idp.admin.auth import AdminKeyService
 
     services = server.services()
@@ -167,13 +168,15 @@ def test_a_whole_event_against_gunicorn(live_server: Any) -> None:
             "abandoned": 3,
             "max_expired": 0,
             "active_tokens": 17,
+            "lost": 0,
         }
 
         assert api.post("/admin/api/reset_initial_state", headers=admin, json={"event_id": "live"}).status_code == 200
         assert api.get("/admin/api/events/live/stats", headers=admin).json()["queue"] == 0
         assert api.get("/verify?event_id=live", headers=bearer(tokens[9]["access_token"])).status_code == 401
         assert api.get("/api/queue_num", params={"event_id": "live", "request_id": by_position[9]}).status_code == 404
-        assert api.post("/api/assign_queue_num", json={"event_id": "live"}).json()["queue_number"] == 1
+        rejoined = api.post("/api/assign_queue_num", json={"event_id": "live"})
+        assert rejoined.json().get("queue_number") == 1, rejoined.text
         assert api.checked > 130
     finally:
         api.close()

@@ -350,3 +350,35 @@ def test_production_refuses_plain_http_redirects_and_private_targets(backend_set
         assert hook.status_code == 201
     finally:
         allowed.extensions["idp"].close()
+
+
+@pytest.mark.parametrize("backend_settings", ["sqlite", "redis"], indirect=True)
+def test_the_queue_store_holds_no_visitor_cookie_value(
+    client: Any, services: Any, rp: Any, backend_settings: Any
+) -> None:
+    client.get("/authorize", query_string=auth_params())
+    visitor = _visitor_cookie(client, services)
+    if backend_settings.redis_url:
+        import redis
+
+        store = redis.Redis.from_url(backend_settings.redis_url)
+        try:
+            dump = []
+            for key in store.scan_iter():
+                dump.append(key)
+                kind = store.type(key)
+                if kind == b"hash":
+                    dump.extend(b for pair in store.hgetall(key).items() for b in pair)
+                elif kind == b"string":
+                    dump.append(store.get(key) or b"")
+            text = b"\n".join(dump).decode("latin-1")
+        finally:
+            store.close()
+    else:
+        from sqlalchemy import select
+
+        from idp.storage.models import QueueEntry
+
+        with services.db.session(readonly=True) as session:
+            text = "\n".join(str(k) for k in session.execute(select(QueueEntry.idempotency_key)).scalars())
+    assert "oidc:" in text and visitor not in text
