@@ -1,29 +1,20 @@
-"""Captcha secrets at rest: AES-256-GCM with a key derived from ``IDP_SECRET_KEY``, bound to the event."""
+"""Captcha secrets at rest: sealed with the service's AEAD (``idp.crypto``) under ``IDP_SECRET_KEY``,
+bound to their event, stored as ``v2:<base64>``."""
 
 from __future__ import annotations
 
 import base64
-import os
+import binascii
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from idp.crypto import Aead, DecryptionError
 
-_VERSION = "v1"
-
-
-def _aead(secret_key: str) -> AESGCM:
-    derived = HKDF(
-        algorithm=hashes.SHA256(), length=32, salt=b"idp-captcha-secrets", info=b"idp captcha secret encryption v1"
-    ).derive(secret_key.encode("utf-8"))
-    return AESGCM(derived)
+_VERSION = "v2"
+_PURPOSE = "captcha secrets"
 
 
 def seal_captcha_secret(secret_key: str, event_id: str, secret: str) -> str:
-    nonce = os.urandom(12)
-    sealed = _aead(secret_key).encrypt(nonce, secret.encode("utf-8"), event_id.encode("utf-8"))
-    return f"{_VERSION}:{base64.b64encode(nonce + sealed).decode()}"
+    sealed = Aead([secret_key], _PURPOSE).seal(secret.encode("utf-8"), event_id.encode("utf-8"))
+    return f"{_VERSION}:{base64.b64encode(sealed).decode()}"
 
 
 def open_captcha_secret(secret_key: str, event_id: str, blob: str) -> str | None:
@@ -33,6 +24,6 @@ def open_captcha_secret(secret_key: str, event_id: str, blob: str) -> str | None
         return None
     try:
         raw = base64.b64decode(encoded, validate=True)
-        return _aead(secret_key).decrypt(raw[:12], raw[12:], event_id.encode("utf-8")).decode("utf-8")
-    except (ValueError, InvalidTag):
+        return Aead([secret_key], _PURPOSE).open(raw, event_id.encode("utf-8")).decode("utf-8")
+    except (binascii.Error, ValueError, DecryptionError, UnicodeDecodeError):
         return None

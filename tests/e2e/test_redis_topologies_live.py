@@ -104,7 +104,11 @@ def test_sentinel_failover_under_load_hands_out_no_position_twice(live_server, r
     redis_sentinel.flush()
     # A join is acknowledged only once the replica holds it, so promoting the replica loses none.
     server = live_server(
-        "sqlite", IDP_REDIS_URL=redis_sentinel.url, IDP_REDIS_WAIT_REPLICAS="1", IDP_RETRY_AFTER_SECONDS="2"
+        "sqlite",
+        IDP_REDIS_URL=redis_sentinel.url,
+        IDP_REDIS_WAIT_REPLICAS="1",
+        IDP_RETRY_AFTER_SECONDS="2",
+        IDP_RATE_LIMITS="off",  # every join comes from one address
     )
     server.services().events.create({"event_id": "sale", "name": "Sale"})
     tally = Tally()
@@ -140,3 +144,75 @@ def test_sentinel_failover_under_load_hands_out_no_position_twice(live_server, r
             assert place.status_code == 200, place.text
             assert place.json()["queue_number"] == join["queue_number"]
     redis_sentinel.flush()
+
+
+def _slot_owner(cluster: Any, slot: int) -> tuple[str, Any]:
+    """The node id and server that own ``slot`` now."""
+    for line in cluster.nodes[0].cli("CLUSTER", "NODES").splitlines():
+        fields = line.split()
+        if "master" not in fields[2]:
+            continue
+        for item in fields[8:]:
+            low, _, high = item.partition("-")
+            if low.isdigit() and int(low) <= slot <= int(high or low):
+                port = int(fields[1].split("@")[0].rsplit(":", 1)[1])
+                return fields[0], next(node for node in cluster.nodes if node.port == port)
+    raise AssertionError(f"no master owns slot {slot}")
+
+
+def test_joins_while_the_cluster_moves_the_events_slots(live_server, redis_cluster):
+    """Resharding under load: MOVED/ASK are followed, or answered 503; never a 500, never a position twice."""
+    redis_cluster.flush()
+    server = live_server("sqlite", IDP_REDIS_URL=redis_cluster.url, IDP_RETRY_AFTER_SECONDS="2", IDP_RATE_LIMITS="off")
+    server.services().events.create({"event_id": "sale", "name": "Sale"})
+    slot = int(redis_cluster.nodes[0].cli("CLUSTER", "KEYSLOT", "{sale}").strip())
+    source_id, source = _slot_owner(redis_cluster, slot)
+    target_id, _target = next(
+        (_slot_owner(redis_cluster, s)) for s in (0, 8000, 16383) if _slot_owner(redis_cluster, s)[0] != source_id
+    )
+    tally = Tally()
+    stopping = threading.Event()
+    threads = [threading.Thread(target=_joiner, args=(server.url, tally, stopping)) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(1.0)
+        # Move every slot of the node that holds the event (its keys included) to another master.
+        slots = sum(
+            int(high or low) - int(low) + 1
+            for line in source.cli("CLUSTER", "NODES").splitlines()
+            if line.startswith(source_id)
+            for low, _, high in (item.partition("-") for item in line.split()[8:] if item[0].isdigit())
+        )
+        source.cli(
+            "--cluster",
+            "reshard",
+            f"127.0.0.1:{source.port}",
+            "--cluster-from",
+            source_id,
+            "--cluster-to",
+            target_id,
+            "--cluster-slots",
+            str(slots),
+            "--cluster-yes",
+        )
+        assert _slot_owner(redis_cluster, slot)[0] == target_id
+        time.sleep(1.0)
+    finally:
+        stopping.set()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert tally.bad == [], f"{len(tally.bad)} improper answers, first: {tally.bad[:5]}\n{server.log(60)}"
+    positions = [join["queue_number"] for join in tally.joins]
+    assert len(positions) > 20
+    assert len(positions) == len(set(positions)), "a position was handed out twice"
+    with requests.Session() as session:
+        for join in tally.joins[:: max(1, len(tally.joins) // 50)]:
+            place = session.get(
+                server.url + "/api/queue_num",
+                params={"event_id": "sale", "request_id": join["api_request_id"]},
+                timeout=30,
+            )
+            assert place.status_code == 200, place.text
+            assert place.json()["queue_number"] == join["queue_number"]
+    redis_cluster.flush()

@@ -237,6 +237,8 @@ def test_the_queue_first_page_serves_the_gate_and_a_solved_form_gives_a_place(cl
     )
     assert again.status_code == 403 and 'id="wr-challenge"' in again.get_data(as_text=True)
     assert client.post("/challenge/sale", data={"return_to": "https://evil.example/"}).status_code == 403
+    japanese = client.application.test_client().get("/wait/sale?lang=ja").get_data(as_text=True)
+    assert "ブラウザを確認しています" in japanese and "JavaScript が必要です" in japanese
 
 
 # --- captcha ---------------------------------------------------------------------------------------
