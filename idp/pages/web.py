@@ -22,7 +22,7 @@ import hmac
 import secrets
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 from flask import Blueprint, Flask, Response, current_app, g, redirect, request, send_from_directory
 
@@ -186,9 +186,12 @@ def language_links(path: str, keep: dict[str, str]) -> list[dict[str, Any]]:
     """Links to this page in each language (the visible switch)."""
     links = []
     current = _language()
+    # A waiting URL may carry its own query (the ``w`` ticket): keep it and replace only ``lang``.
+    base, _, own_query = path.partition("?")
+    own = [(k, v) for k, v in parse_qsl(own_query, keep_blank_values=True) if k != "lang" and k not in keep]
     for code, name in services().page_catalogs_names.items():
-        query = urlencode({**keep, "lang": code})
-        links.append({"code": code, "name": name, "href": f"{path}?{query}", "current": code == current})
+        query = urlencode([*own, *keep.items(), ("lang", code)])
+        links.append({"code": code, "name": name, "href": f"{base}?{query}", "current": code == current})
     return links
 
 

@@ -242,3 +242,19 @@ def test_waiting_reload_reads_only_the_queue_store(client: Any, services: Any, r
 def test_head_request_does_not_join_the_queue(client: Any, services: Any, rp: Any) -> None:
     assert client.head("/authorize", query_string=auth_params()).status_code == 200
     assert services.room.counters("sale", fresh=True).queue == 0
+
+
+def test_the_language_switch_of_a_parked_sign_in_keeps_its_ticket(client: Any, services: Any, rp: Any) -> None:
+    import html
+    import re
+
+    first = client.get("/authorize", query_string=auth_params())
+    wait_url = first.headers["Location"]
+    page = client.get(wait_url)
+    links = [html.unescape(h) for h in re.findall(r'href="([^"]*lang=ja[^"]*)"', page.get_data(as_text=True))]
+    assert links, "the page offers Japanese"
+    assert all(link.count("?") == 1 for link in links), links
+    japanese = client.get(links[0])
+    assert japanese.status_code == 200
+    assert japanese.headers["Content-Language"] == "ja"
+    assert query_of(links[0])["w"] == query_of(wait_url)["w"]
