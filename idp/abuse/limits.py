@@ -26,6 +26,7 @@ shared by every process.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import time
@@ -165,7 +166,8 @@ class Limiter:
     @staticmethod
     def _identifiers(name: str, event_id: str | None, address: str) -> tuple[str, ...]:
         # The event id as a hash tag keeps an event's limits with its queue on a Redis Cluster node.
-        return (name, "{" + event_id + "}", address) if event_id else (name, address)
+        subject = limit_subject(address)
+        return (name, "{" + event_id + "}", subject) if event_id else (name, subject)
 
     def _refuse(self, item: RateLimitItem, ids: tuple[str, ...], name: str, event_id: str | None) -> None:
         assert self._strategy is not None
@@ -238,6 +240,23 @@ class Limiter:
                 self._strategy.hit(item, *ids)
         except self._storage_errors:
             self._storage_failed(name)
+
+
+def limit_subject(address: str) -> str:
+    """Whom a limit counts: an IPv4 address, or the /64 network of an IPv6 one.
+
+    One IPv6 client usually holds a whole /64 and can pick a fresh address in it for every request, so counting
+    single IPv6 addresses would give it a fresh limit per request.
+    """
+    try:
+        parsed = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.IPv6Network((parsed, 64), strict=False))
+    return str(parsed)
 
 
 def client_address(environ: Mapping[str, Any], proxy_hops: int) -> str:

@@ -71,6 +71,15 @@ def test_one_address_gets_at_most_100_places_a_minute_and_another_address_is_not
 
 
 @both
+def test_addresses_of_one_ipv6_network_share_one_limit(api: Any, services: Any) -> None:
+    """A client holding a /64 cannot take a fresh limit with every address in it."""
+    services.events.create({"event_id": "sale"})
+    statuses = [_join(api, env={"REMOTE_ADDR": f"2001:db8:1:2::{i:x}"}).status_code for i in range(1, 121)]
+    assert statuses.count(200) == 100 and statuses.count(429) == 20
+    assert _join(api, env={"REMOTE_ADDR": "2001:db8:1:3::1"}).status_code == 200
+
+
+@both
 def test_an_event_can_raise_its_join_limit_and_the_setting_can_switch_limits_off(
     api: Any, services: Any, backend_settings: Any, clock: Any
 ) -> None:

@@ -95,3 +95,20 @@ def test_decoy_ids_look_like_uuid4_and_only_the_signer_reads_them() -> None:
         assert Signer("z" * 40).decoy_position(decoy) is None
     assert signer.decoy_position(str(uuid.uuid4())) is None
     assert signer.decoy_position("not-an-id") is None
+
+
+@pytest.mark.parametrize(
+    ("address", "subject"),
+    [
+        ("203.0.113.9", "203.0.113.9"),
+        ("2001:db8:1:2::1", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"),
+        ("::ffff:203.0.113.9", "203.0.113.9"),
+        ("fe80::1%eth0", "fe80::/64"),
+        ("unknown", "unknown"),
+    ],
+)
+def test_limits_count_ipv4_addresses_and_ipv6_networks(address: str, subject: str) -> None:
+    from idp.abuse.limits import limit_subject
+
+    assert limit_subject(address) == subject
