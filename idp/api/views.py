@@ -9,9 +9,10 @@ from werkzeug.exceptions import HTTPException
 
 from idp.abuse.service import api_attempt, guard_api_join
 from idp.cors import PUBLIC_API_HEADERS
+from idp.crypto import keyed_digest
 from idp.errors import IdpError
 from idp.http import apply_cors, json_body, json_response, query, required, services
-from idp.queue.engine import Entry, PlaceState
+from idp.queue.engine import Entry, PlaceState, validate_idempotency_key
 from idp.waiting_room import NotServedError, PositionExpiredError
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -45,16 +46,31 @@ class ExpiryDisabledError(IdpError):
     message = "Queue position expiry is not enabled for this event."
 
 
+def scoped_idempotency_key(secret_key: str, key: str | None, address: str) -> str | None:
+    """The store's key for a public ``Idempotency-Key``: bound to the caller's address, kept apart from ours.
+
+    A key alone would let anyone who learns it (an order number, a proxy log) fetch the place's request id;
+    bound to the address, only the caller that made the join gets it back. The ``api:`` prefix keeps public
+    keys apart from the keys the sign-in journey uses for its own joins.
+    """
+    valid = validate_idempotency_key(key)
+    if valid is None:
+        return None
+    return "api:" + keyed_digest(secret_key, "api idempotency", f"{address}\n{valid}")[:16].hex()
+
+
 @bp.post("/assign_queue_num")
 def assign_queue_num() -> Response:
     """Join the queue; the place exists (with its position) when this answers."""
     data = json_body()
     svc = services()
     event = svc.events.get(required(data, "event_id"))
-    decoy = guard_api_join(svc.defence, svc.room, event, api_attempt(data, request.remote_addr or "unknown"))
+    address = request.remote_addr or "unknown"
+    decoy = guard_api_join(svc.defence, svc.room, event, api_attempt(data, address))
     if decoy is not None:
         return json_response(decoy)
-    event, entry = svc.room.enter(event.event_id, request.headers.get("Idempotency-Key"))
+    key = scoped_idempotency_key(svc.settings.secret_key, request.headers.get("Idempotency-Key"), address)
+    event, entry = svc.room.enter(event.event_id, key)
     if not isinstance(entry, Entry):
         # A pre-queue entry: a request id now, a position at the draw (``queue_num`` answers 202 till then).
         return json_response(

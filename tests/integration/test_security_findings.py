@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import all_backends
 from tests.leaks import leaked, path_and_query, urls_in_html
 from tests.oidc_flow import REDIRECT, admit_everyone, auth_params, exchange, login, make_client
 
@@ -382,3 +383,22 @@ def test_the_queue_store_holds_no_visitor_cookie_value(
         with services.db.session(readonly=True) as session:
             text = "\n".join(str(k) for k in session.execute(select(QueueEntry.idempotency_key)).scalars())
     assert "oidc:" in text and visitor not in text
+
+
+@all_backends
+def test_an_idempotency_key_someone_else_learns_gives_them_nothing(client: Any, services: Any) -> None:
+    """A retried join gets its place back; the same key sent from another address gets a place of its own."""
+    services.events.create({"event_id": "keys"})
+    victim = {"REMOTE_ADDR": "198.51.100.7"}
+    attacker = {"REMOTE_ADDR": "203.0.113.66"}
+    headers = {"Idempotency-Key": "order-1"}
+    body = {"event_id": "keys"}
+    first = client.post("/api/assign_queue_num", json=body, headers=headers, environ_base=victim).get_json()
+    retried = client.post("/api/assign_queue_num", json=body, headers=headers, environ_base=victim).get_json()
+    assert retried == first
+    stolen = client.post("/api/assign_queue_num", json=body, headers=headers, environ_base=attacker).get_json()
+    assert stolen["api_request_id"] != first["api_request_id"]
+    assert stolen["queue_number"] == first["queue_number"] + 1
+    # The public key never reaches the namespace of the sign-in journey's own keys.
+    bad = client.post("/api/assign_queue_num", json=body, headers={"Idempotency-Key": "a b"}, environ_base=victim)
+    assert bad.status_code == 400 and bad.get_json()["error"] == "invalid_idempotency_key"
