@@ -49,6 +49,9 @@ def on_starting(server):  # type: ignore[no-untyped-def]
 
 
 def post_fork(server, worker):  # type: ignore[no-untyped-def]
+    from idp.logging import withhold_request_lines
+
+    withhold_request_lines()
     if worker_class == "gevent":
         from idp.green import make_cooperative
 

@@ -89,3 +89,29 @@ _HANDLER: logging.StreamHandler | None = None  # type: ignore[type-arg]
 
 def monotonic_ms() -> float:
     return time.perf_counter() * 1000.0
+
+
+# Gunicorn's own messages that quote what a client sent: a malformed request line (its path and query,
+# which may hold a request id) or the URI of a request whose handling failed.
+_QUOTING_PREFIXES = ("Invalid request from", "Error handling request")
+
+
+class WithholdRequestLines(logging.Filter):
+    """Keep the server's own log lines but drop the request lines and URIs they would quote."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        for prefix in _QUOTING_PREFIXES:
+            if message.startswith(prefix):
+                head = message.split(": ", 1)[0] if prefix == "Invalid request from" else prefix
+                record.msg = f"{head} (what the client sent is not logged)"
+                record.args = ()
+                break
+        return True
+
+
+def withhold_request_lines(logger_name: str = "gunicorn.error") -> None:
+    """Install :class:`WithholdRequestLines` on gunicorn's error log (once)."""
+    logger = logging.getLogger(logger_name)
+    if not any(isinstance(f, WithholdRequestLines) for f in logger.filters):
+        logger.addFilter(WithholdRequestLines())

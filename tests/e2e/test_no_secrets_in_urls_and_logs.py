@@ -143,3 +143,29 @@ def test_a_whole_journey_leaves_no_secret_in_urls_pages_or_logs(browser: Any, li
     assert '"path":"/authorize/wait/<interaction_id>"' in log
     for line in log.splitlines():
         assert leaked(line, secrets) == [], line[:400]
+
+
+def test_a_malformed_request_line_is_not_quoted_in_the_log(live_server: Any) -> None:
+    """Gunicorn rejects a request line with a stray byte; its log says so without the path and query."""
+    import socket
+    import time
+    import uuid
+    from urllib.parse import urlsplit
+
+    server = live_server("sqlite", IDP_LOG_LEVEL="DEBUG")
+    secret = str(uuid.uuid4())
+    host, port = urlsplit(server.url).hostname, urlsplit(server.url).port
+    line = f"GET /api/queue_num?event_id=sale&request_id={secret}&lang=".encode() + b"\xc3 HTTP/1.1\r\n"
+    with socket.create_connection((host, port), timeout=5) as conn:
+        conn.sendall(line + b"Host: x\r\nConnection: close\r\n\r\n")
+        answer = conn.recv(200)
+    assert answer.startswith(b"HTTP/1.1 400")
+    deadline = time.monotonic() + 5
+    text = ""
+    while time.monotonic() < deadline:
+        text = server.log_path.read_text(encoding="utf-8", errors="replace")
+        if "Invalid request from" in text:
+            break
+        time.sleep(0.1)
+    assert "Invalid request from" in text
+    assert secret not in text
