@@ -88,7 +88,7 @@ def _register_request_hooks(app: Flask) -> None:
     # access costs about a microsecond) and skips building the log line when INFO is off.
     config = app.config
     # Under an https issuer browsers are told to come back over https only (HSTS).
-    hsts = app.extensions["idp"].settings.issuer.startswith("https://")
+    transport = edge.transport_headers(app.extensions["idp"].settings.issuer)
 
     @app.before_request
     def _start() -> None:
@@ -112,8 +112,8 @@ def _register_request_hooks(app: Flask) -> None:
         if response.mimetype == "text/html":
             for name, value in edge.PAGE_SECURITY_HEADERS:
                 headers.setdefault(name, value)
-        if hsts:
-            headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        for name, value in transport:
+            headers.setdefault(name, value)
         req = request._get_current_object()  # type: ignore[attr-defined]
         started = ctx.get("request_started")
         # The route template, never the raw path or query string: they carry handles and codes.

@@ -36,6 +36,15 @@ PAGE_SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
         "frame-ancestors 'none'; base-uri 'none'",
     ),
 )
+# Sent with every answer when the issuer is https: browsers then never try plain http for this host.
+HSTS_HEADER = ("Strict-Transport-Security", "max-age=31536000")
+
+
+def transport_headers(issuer: str) -> tuple[tuple[str, str], ...]:
+    """The headers every answer gets because of how the service is reached (HSTS under an https issuer)."""
+    return (HSTS_HEADER,) if issuer.startswith("https://") else ()
+
+
 JSON_MIMETYPE = "application/json"
 # Answers that belong to one visitor (and every error) are never stored by a cache.
 NO_STORE = "private, no-store"

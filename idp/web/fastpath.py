@@ -68,6 +68,7 @@ class FastPath:
         self.services = services
         self.max_body = max_body
         self.observe = observe
+        self.transport = edge.transport_headers(services.settings.issuer)
         self.retry_after = retry_after
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -188,6 +189,7 @@ class FastPath:
             ("Cache-Control", cache),
             (edge.REQUEST_ID_HEADER, request_id),
             *edge.SECURITY_HEADERS,
+            *self.transport,
             *extra,
             # The same CORS headers as the Flask views (idp.cors): every answer, errors included.
             *cors_response_headers(self.services.cors.queue_api_for(event_id), environ.get("HTTP_ORIGIN")),

@@ -305,6 +305,13 @@ def test_hsts_is_sent_under_an_https_issuer_only(client: Any, backend_settings: 
     try:
         answer = app.test_client().get("/.well-known/openid-configuration", base_url="https://queue.example")
         assert answer.headers["Strict-Transport-Security"].startswith("max-age=")
+        # The fast path answers serving_num and joins before Flask: the same header from there.
+        app.extensions["idp"].events.create({"event_id": "hsts"})
+        web = app.test_client()
+        fast = web.get("/api/serving_num?event_id=hsts", base_url="https://queue.example")
+        assert fast.status_code == 200 and fast.headers["Strict-Transport-Security"].startswith("max-age=")
+        join = web.post("/api/assign_queue_num", data=b'{"event_id": "hsts"}', base_url="https://queue.example")
+        assert join.headers["Strict-Transport-Security"].startswith("max-age=")
     finally:
         app.extensions["idp"].close()
 
