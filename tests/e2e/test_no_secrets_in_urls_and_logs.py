@@ -9,9 +9,7 @@ an attacker would (raw, URL-, base64- and zlib-decoded) for the visitor's cookie
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -20,6 +18,7 @@ import requests
 from sqlalchemy import select
 
 from tests.admin_support import bearer
+from tests.e2e.static_site import stub_pages
 from tests.leaks import leaked, urls_in_html
 
 pytestmark = pytest.mark.e2e
@@ -28,27 +27,11 @@ WAIT_MS = 30_000
 SECRET_COOKIES = ("idp_visitor", "idp_admit_", "idp_place_")
 
 
-class _Site(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - the http.server API
-        body = b"<!doctype html><title>Shop</title><p>shop"
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
 def site() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Site)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://localhost:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    # On ``localhost``: another site than the service on 127.0.0.1.
+    with stub_pages("Shop", host="localhost") as pages:
+        yield pages.url
 
 
 def test_a_whole_journey_leaves_no_secret_in_urls_pages_or_logs(browser: Any, live_server: Any, site: str) -> None:

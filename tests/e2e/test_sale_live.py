@@ -9,10 +9,8 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -22,6 +20,7 @@ import requests
 
 from tests.admin_support import bearer
 from tests.e2e.server import REPO_ROOT, base_environment, stop_process
+from tests.e2e.static_site import stub_pages
 from tests.worker_support import start_worker_process, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -118,27 +117,10 @@ def test_pre_queue_joins_are_drawn_by_the_worker_and_anyone_can_verify_the_draw(
 # --- when_busy with max_active ----------------------------------------------------------------------
 
 
-class _RelyingParty(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - the http.server API
-        body = b"<!doctype html><title>Relying party</title><h1>Relying party</h1>"
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
 def rp_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _RelyingParty)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with stub_pages() as pages:
+        yield pages.url
 
 
 def test_when_busy_admits_at_once_under_max_active_and_the_worker_refills(

@@ -8,10 +8,8 @@ screenshots for the README, and an axe-core accessibility check.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -21,6 +19,7 @@ import requests
 
 from tests.admin_support import bearer
 from tests.e2e.server import REPO_ROOT
+from tests.e2e.static_site import StubPages, stub_pages
 
 pytestmark = pytest.mark.e2e
 
@@ -30,31 +29,11 @@ AXE = REPO_ROOT / "tests" / "e2e" / "js" / "node_modules" / "axe-core" / "axe.mi
 WAIT_MS = 30_000
 
 
-class _RelyingParty(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - the http.server API
-        self.server.hits.append(self.path)  # type: ignore[attr-defined]
-        body = b"<!doctype html><title>Relying party</title><h1>Relying party</h1>"
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
-def rp() -> Iterator[Any]:
+def rp() -> Iterator[StubPages]:
     """A tiny relying party on loopback: it answers every GET with a page and remembers the paths."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _RelyingParty)
-    server.hits = []  # type: ignore[attr-defined]
-    server.url = f"http://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with stub_pages() as pages:
+        yield pages
 
 
 class Room:
