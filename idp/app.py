@@ -13,12 +13,12 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from idp.clock import Clock
 from idp.config import Settings
 from idp.errors import IdpError
-from idp.http import CachedSessionInterface
 from idp.logging import access_log, configure_logging, monotonic_ms
 from idp.services import Services, build_services, build_store
 from idp.storage.db import SchemaNotCurrentError, require_current_schema
 from idp.web import edge
 from idp.web.fastpath import FastPath
+from idp.web.http import CachedSessionInterface
 
 log = logging.getLogger("idp.http")
 
@@ -78,7 +78,7 @@ EXTENSIONS: list[str] = [
     "idp.pages.web",
     "idp.oidc.web",
     "idp.admin.operator",
-    "idp.landing",
+    "idp.web.landing",
     "idp.abuse.web",
 ]
 

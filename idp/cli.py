@@ -199,10 +199,10 @@ def _load_plugins() -> None:
 CLI_MODULES: list[str] = [
     "idp.admin.cli",
     "idp.tokens.cli",
-    "idp.worker",
+    "idp.worker.jobs",
     "idp.oidc.cli",
     "idp.queue.cli",
-    "idp.lottery_cli",
+    "idp.events.lottery_cli",
 ]
 
 

@@ -88,3 +88,42 @@ class Aead:
     def needs_resealing(self, sealed: bytes) -> bool:
         """True when ``sealed`` was sealed under a previous secret (seal it again under the current)."""
         return sealed[1:5] != self._keys[0][0]
+
+
+class LookupKey:
+    """The key of lookup hashes (visitor ids, request ids at rest) and of pairwise subjects.
+
+    It must never change when ``IDP_SECRET_KEY`` rotates: rows and Redis entries are found by these
+    hashes and relying parties link accounts by ``sub``. ``root`` is 32 bytes; each use derives its
+    own key from it by *purpose*.
+    """
+
+    __slots__ = ("_root",)
+
+    def __init__(self, root: bytes) -> None:
+        if len(root) < 32:
+            raise ValueError("a lookup key needs at least 32 bytes")
+        self._root = root
+
+    @classmethod
+    def from_secret(cls, secret_key: str) -> LookupKey:
+        """The key as first derived from a secret (the pairwise-subject key of earlier releases)."""
+        return cls(
+            hmac.new(secret_key.encode("utf-8", "surrogatepass"), b"idp pairwise subject v1", hashlib.sha256).digest()
+        )
+
+    @property
+    def root(self) -> bytes:
+        return self._root
+
+    def digest(self, purpose: str, value: str | bytes) -> bytes:
+        """HMAC-SHA256 of ``value`` for ``purpose`` (32 bytes)."""
+        return keyed_digest(self._root, purpose, value)
+
+    def tag(self, purpose: str, value: str | bytes) -> bytes:
+        """A 16-byte truncated :meth:`digest`: the binary form kept in Redis."""
+        return self.digest(purpose, value)[:16]
+
+    def hex_tag(self, purpose: str, value: str | bytes) -> str:
+        """:meth:`tag` as 32 hex characters: the form kept in SQL columns."""
+        return self.tag(purpose, value).hex()

@@ -2,7 +2,7 @@
 
 ``build_services`` is the one place that knows how the parts depend on each other. The web app, the
 worker, the command line and the tests all start from it; views reach the graph through
-``idp.http.services()``. A new service is a new field here and one line in ``build_services``.
+``idp.web.http.services()``. A new service is a new field here and one line in ``build_services``.
 """
 
 from __future__ import annotations
@@ -12,11 +12,10 @@ from dataclasses import dataclass
 from idp.abuse.service import Defence, build_defence
 from idp.admin.audit import AuditLog
 from idp.admin.auth import AdminKeyService
-from idp.clients import ClientService
+from idp.clients.service import ClientService
 from idp.clock import Clock, SystemClock
 from idp.config import Settings
-from idp.cors import CorsPolicy
-from idp.events import EventService
+from idp.events.service import EventService
 from idp.inlet.settings import InletService
 from idp.notify.webhooks import WebhookService
 from idp.oidc.interaction import Interactions
@@ -31,10 +30,11 @@ from idp.queue.engine import QueueEngine, QueueStore
 from idp.queue.ledger import Ledger
 from idp.queue.redis_store import RedisQueueStore
 from idp.queue.sql_store import SqlQueueStore
+from idp.queue.waiting_room import WaitingRoom
 from idp.storage.db import Database
 from idp.tokens.issuer import TokenService
 from idp.tokens.keys import KeyManager
-from idp.waiting_room import WaitingRoom
+from idp.web.cors import CorsPolicy
 
 
 @dataclass(frozen=True, eq=False)

@@ -134,7 +134,7 @@ class AlwaysLease:
 
 
 def make_worker(services: Any, **kwargs: Any) -> Any:
-    from idp.worker import Worker
+    from idp.worker.jobs import Worker
 
     kwargs.setdefault("intervals", ALL_NOW)
     return Worker(services, **kwargs)

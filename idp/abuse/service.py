@@ -33,7 +33,7 @@ from idp.abuse.limits import Limiter, LimitSpec, RateLimitedError
 from idp.abuse.sealing import open_captcha_secret
 from idp.abuse.stores import RefusalTallies
 from idp.errors import IdpError
-from idp.events import EventConfig
+from idp.events.service import EventConfig
 
 log = logging.getLogger("idp.abuse")
 

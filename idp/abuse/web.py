@@ -21,8 +21,8 @@ from idp.abuse.limits import RateLimitedError
 from idp.abuse.service import JoinAttempt
 from idp.admin.auth import require_scope
 from idp.errors import IdpError, ValidationError
-from idp.events import EventConfig
-from idp.http import json_response, query, services
+from idp.events.service import EventConfig
+from idp.web.http import json_response, query, services
 
 bp = Blueprint("abuse", __name__)
 

@@ -18,9 +18,9 @@ from sqlalchemy import select
 
 from idp.admin.auth import current_admin_key, require_scope
 from idp.errors import ValidationError
-from idp.http import json_body, json_response, services
 from idp.inlet.max_size import MaxSizeInlet, MaxSizeRequest
 from idp.storage.models import MetricsSample
+from idp.web.http import json_body, json_response, services
 
 if TYPE_CHECKING:
     from idp.services import Services
@@ -46,7 +46,7 @@ DASHBOARD_CSP = (
 def init_app(app: Flask, svc: Services) -> None:
     app.register_blueprint(api)
     app.register_blueprint(pages)
-    from idp import metrics
+    from idp.web import metrics
 
     metrics.init_app(app, svc)
 
@@ -179,7 +179,7 @@ def webhook_deliveries(event_id: str, webhook_id: str) -> Response:
 @require_scope("events:read")
 def dashboard_data(event_id: str) -> Response:
     """Live counters, inlet settings and per-minute samples of the last ``minutes`` (default 180)."""
-    from idp.worker import active_tokens
+    from idp.worker.jobs import active_tokens
 
     svc = services()
     eid = _event_id(event_id)
@@ -220,7 +220,7 @@ def dashboard_data(event_id: str) -> Response:
 
 def _targets(svc: Any, eid: str, counters: Any, samples: list[dict[str, int]], now: int) -> dict[str, Any]:
     """The room mode and targets, the sessions they count as active, and the admission rate of late."""
-    from idp.admission import active_sessions
+    from idp.events.admission import active_sessions
 
     event = svc.events.get_fresh(eid)
     earlier = [s for s in samples if s["minute"] <= now - 60]

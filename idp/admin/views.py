@@ -17,11 +17,11 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from idp.admin.auth import SCOPES, current_admin_key, require_scope
 from idp.errors import ConflictError, ValidationError
-from idp.events import MAX_PERIOD
-from idp.http import json_body, json_response, query, required, services
+from idp.events.service import MAX_PERIOD
 from idp.queue.engine import validate_request_id
 from idp.storage.models import TokenRecord
 from idp.validation import IDENTIFIER_RE
+from idp.web.http import json_body, json_response, query, required, services
 
 bp = Blueprint("admin_api", __name__, url_prefix="/admin/api")
 

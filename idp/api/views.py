@@ -8,12 +8,12 @@ from flask import Blueprint, Response, request
 from werkzeug.exceptions import HTTPException
 
 from idp.abuse.service import api_attempt, guard_api_join
-from idp.cors import PUBLIC_API_HEADERS
 from idp.crypto import keyed_digest
 from idp.errors import IdpError
-from idp.http import apply_cors, json_body, json_response, query, required, services
 from idp.queue.engine import Entry, PlaceState, validate_idempotency_key
-from idp.waiting_room import NotServedError, PositionExpiredError
+from idp.queue.waiting_room import NotServedError, PositionExpiredError
+from idp.web.cors import PUBLIC_API_HEADERS
+from idp.web.http import apply_cors, json_body, json_response, query, required, services
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 

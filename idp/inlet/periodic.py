@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import requests
 
-from idp import ticks
 from idp.inlet.settings import InletConfig
+from idp.queue.waiting_room import WaitingRoom
 from idp.storage.db import Database
-from idp.waiting_room import WaitingRoom
+from idp.worker import ticks
 
 JOB = "periodic_inlet"
 log = logging.getLogger("idp.inlet")

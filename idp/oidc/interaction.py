@@ -32,7 +32,7 @@ from idp.errors import IdpError
 from idp.oidc.claims import VISITOR_ID_RE, Admission
 from idp.oidc.records import InteractionRecord, OidcRecords, Place
 from idp.queue.engine import PlaceState, PlaceStatus
-from idp.waiting_room import RequestNotFoundError, WaitingRoom
+from idp.queue.waiting_room import RequestNotFoundError, WaitingRoom
 
 if TYPE_CHECKING:
     from idp.clock import Clock

@@ -47,7 +47,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwt import JWTClaimsRegistry
 
-from idp.clients import ClientConfig, ClientService
+from idp.clients.service import ClientConfig, ClientService
 from idp.clock import Clock
 from idp.config import Settings
 from idp.errors import IdpError

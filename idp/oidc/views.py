@@ -26,10 +26,8 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from joserfc import jwt
 from joserfc.errors import JoseError
 
-from idp.cors import OIDC_HEADERS
 from idp.crypto import keyed_digest
 from idp.errors import IdpError
-from idp.http import apply_cors, json_response, services
 from idp.oidc.claims import CLAIMS_SUPPORTED, Admission, pairwise_sub
 from idp.oidc.interaction import (
     InteractionError,
@@ -41,6 +39,8 @@ from idp.oidc.interaction import (
 )
 from idp.oidc.records import InteractionRecord
 from idp.oidc.server import AUTH_METHODS, PUBLIC_AUTH_METHODS, OidcServer, StoredRequest, append_params
+from idp.web.cors import OIDC_HEADERS
+from idp.web.http import apply_cors, json_response, services
 
 log = logging.getLogger("idp.oidc")
 
@@ -49,7 +49,7 @@ bp = Blueprint("oidc", __name__, template_folder=TEMPLATES)
 
 VISITOR_COOKIE_SECONDS = 400 * 86400  # browsers cap cookie lifetimes at 400 days
 DISCOVERY_CACHE = "public, max-age=300"
-# What a browser app calls across origins (CORS for the registered clients' origins, idp.cors);
+# What a browser app calls across origins (CORS for the registered clients' origins, idp.web.cors);
 # /authorize and /logout are navigations, /introspect is for servers.
 CORS_PATHS = frozenset({"/.well-known/openid-configuration", "/jwks.json", "/token", "/userinfo", "/revoke"})
 # Pages that render HTML errors instead of JSON.

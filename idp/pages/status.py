@@ -15,10 +15,10 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from idp import lottery
 from idp.cache import TTLCache
 from idp.clock import Clock
-from idp.events import EventConfig
+from idp.events import lottery
+from idp.events.service import EventConfig
 from idp.pages.estimate import AdmissionModel, Estimate, admission_model
 from idp.pages.history import ServingHistory
 from idp.pages.schedule import DEFAULT_SCHEDULE, PollSchedule
@@ -202,7 +202,7 @@ class WaitStatusService:
         change, and a place above the serving counter is waiting. Near or past the front, or when the
         counters do not fit, the store is asked.
         """
-        from idp.waiting_room import RequestNotFoundError
+        from idp.queue.waiting_room import RequestNotFoundError
 
         event = self.room.events.get(event_id)
         if position is not None:

@@ -29,13 +29,13 @@ from flask import Blueprint, Flask, Response, current_app, g, redirect, request,
 from idp.abuse.web import browser_guard, browser_refusal, current_return_path, decoy_status
 from idp.cache import TTLCache
 from idp.errors import IdpError, ValidationError
-from idp.events import EventConfig
-from idp.http import json_response, services
+from idp.events.service import EventConfig
 from idp.pages.i18n import Catalogs
 from idp.pages.render import estimate_kind, estimate_templates
 from idp.pages.status import ADMITTED, EXPIRED, FINISHED, UNKNOWN, WAITING, WaitStatus
 from idp.pages.theme import theme_css
 from idp.queue.engine import REQUEST_ID_RE, PlaceState, PlaceStatus
+from idp.web.http import json_response, services
 
 if TYPE_CHECKING:
     from idp.oidc.interaction import Interactions
@@ -664,7 +664,7 @@ def error_page(code: str, status: int, retry_after: int | None = None, *, event_
 
 def _countdown(event_id: str | None = None) -> dict[str, Any]:
     """The opening time of the event a page names, for the countdown page; empty when unknown."""
-    from idp.lifecycle import opening_time
+    from idp.events.lifecycle import opening_time
 
     if event_id is None:
         event_id = (request.view_args or {}).get("event_id")

@@ -33,13 +33,13 @@ from idp.clock import Clock
 from idp.config import Settings
 from idp.crypto import keyed_digest
 from idp.errors import ConflictError, IdpError, ValidationError
-from idp.events import MAX_PERIOD
+from idp.events.service import MAX_PERIOD
 from idp.notify import outbox
 from idp.queue.engine import PlaceState, validate_request_id
+from idp.queue.waiting_room import NotServedError, PositionExpiredError, RequestNotFoundError, WaitingRoom
 from idp.storage.db import Database
 from idp.storage.models import TokenRecord
 from idp.tokens.keys import DEFAULT_ALG, KeyManager, KeyUnavailableError, validate_alg
-from idp.waiting_room import NotServedError, PositionExpiredError, RequestNotFoundError, WaitingRoom
 
 TOKEN_USES = ("access", "refresh", "id")
 MAX_TOKEN_CHARS = 8192

@@ -9,10 +9,10 @@ from flask import Blueprint, Flask, Response, request
 from sqlalchemy.exc import OperationalError
 
 from idp.errors import IdpError
-from idp.http import json_body, json_response, query, required, services
+from idp.queue.waiting_room import NotServedError
 from idp.tokens.issuer import InvalidTokenError
 from idp.tokens.keys import JWKS_MAX_AGE
-from idp.waiting_room import NotServedError
+from idp.web.http import json_body, json_response, query, required, services
 
 if TYPE_CHECKING:
     from idp.services import Services

@@ -21,10 +21,10 @@ from urllib.parse import unquote_plus
 
 from idp.abuse.limits import client_address
 from idp.abuse.service import api_attempt, guard_api_join
-from idp.cors import response_headers as cors_response_headers
-from idp.events import EVENT_ID_RE, EventNotFoundError
+from idp.events.service import EVENT_ID_RE, EventNotFoundError
 from idp.logging import access_log
 from idp.web import edge
+from idp.web.cors import response_headers as cors_response_headers
 
 log = logging.getLogger("idp.http")
 
@@ -191,7 +191,7 @@ class FastPath:
             *edge.SECURITY_HEADERS,
             *self.transport,
             *extra,
-            # The same CORS headers as the Flask views (idp.cors): every answer, errors included.
+            # The same CORS headers as the Flask views (idp.web.cors): every answer, errors included.
             *cors_response_headers(self.services.cors.queue_api_for(event_id), environ.get("HTTP_ORIGIN")),
         ]
         start_response(_STATUS_LINES.get(status) or f"{status} {_reason(status)}", headers)

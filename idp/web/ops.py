@@ -9,7 +9,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from idp.errors import UnavailableError
-from idp.http import json_response, services
+from idp.web.http import json_response, services
 
 bp = Blueprint("ops", __name__)
 log = logging.getLogger("idp.ops")

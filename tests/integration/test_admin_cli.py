@@ -98,7 +98,7 @@ def test_clients_create_prints_the_secret_once(database: Any, capsys: pytest.Cap
     assert created["redirect_uris"] == ["https://rp.example/cb", "https://rp.example/cb2"]
     assert created["initiate_login_uri"] == "https://rp.example/login" and created["name"] == "Shop"
 
-    from idp.clients import ClientService
+    from idp.clients.service import ClientService
 
     stored = ClientService(database, SystemClock(), 0).get(created["client_id"])
     assert stored.check_secret(created["client_secret"])

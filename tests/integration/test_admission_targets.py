@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from idp.admission import rate_budget
 from idp.clock import FrozenClock
+from idp.events.admission import rate_budget
 from idp.queue.engine import PlaceState
 from tests.conftest import all_backends
 from tests.worker_support import AlwaysLease, health_server, make_worker

@@ -94,7 +94,7 @@ def _gauge(text: str, name: str) -> str | None:
 
 @pytest.mark.parametrize("backend_settings", ["sqlite", "redis"], indirect=True)
 def test_the_worker_lease_gauge_follows_the_lease(client, services, clock):
-    from idp.worker import default_lease
+    from idp.worker.jobs import default_lease
 
     assert _gauge(client.get("/metrics").get_data(as_text=True), "idp_worker_lease_held") == "0.0"
     lease = default_lease(services, "worker-a", 30_000)

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from idp import lottery
 from idp.clock import FrozenClock
 from idp.config import Settings
+from idp.events import lottery
 from idp.queue.engine import DrawOutcome, ExpiryPolicy, PlaceState, QueueEngine
 from tests.conftest import BACKENDS
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from idp import lottery
 from idp.clock import FrozenClock
-from idp.waiting_room import WaitingRoom
+from idp.events import lottery
+from idp.queue.waiting_room import WaitingRoom
 from tests.admin_support import bearer, make_key
 from tests.conftest import all_backends
 from tests.openapi_check import ValidatingClient

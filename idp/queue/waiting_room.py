@@ -10,11 +10,11 @@ import logging
 import threading
 from typing import Any
 
-from idp import admission, lottery
 from idp.cache import TTLCache
 from idp.errors import IdpError, NotFoundError
-from idp.events import EventConfig, EventService
-from idp.lifecycle import Phase, gate, has_draw
+from idp.events import admission, lottery
+from idp.events.lifecycle import Phase, gate, has_draw
+from idp.events.service import EventConfig, EventService
 from idp.queue.engine import (
     Counters,
     DrawOutcome,
@@ -150,7 +150,7 @@ class WaitingRoom:
         return event, self.engine.draw_state(event.event_id)
 
     def lottery(self, event_id: object) -> dict[str, Any]:
-        """The event's published lottery (see :func:`idp.lottery.publication`)."""
+        """The event's published lottery (see :func:`idp.events.lottery.publication`)."""
         event, state = self.draw_state(event_id)
         committed = lottery.load(self.events.db, event.event_id)
         entries: list[str] = []

@@ -9,9 +9,9 @@ from flask import Flask, Response, current_app, request
 from flask.sessions import SecureCookieSessionInterface
 from itsdangerous import URLSafeTimedSerializer
 
-from idp.cors import Origins, preflight_headers, response_headers
 from idp.errors import ValidationError
 from idp.web import edge
+from idp.web.cors import Origins, preflight_headers, response_headers
 
 if TYPE_CHECKING:
     from idp.services import Services
@@ -70,7 +70,7 @@ def json_response(payload: Any, status: int = 200, *, cache: str = edge.NO_STORE
 
 
 def apply_cors(response: Response, allowed: Origins, allow_headers: str) -> Response:
-    """Add the CORS headers of ``idp.cors`` to a Flask answer; ``OPTIONS`` (a preflight) becomes an empty 204."""
+    """Add the CORS headers of ``idp.web.cors`` to a Flask answer; ``OPTIONS`` (a preflight) becomes an empty 204."""
     origin = request.headers.get("Origin")
     if request.method == "OPTIONS" and response.status_code in (200, 204):
         response.status_code = 204

@@ -7,10 +7,10 @@ import json
 import sys
 from typing import Any
 
-from idp import lottery
 from idp.cli import register
 from idp.config import Settings
 from idp.errors import IdpError
+from idp.events import lottery
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:

@@ -89,7 +89,7 @@ class StoreCollector(Collector):
             return False
 
     def collect(self) -> Iterator[Metric]:
-        from idp.worker import active_tokens, default_lease
+        from idp.worker.jobs import active_tokens, default_lease
 
         svc = self.services
         now = int(svc.clock.now())

@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 from flask import Blueprint, Flask, Response, abort, render_template, url_for
 from werkzeug.routing import BuildError
 
-from idp.http import services
+from idp.web.http import services
 
 if TYPE_CHECKING:
     from idp.services import Services

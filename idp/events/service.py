@@ -9,16 +9,16 @@ from typing import Any
 
 from sqlalchemy import select
 
-from idp import lottery
 from idp.cache import TTLCache
 from idp.clock import Clock
-from idp.cors import clean_origin_list
 from idp.errors import ConflictError, NotFoundError, ValidationError
-from idp.lifecycle import MODES
+from idp.events import lottery
+from idp.events.lifecycle import MODES
 from idp.queue.engine import ExpiryPolicy
 from idp.storage.db import Database
 from idp.storage.models import Event
 from idp.validation import IDENTIFIER_RE
+from idp.web.cors import clean_origin_list
 
 EVENT_ID_RE = IDENTIFIER_RE
 MAX_PERIOD = 10 * 365 * 86400

@@ -26,8 +26,8 @@ from idp.cache import TTLCache
 from idp.errors import IdpError
 
 if TYPE_CHECKING:
-    from idp.clients import ClientService
-    from idp.events import EventConfig, EventService
+    from idp.clients.service import ClientService
+    from idp.events.service import EventConfig, EventService
 
 log = logging.getLogger("idp.http")
 

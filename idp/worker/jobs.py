@@ -23,15 +23,15 @@ from sqlalchemy import CursorResult, delete
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from idp import ticks
-from idp.admission import TargetHolder
-from idp.events import EventConfig, EventNotFoundError
+from idp.events.admission import TargetHolder
+from idp.events.service import EventConfig, EventNotFoundError
 from idp.inlet.periodic import HealthCheck, PeriodicInlet, http_health
-from idp.lease import DatabaseLease, Lease, RedisLease
 from idp.notify import outbox
 from idp.notify.webhooks import Poster, WebhookDeliverer, http_post
 from idp.queue.redis_store import RedisQueueStore
 from idp.storage.models import MetricsSample, OutboxEntry, WebhookDelivery, WorkerJobStat
+from idp.worker import ticks
+from idp.worker.lease import DatabaseLease, Lease, RedisLease
 
 if TYPE_CHECKING:
     from idp.services import Services

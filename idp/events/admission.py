@@ -30,8 +30,8 @@ from idp.storage.db import Database
 from idp.storage.models import TokenRecord
 
 if TYPE_CHECKING:
-    from idp.events import EventConfig
-    from idp.waiting_room import WaitingRoom
+    from idp.events.service import EventConfig
+    from idp.queue.waiting_room import WaitingRoom
 
 log = logging.getLogger("idp.admission")
 CATCH_UP_SECONDS = 10

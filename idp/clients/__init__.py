@@ -1,0 +1,1 @@
+"""OpenID Connect clients (relying parties)."""

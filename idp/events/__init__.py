@@ -1,0 +1,1 @@
+"""Events (waiting rooms): settings, lifecycle, the pre-queue lottery and automatic admission."""
