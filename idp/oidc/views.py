@@ -704,7 +704,7 @@ def _hint_is_this_browsers(claims: dict[str, Any] | None, visitor_id: str | None
     sub = claims.get("sub")
     if not isinstance(sub, str):
         return False
-    expected = (pairwise_sub(services().settings.secret_key, visitor_id, client_id) for client_id in audiences)
+    expected = (pairwise_sub(services().lookup, visitor_id, client_id) for client_id in audiences)
     return any(hmac.compare_digest(value.encode(), sub.encode("utf-8", "replace")) for value in expected)
 
 

@@ -110,7 +110,7 @@ class Worker:
         self.lease = lease or default_lease(services, self.holder, lease_ttl_ms)
         self.inlets = services.inlets
         self.periodic = PeriodicInlet(services.db, services.room, health_check)
-        self.deliverer = WebhookDeliverer(services.db, services.settings.secret_key, post)
+        self.deliverer = WebhookDeliverer(services.db, services.settings.secret_keys, post)
         chosen = {**DEFAULT_INTERVALS, **(intervals or {})}
         self.jobs = [
             Job("expiry_sweep", chosen["expiry_sweep"], self.run_sweep),
