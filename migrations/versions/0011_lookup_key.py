@@ -1,7 +1,7 @@
 """The lookup key: the root of lookup hashes and pairwise subjects, sealed under the service secrets
 
-Revision ID: 0010_lookup_key
-Revises: 0009_abuse
+Revision ID: 0011_lookup_key
+Revises: 0010_place_previous
 
 The row itself is made by the service (``idp db upgrade``, ``idp serve`` or the app's start) from
 IDP_SECRET_KEY, so the subjects relying parties know stay the same (see ``idp.storage.lookup``).
@@ -12,8 +12,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010_lookup_key"
-down_revision = "0009_abuse"
+revision = "0011_lookup_key"
+down_revision = "0010_place_previous"
 branch_labels = None
 depends_on = None
 
