@@ -18,6 +18,7 @@ from idp.config import Settings
 from idp.events.service import EventService
 from idp.inlet.settings import InletService
 from idp.notify.webhooks import WebhookService
+from idp.oidc.decisions import SignIn
 from idp.oidc.interaction import Interactions
 from idp.oidc.records import OidcRecords
 from idp.oidc.server import OidcServer
@@ -65,6 +66,7 @@ class Services:
     oidc_records: OidcRecords
     oidc_interactions: Interactions
     oidc_server: OidcServer
+    sign_in: SignIn
     defence: Defence
 
     def close(self) -> None:
@@ -115,6 +117,8 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
     catalogs = Catalogs()
     # The estimate may be a second old; the history is read at most once a second per event and process.
     history = ServingHistory(store, max(ttl, 1.0) if ttl > 0 else 0.0)
+    interactions = Interactions(clock, room, tokens, records)
+    oidc_server = OidcServer(settings, clock, clients, keys, tokens, records)
     return Services(
         settings=settings,
         clock=clock,
@@ -138,7 +142,8 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         wait_status=WaitStatusService(room, history, clock),
         return_urls=ReturnUrls(clients, ttl),
         oidc_records=records,
-        oidc_interactions=Interactions(clock, room, tokens, records),
-        oidc_server=OidcServer(settings, clock, clients, keys, tokens, records),
+        oidc_interactions=interactions,
+        oidc_server=oidc_server,
+        sign_in=SignIn(settings, clock, clients, keys, interactions, oidc_server),
         defence=build_defence(settings, db, store, clock),
     )

@@ -62,11 +62,11 @@ def test_state_machine_has_no_way_out_of_final_states() -> None:
 
 
 def test_poll_interval_grows_with_distance_and_stays_within_budget() -> None:
-    assert Progress("waiting", 2, 1).poll_after_ms == 1000
-    assert Progress("waiting", 100_001, 0).poll_after_ms == 60000
-    assert Progress("admitted", 5, 5).poll_after_ms == 0
+    assert Progress(State.WAITING, 2, 1).poll_after_ms == 1000
+    assert Progress(State.WAITING, 100_001, 0).poll_after_ms == 60000
+    assert Progress(State.ADMITTED, 5, 5).poll_after_ms == 0
     # 100,000 visitors waiting must cost at most 2,000 polls a second in total.
-    total = sum(1000 / Progress("waiting", ahead + 1, 0).poll_after_ms for ahead in range(100_000))
+    total = sum(1000 / Progress(State.WAITING, ahead + 1, 0).poll_after_ms for ahead in range(100_000))
     assert total <= 2000
 
 
