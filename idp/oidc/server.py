@@ -53,6 +53,7 @@ from joserfc.jwt import JWTClaimsRegistry
 from idp.clients.service import ClientConfig, ClientService
 from idp.clock import Clock
 from idp.config import Settings
+from idp.crypto import LookupKey
 from idp.errors import IdpError
 from idp.oidc.claims import Admission, user_claims
 from idp.oidc.records import CodeRecord, GrantRecord, OidcRecords, SessionState, new_token
@@ -639,9 +640,11 @@ class OidcServer(AuthorizationServer):
         keys: KeyManager,
         tokens: TokenService,
         records: OidcRecords,
+        lookup: LookupKey,
     ) -> None:
         super().__init__()
         self.settings = settings
+        self.lookup = lookup
         self.clock = clock
         self.clients = clients
         self.keys = keys
@@ -694,7 +697,7 @@ class OidcServer(AuthorizationServer):
     def user_claims(self, user: Admission, client_id: str, scope: str) -> dict[str, Any]:
         settings = self.settings
         return user_claims(
-            settings.secret_key,
+            self.lookup,
             user,
             client_id,
             scope,

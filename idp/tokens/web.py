@@ -10,6 +10,7 @@ from sqlalchemy.exc import OperationalError
 
 from idp.errors import IdpError
 from idp.queue.waiting_room import NotServedError
+from idp.storage.lookup import StoredLookupKey
 from idp.tokens.issuer import InvalidTokenError
 from idp.tokens.keys import JWKS_MAX_AGE
 from idp.web.bearer import request_bearer
@@ -32,9 +33,11 @@ def init_app(app: Flask, svc: Services) -> None:
         # Keys of both algorithms exist before this process answers (a lock serialises the workers),
         # so no key is made by the first /token and signs before the other workers publish it.
         svc.keys.ensure_all()
+        if isinstance(svc.lookup, StoredLookupKey):
+            svc.lookup.ensure()
     except (OperationalError, IdpError) as exc:
         # The database may be down while the service starts: answer 503 until it is back.
-        log.warning("signing keys not checked at start", extra={"error": type(exc).__name__})
+        log.warning("signing and lookup keys not checked at start", extra={"error": type(exc).__name__})
 
 
 @bp.get("/jwks.json")
