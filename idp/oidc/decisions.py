@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 from joserfc import jwt
 from joserfc.errors import JoseError
 
-from idp.crypto import keyed_digest
+from idp.crypto import LookupKey, keyed_digest
 from idp.errors import IdpError
 from idp.oidc.claims import Admission, pairwise_sub
 from idp.oidc.interaction import (
@@ -198,8 +198,11 @@ class SignIn:
         keys: KeyManager,
         interactions: Interactions,
         sessions: SessionEnder,
+        lookup: LookupKey,
     ) -> None:
         self.settings = settings
+        # Pairwise subjects are keyed by the lookup key (it never rotates with IDP_SECRET_KEY).
+        self.lookup = lookup
         self.clock = clock
         self.clients = clients
         self.keys = keys
@@ -307,7 +310,7 @@ class SignIn:
         return str(claims["sub"])
 
     def _same_sub(self, visitor_id: str, client_id: str, sub: str) -> bool:
-        expected = pairwise_sub(self.settings.secret_key, visitor_id, client_id)
+        expected = pairwise_sub(self.lookup, visitor_id, client_id)
         return hmac.compare_digest(expected.encode(), sub.encode("utf-8", "replace"))
 
     # --- the waiting page of a parked request ------------------------------------------------------

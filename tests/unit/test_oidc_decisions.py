@@ -12,6 +12,7 @@ from joserfc.jwk import KeySet, RSAKey
 
 from idp.clients.service import ClientConfig
 from idp.clock import FrozenClock
+from idp.crypto import LookupKey
 from idp.errors import IdpError
 from idp.oidc.claims import Admission, pairwise_sub
 from idp.oidc.decisions import (
@@ -36,6 +37,7 @@ from idp.oidc.records import InteractionRecord
 pytestmark = pytest.mark.unit
 
 SECRET = "s" * 40
+LOOKUP = LookupKey.from_secret(SECRET)
 ISSUER = "https://idp.example"
 NOW = 1_700_000_000
 RP = "https://rp.example/cb"
@@ -106,7 +108,7 @@ def _sign_in(interactions: FakeInteractions, sessions: FakeSessions | None = Non
     settings: Any = SimpleNamespace(issuer=ISSUER, secret_key=SECRET)
     clients: Any = SimpleNamespace(find=lambda client_id: CLIENT if client_id == CLIENT.client_id else None)
     keys: Any = SimpleNamespace(verification_keyset=lambda: KeySet([SIGNING_KEY]))
-    return SignIn(settings, clock, clients, keys, interactions, sessions or FakeSessions()), clock  # type: ignore[arg-type]
+    return SignIn(settings, clock, clients, keys, interactions, sessions or FakeSessions(), LOOKUP), clock  # type: ignore[arg-type]
 
 
 def _ask(method: str = "GET", visitor_id: str | None = VISITOR, **params: str | list[str]) -> AuthorizeAsk:
@@ -117,7 +119,7 @@ def _ask(method: str = "GET", visitor_id: str | None = VISITOR, **params: str | 
 
 
 def _id_token(visitor_id: str, *, audience: str = "rp", issuer: str = ISSUER, **extra: Any) -> str:
-    claims = {"iss": issuer, "aud": audience, "sub": pairwise_sub(SECRET, visitor_id, audience), "exp": NOW - 10}
+    claims = {"iss": issuer, "aud": audience, "sub": pairwise_sub(LOOKUP, visitor_id, audience), "exp": NOW - 10}
     claims.update(extra)
     return jwt.encode({"alg": "RS256", "kid": "k1"}, claims, SIGNING_KEY)
 
@@ -324,7 +326,7 @@ def _logout(
 
 
 def _claims(visitor_id: str, event_id: str = "sale") -> dict[str, Any]:
-    return {"aud": ["rp"], "sub": pairwise_sub(SECRET, visitor_id, "rp"), "event_id": event_id}
+    return {"aud": ["rp"], "sub": pairwise_sub(LOOKUP, visitor_id, "rp"), "event_id": event_id}
 
 
 def test_a_sign_out_without_this_browsers_hint_asks_for_a_confirmation() -> None:
