@@ -26,9 +26,10 @@ from idp.oidc.records import OidcRecords
 from idp.oidc.server import OidcServer
 from idp.pages.history import ServingHistory
 from idp.pages.i18n import LANGUAGES, Catalogs
+from idp.pages.places import Places
 from idp.pages.render import PageRenderer
+from idp.pages.return_urls import ReturnUrls
 from idp.pages.status import WaitStatusService
-from idp.pages.web import ReturnUrls
 from idp.queue.engine import QueueEngine, QueueStore
 from idp.queue.ledger import Ledger
 from idp.queue.redis_store import RedisQueueStore
@@ -69,6 +70,7 @@ class Services:
     page_history: ServingHistory
     wait_status: WaitStatusService
     return_urls: ReturnUrls
+    places: Places
     oidc_records: OidcRecords
     oidc_interactions: Interactions
     oidc_server: OidcServer
@@ -154,6 +156,7 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         page_history=history,
         wait_status=WaitStatusService(room, history, clock),
         return_urls=ReturnUrls(clients, ttl),
+        places=Places(settings, room, interactions),
         oidc_records=records,
         oidc_interactions=interactions,
         oidc_server=oidc_server,

@@ -27,6 +27,14 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from idp.crypto import keyed_digest
 from idp.errors import IdpError
 from idp.oidc.claims import CLAIMS_SUPPORTED, Admission
+from idp.oidc.cookies import (
+    admission_cookie_events,
+    clear_admission_cookie,
+    read_admission_cookie,
+    read_visitor_cookie,
+    set_admission_cookie,
+    set_visitor_cookie,
+)
 from idp.oidc.decisions import (
     LOGOUT_FIELDS,
     AuthorizeAsk,
@@ -41,7 +49,7 @@ from idp.oidc.decisions import (
     Wait,
     Waiting,
 )
-from idp.oidc.interaction import Progress, State, read_visitor_cookie
+from idp.oidc.interaction import Progress, State
 from idp.oidc.records import InteractionRecord
 from idp.oidc.server import AUTH_METHODS, PUBLIC_AUTH_METHODS, OidcServer, StoredRequest, append_params
 from idp.web.cors import OIDC_HEADERS
@@ -52,7 +60,6 @@ log = logging.getLogger("idp.oidc")
 TEMPLATES = str(Path(__file__).resolve().parents[2] / "waiting_pages" / "templates")
 bp = Blueprint("oidc", __name__, template_folder=TEMPLATES)
 
-VISITOR_COOKIE_SECONDS = 400 * 86400  # browsers cap cookie lifetimes at 400 days
 DISCOVERY_CACHE = "public, max-age=300"
 # What a browser app calls across origins (CORS for the registered clients' origins, idp.web.cors);
 # /authorize and /logout are navigations, /introspect is for servers.
@@ -80,10 +87,6 @@ def _issuer() -> str:
     return services().settings.issuer
 
 
-def _secure() -> bool:
-    return _issuer().startswith("https://")
-
-
 def _serializer(salt: str) -> URLSafeSerializer:
     return URLSafeSerializer(services().settings.secret_key, salt=salt)
 
@@ -92,56 +95,13 @@ def _visitor() -> str | None:
     return read_visitor_cookie(request.cookies, services().settings)[0]
 
 
-def _set_visitor(response: Response, visitor_id: str) -> None:
-    response.set_cookie(
-        services().settings.cookie_name(services().settings.visitor_cookie),
-        visitor_id,
-        max_age=VISITOR_COOKIE_SECONDS,
-        httponly=True,
-        samesite="Lax",
-        secure=_secure(),
-        path="/",
-    )
-
-
-def _admission_cookie_name(event_id: str) -> str:
-    settings = services().settings
-    return settings.cookie_name(settings.admission_cookie_prefix) + event_id
-
-
 def _read_admission_cookie(event_id: str) -> dict[str, Any] | None:
-    raw = request.cookies.get(_admission_cookie_name(event_id))
-    if not raw or len(raw) > 2000:
-        return None
-    try:
-        value = _serializer("idp-admission").loads(raw)
-    except BadSignature:
-        return None
-    return value if isinstance(value, dict) else None
+    return read_admission_cookie(request.cookies, services().settings, event_id)
 
 
 def _set_admission_cookie(response: Response, admission: Admission, expires_at: int) -> None:
-    payload = {
-        "v": admission.visitor_id,
-        "e": admission.event_id,
-        "r": admission.request_id,
-        "q": admission.queue_position,
-        "t": admission.admitted_at,
-    }
-    max_age = max(1, expires_at - int(services().clock.now()))
-    response.set_cookie(
-        _admission_cookie_name(admission.event_id),
-        _serializer("idp-admission").dumps(payload),
-        max_age=max_age,
-        httponly=True,
-        samesite="Lax",
-        secure=_secure(),
-        path="/",
-    )
-
-
-def _clear_admission_cookie(response: Response, event_id: str) -> None:
-    response.delete_cookie(_admission_cookie_name(event_id), path="/", httponly=True, samesite="Lax", secure=_secure())
+    svc = services()
+    set_admission_cookie(response, svc.settings, admission, expires_at - int(svc.clock.now()))
 
 
 def _redirect(location: str) -> Response:
@@ -433,7 +393,7 @@ def authorize() -> Response:
     else:
         response = _park(decision)
     if decision.new_visitor or legacy_cookie:
-        _set_visitor(response, decision.visitor_id)
+        set_visitor_cookie(response, svc.settings, decision.visitor_id)
     return response
 
 
@@ -539,12 +499,6 @@ def userinfo() -> Response:
 # --- logout ----------------------------------------------------------------------------------------
 
 
-def _admission_cookie_events() -> list[str]:
-    """The events this browser holds an admitted cookie of."""
-    prefix = _admission_cookie_name("")
-    return [name[len(prefix) :] for name in request.cookies if name.startswith(prefix) and len(name) > len(prefix)]
-
-
 def _logout_page(*, confirm: bool, **context: Any) -> Response:
     body = render_template("oidc/logout.html", confirm=confirm, **context)
     return Response(body, status=200, mimetype="text/html", headers={"Cache-Control": "no-store"})
@@ -579,7 +533,7 @@ def logout() -> Response:
         client,
         end_request.id_token_claims,
         request.values.get("post_logout_redirect_uri", ""),
-        _admission_cookie_events(),
+        admission_cookie_events(request.cookies, services().settings),
         _read_admission_cookie,
     )
     decision = sign_in.logout(ask)
@@ -603,7 +557,7 @@ def logout() -> Response:
         result = Response(render_template("oidc/logout.html", confirm=False), status=200, mimetype="text/html")
     result = _as_303(result)
     for event_id in decision.ended:
-        _clear_admission_cookie(result, event_id)
+        clear_admission_cookie(result, services().settings, event_id)
     return result
 
 
