@@ -24,6 +24,7 @@ from idp.oidc.decisions import SignIn
 from idp.oidc.interaction import Interactions
 from idp.oidc.records import OidcRecords
 from idp.oidc.server import OidcServer
+from idp.oidc.tickets import WaitTickets
 from idp.pages.history import ServingHistory
 from idp.pages.i18n import LANGUAGES, Catalogs
 from idp.pages.places import Places
@@ -75,6 +76,7 @@ class Services:
     oidc_interactions: Interactions
     oidc_server: OidcServer
     sign_in: SignIn
+    wait_tickets: WaitTickets
     defence: Defence
 
     def close(self) -> None:
@@ -161,5 +163,6 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         oidc_interactions=interactions,
         oidc_server=oidc_server,
         sign_in=SignIn(settings, clock, clients, keys, interactions, oidc_server, lookup),
+        wait_tickets=WaitTickets(settings, room),
         defence=build_defence(settings, db, store, clock),
     )
