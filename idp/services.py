@@ -15,6 +15,7 @@ from idp.admin.auth import AdminKeyService
 from idp.clients.service import ClientService
 from idp.clock import Clock, SystemClock
 from idp.config import Settings
+from idp.crypto import LookupKey
 from idp.events.service import EventService
 from idp.inlet.settings import InletService
 from idp.notify.webhooks import WebhookService
@@ -44,6 +45,8 @@ class Services:
     settings: Settings
     clock: Clock
     db: Database
+    # The key of lookup hashes at rest (request ids in the queue stores); never rotates.
+    lookup: LookupKey
     store: QueueStore
     engine: QueueEngine
     events: EventService
@@ -75,19 +78,20 @@ class Services:
         self.db.dispose()
 
 
-def build_store(settings: Settings, db: Database) -> QueueStore:
+def build_store(settings: Settings, db: Database, lookup: LookupKey) -> QueueStore:
     """The queue store ``IDP_REDIS_URL`` asks for: Redis when it is set, else the SQL database."""
     if settings.redis_url:
         return RedisQueueStore.from_url(
             settings.redis_url,
             Ledger(db),
+            lookup,
             retry_after=settings.retry_after_seconds,
             block_size=settings.queue_block_size,
             auto_recover=settings.queue_auto_recover,
             wait_replicas=settings.redis_wait_replicas,
             wait_timeout_ms=settings.redis_wait_timeout_ms,
         )
-    return SqlQueueStore(db)
+    return SqlQueueStore(db, lookup)
 
 
 def build_services(settings: Settings, clock: Clock | None = None) -> Services:
@@ -95,7 +99,8 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
     clock = clock or SystemClock()
     ttl = settings.cache_ttl_ms / 1000.0
     db = Database(settings.database_url, retry_after=settings.retry_after_seconds)
-    store = build_store(settings, db)
+    lookup = LookupKey.from_secret(settings.secret_key)
+    store = build_store(settings, db, lookup)
     engine = QueueEngine(store, clock)
     events = EventService(db, clock, ttl, settings.secret_key)
     room = WaitingRoom(events, engine, ttl)
@@ -119,6 +124,7 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         settings=settings,
         clock=clock,
         db=db,
+        lookup=lookup,
         store=store,
         engine=engine,
         events=events,
