@@ -136,6 +136,11 @@ class Settings:
         return self.env == "production"
 
     @property
+    def public_targets_only(self) -> bool:
+        """Outbound requests (webhooks, health checks) may reach public addresses only."""
+        return self.is_production and not self.allow_private_targets
+
+    @property
     def secure_cookies(self) -> bool:
         """Cookies are Secure and ``__Host-`` prefixed (host-only, path /) when the issuer is https."""
         return self.issuer.startswith("https://")

@@ -105,7 +105,7 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
     events = EventService(db, clock, ttl, settings.secret_key)
     room = WaitingRoom(events, engine, ttl)
     clients = ClientService(db, clock, ttl, require_https=settings.is_production)
-    public_targets_only = settings.is_production and not settings.allow_private_targets
+    public_targets_only = settings.public_targets_only
     keys = KeyManager(
         db,
         settings.secret_key,

@@ -19,6 +19,7 @@ import requests
 from idp.inlet.settings import InletConfig
 from idp.queue.waiting_room import WaitingRoom
 from idp.storage.db import Database
+from idp.targets import Outbound
 from idp.worker import ticks
 
 JOB = "periodic_inlet"
@@ -27,15 +28,21 @@ log = logging.getLogger("idp.inlet")
 HealthCheck = Callable[[str, float], bool]
 
 
-def http_health(url: str, timeout: float) -> bool:
-    """True when ``url`` answers 2xx within ``timeout`` seconds (redirects are not followed)."""
-    try:
-        response = requests.get(url, timeout=timeout, allow_redirects=False)
-    except requests.RequestException as exc:
-        log.info("health gate unreachable", extra={"error": type(exc).__name__})
-        return False
-    response.close()
-    return 200 <= response.status_code < 300
+def health_checker(outbound: Outbound) -> HealthCheck:
+    """A health check that asks through ``outbound``: True when the URL answers 2xx within the timeout."""
+
+    def check(url: str, timeout: float) -> bool:
+        try:
+            status = outbound.send("GET", url, None, {}, timeout)
+        except requests.RequestException as exc:
+            log.info("health gate unreachable", extra={"error": type(exc).__name__})
+            return False
+        return 200 <= status < 300
+
+    return check
+
+
+http_health = health_checker(Outbound(public_only=False))
 
 
 @dataclass(frozen=True)

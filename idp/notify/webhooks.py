@@ -37,7 +37,7 @@ from idp.notify import outbox
 from idp.notify.outbox import KIND_RE
 from idp.storage.db import Database
 from idp.storage.models import OutboxEntry, WebhookDelivery, WebhookSubscription
-from idp.targets import check_outbound
+from idp.targets import Outbound, check_outbound
 from idp.validation import CALLABLE_URL_RE
 
 log = logging.getLogger("idp.webhooks")
@@ -245,11 +245,16 @@ class WebhookService:
 Poster = Callable[[str, bytes, dict[str, str], float], int]
 
 
-def http_post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
-    """POST and return the status code (redirects are not followed)."""
-    response = requests.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False)
-    response.close()
-    return response.status_code
+def poster(outbound: Outbound) -> Poster:
+    """POST through ``outbound`` and return the status code (redirects are not followed)."""
+
+    def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
+        return outbound.send("POST", url, body, headers, timeout)
+
+    return post
+
+
+http_post = poster(Outbound(public_only=False))
 
 
 @dataclass

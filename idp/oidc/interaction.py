@@ -179,6 +179,21 @@ class Interactions:
                 return status.state
         return None
 
+    def _end_previous(self, place: Place) -> None:
+        """A new admission of the browser completes the session of the place it replaced.
+
+        A forced re-login keeps the earlier session while the new place waits; once the new place is
+        admitted, the browser holds one active slot in the event, not one per re-login."""
+        previous = place.previous_request_id
+        if previous is None:
+            return
+        self.records.revoke_session_grants(place.event_id, previous)
+        try:
+            self.tokens.update_session(place.event_id, previous, 1)
+        except IdpError:
+            pass  # already finished, expired or never issued
+        self.records.forget_previous(place)
+
     def ensure_place(
         self, visitor_id: str, event_id: str, *, fresh: bool = False, guard: Callable[[], None] | None = None
     ) -> Place:
@@ -232,6 +247,7 @@ class Interactions:
                 return None
         elif status.state is not PlaceState.CLAIMED:
             return None
+        self._end_previous(place)
         session = self.records.session_state(place.request_id)
         if session is None or not session.active:
             return None
@@ -311,6 +327,9 @@ class Interactions:
         if progress.state != "admitted" or progress.admitted_at is None:
             raise InteractionError("This place has not been admitted.")
         self.tokens.issue(record.event_id, record.request_id)
+        place = self.records.place(record.visitor_id, record.event_id)
+        if place is not None and place.request_id == record.request_id:
+            self._end_previous(place)
         session = self.records.session_state(record.request_id)
         if session is None or not session.active:
             raise InteractionError("The session of this place has finished.")

@@ -41,6 +41,8 @@ class Place:
     request_id: str
     queue_position: int
     generation: int
+    # The place this one replaced, while its session may still be active (ended at this admission).
+    previous_request_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,9 @@ class GrantRecord:
 
 
 def _place(row: OidcPlace) -> Place:
-    return Place(row.visitor_id, row.event_id, row.request_id, row.queue_position, row.generation)
+    return Place(
+        row.visitor_id, row.event_id, row.request_id, row.queue_position, row.generation, row.previous_request_id
+    )
 
 
 def _interaction(row: OidcInteraction) -> InteractionRecord:
@@ -223,6 +227,10 @@ class OidcRecords:
                         )
                     )
                 elif row.generation <= place.generation:
+                    if row.request_id != place.request_id and session.get(TokenRecord, row.request_id) is not None:
+                        # The replaced place had a session; a place that never had one leaves the
+                        # earlier session (if any) to be ended by the next admission.
+                        row.previous_request_id = row.request_id
                     row.request_id = place.request_id
                     row.queue_position = place.queue_position
                     row.generation = place.generation
@@ -235,6 +243,19 @@ class OidcRecords:
                 return existing
             raise
         return place
+
+    def forget_previous(self, place: Place) -> None:
+        """The place's predecessor has been dealt with (its session ended): stop remembering it."""
+        with self.db.session() as session:
+            session.execute(
+                update(OidcPlace)
+                .where(
+                    OidcPlace.visitor_id == place.visitor_id,
+                    OidcPlace.event_id == place.event_id,
+                    OidcPlace.previous_request_id == place.previous_request_id,
+                )
+                .values(previous_request_id=None)
+            )
 
     # --- interactions ---------------------------------------------------------------------------
 

@@ -336,6 +336,8 @@ class OidcPlace(Base):
     # Bumped when the visitor must queue again (prompt=login, a stale max_age, an expired place).
     generation: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[int] = mapped_column(default=0)
+    # The place this one replaced: its session ends when this place is admitted (one active slot).
+    previous_request_id: Mapped[str | None] = mapped_column(String(36), nullable=True, default=None)
 
 
 class OidcInteraction(Base):

@@ -20,7 +20,7 @@ from idp.web.http import services
 if TYPE_CHECKING:
     from idp.services import Services
 
-PAGES = Path(__file__).resolve().parent.parent / "waiting_pages"
+PAGES = Path(__file__).resolve().parents[2] / "waiting_pages"
 DEMO_CLIENT_ID = "demo-rp"
 
 bp = Blueprint(

@@ -25,11 +25,12 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from idp.events.admission import TargetHolder
 from idp.events.service import EventConfig, EventNotFoundError
-from idp.inlet.periodic import HealthCheck, PeriodicInlet, http_health
+from idp.inlet.periodic import HealthCheck, PeriodicInlet, health_checker
 from idp.notify import outbox
-from idp.notify.webhooks import Poster, WebhookDeliverer, http_post
+from idp.notify.webhooks import Poster, WebhookDeliverer, poster
 from idp.queue.redis_store import RedisQueueStore
 from idp.storage.models import MetricsSample, OutboxEntry, WebhookDelivery, WorkerJobStat
+from idp.targets import Outbound
 from idp.worker import ticks
 from idp.worker.lease import DatabaseLease, Lease, RedisLease
 
@@ -99,8 +100,8 @@ class Worker:
         holder: str | None = None,
         lease: Lease | None = None,
         lease_ttl_ms: int = LEASE_TTL_MS,
-        health_check: HealthCheck = http_health,
-        post: Poster = http_post,
+        health_check: HealthCheck | None = None,
+        post: Poster | None = None,
         intervals: dict[str, float] | None = None,
     ) -> None:
         self.services = services
@@ -109,8 +110,11 @@ class Worker:
         self.holder = holder or f"{uuid.uuid4().hex[:12]}"
         self.lease = lease or default_lease(services, self.holder, lease_ttl_ms)
         self.inlets = services.inlets
+        # In production the target's name is checked again at each request (DNS may have changed).
+        outbound = Outbound(services.settings.public_targets_only)
+        health_check = health_check or health_checker(outbound)
         self.periodic = PeriodicInlet(services.db, services.room, health_check)
-        self.deliverer = WebhookDeliverer(services.db, services.settings.secret_key, post)
+        self.deliverer = WebhookDeliverer(services.db, services.settings.secret_key, post or poster(outbound))
         chosen = {**DEFAULT_INTERVALS, **(intervals or {})}
         self.jobs = [
             Job("expiry_sweep", chosen["expiry_sweep"], self.run_sweep),

@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import all_backends
 from tests.leaks import leaked, path_and_query, urls_in_html
-from tests.oidc_flow import REDIRECT, admit_everyone, auth_params, exchange, login, make_client
+from tests.oidc_flow import REDIRECT, admit_everyone, auth_params, basic, exchange, login, make_client
 
 pytestmark = pytest.mark.integration
 
@@ -231,6 +231,38 @@ def test_re_login_loops_take_at_most_one_place_per_admission(client: Any, servic
     for _ in range(20):
         client.get("/authorize", query_string=auth_params(prompt="login"))
     assert services.room.counters("sale", fresh=True).queue == queued + 2
+
+
+def test_a_re_admission_ends_the_browsers_earlier_session(client: Any, services: Any, rp: Any) -> None:
+    client_id, secret = rp
+    before = services.tokens.active_count("sale")
+
+    def sign_in(**extra: Any) -> dict[str, Any]:
+        callback = login(client, services, auth_params(**extra))
+        answer = exchange(client, callback["code"], client_id, secret)
+        assert answer.status_code == 200
+        return dict(answer.get_json())
+
+    def passes(tokens: dict[str, Any]) -> bool:
+        headers = {"Authorization": "Bearer " + tokens["access_token"]}
+        return bool(client.get("/verify?event_id=sale", headers=headers).status_code == 200)
+
+    first = sign_in()
+    assert passes(first) and services.tokens.active_count("sale") == before + 1
+    first_place = services.oidc_records.place(_visitor_cookie(client, services), "sale").request_id
+    # Queued again by prompt=login: the first session holds while the new place waits.
+    waiting = client.get("/authorize", query_string=auth_params(prompt="login"))
+    assert waiting.headers["Location"].startswith("/authorize/wait/")
+    assert passes(first)
+    # Once the new place is admitted, the browser holds one active slot, not two.
+    second = sign_in(prompt="login")
+    third = sign_in(max_age="0")
+    assert services.tokens.active_count("sale") == before + 1
+    assert not passes(first) and not passes(second) and passes(third)
+    refresh = {"grant_type": "refresh_token", "refresh_token": first["refresh_token"]}
+    assert client.post("/token", data=refresh, headers=basic(client_id, secret)).status_code == 400
+    # The earlier session counts as completed (its visitor went on), not abandoned.
+    assert services.oidc_records.session_state(first_place).session_status == 1
 
 
 @pytest.mark.parametrize("backend_settings", ["sqlite", "postgres"], indirect=True)
