@@ -1,7 +1,7 @@
 """Queue stores keep request ids as keyed hashes: the sealed request id of a retried join
 
-Revision ID: 0010_request_ids_at_rest
-Revises: 0009_abuse
+Revision ID: 0011_request_ids_at_rest
+Revises: 0010_place_previous
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010_request_ids_at_rest"
-down_revision = "0009_abuse"
+revision = "0011_request_ids_at_rest"
+down_revision = "0010_place_previous"
 branch_labels = None
 depends_on = None
 
