@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -65,15 +66,20 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     if not settings.redis_url and not settings.database_url.startswith("sqlite"):
         print("idp: queue store on the SQL database (set IDP_REDIS_URL for Redis)", file=sys.stderr)
     prepare(settings)
-    if args.demo:
-        _demo(settings, args)
     env = dict(os.environ)
+    env.setdefault("IDP_BIND", f"{args.host}:{args.port}")
+    if args.demo:
+        args.bind = env["IDP_BIND"]
+        if "IDP_ISSUER" not in env:
+            # The demo's issuer is where it listens, so discovery and tokens name a reachable URL.
+            env["IDP_ISSUER"] = bind_base_url(args.bind)
+            settings = dataclasses.replace(settings, issuer=env["IDP_ISSUER"])
+        _demo(settings, args)
     if args.demo:
         env["IDP_DEMO"] = "1"
     # Children must share the secret, or each worker would invent its own development secret.
     env["IDP_SECRET_KEY"] = settings.secret_key
     env["IDP_DATABASE_URL"] = settings.database_url
-    env.setdefault("IDP_BIND", f"{args.host}:{args.port}")
     if args.workers:
         env["IDP_WORKERS"] = str(args.workers)
     argv = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), "idp.app:create_app()"]
@@ -81,11 +87,33 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0  # pragma: no cover
 
 
+def bind_base_url(bind: str) -> str:
+    """The URL a local client reaches the server at, from gunicorn's bind (the first TCP address).
+
+    A wildcard host (``0.0.0.0``, ``::``) is reached on loopback; a bind without a port is gunicorn's 8000.
+    """
+    addresses = [part.strip() for part in bind.replace(" ", ",").split(",") if part.strip()]
+    tcp = [a for a in addresses if not a.startswith(("unix:", "fd://"))]
+    if not tcp:
+        return "http://localhost"
+    address = tcp[0].removeprefix("tcp://")
+    if address.startswith("["):
+        host, _, rest = address[1:].partition("]")
+        port = rest.removeprefix(":") or "8000"
+    elif address.count(":") == 1:
+        host, port = address.split(":")
+    else:
+        host, port = address, "8000"
+    wildcard = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}  # noqa: S104 - reached on loopback
+    host = wildcard.get(host, host)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def _demo(settings: Settings, args: argparse.Namespace) -> None:
     services = _services(settings)
     try:
         event = services.events.ensure("demo", "Demo sale")
-        base = f"http://{args.host}:{args.port}"
+        base = bind_base_url(getattr(args, "bind", None) or f"{args.host}:{args.port}")
         lines = [
             "",
             "Demo event ready: event_id=demo",

@@ -71,6 +71,9 @@ class Settings:
     redis_wait_replicas: int = 0
     redis_wait_timeout_ms: int = 500
     secret_key: str = ""
+    # Secrets used before IDP_SECRET_KEY: what they sealed still opens (and is sealed again under the
+    # current one). Newest first; the oldest, last, is the one the installation first ran with.
+    previous_secret_keys: tuple[str, ...] = ()
     issuer: str = "http://127.0.0.1:8000"
     log_level: str = "INFO"
     # Per-event answers that may be a moment stale (serving counter, waiting count, event settings).
@@ -130,6 +133,11 @@ class Settings:
         if not self.database_url:
             folder = os.path.abspath(self.instance_path)
             object.__setattr__(self, "database_url", f"sqlite:///{os.path.join(folder, 'idp.sqlite3')}")
+
+    @property
+    def secret_keys(self) -> tuple[str, ...]:
+        """Every secret that opens what is encrypted at rest: the current one first, then the previous ones."""
+        return (self.secret_key, *(key for key in self.previous_secret_keys if key and key != self.secret_key))
 
     @property
     def is_production(self) -> bool:
@@ -241,6 +249,10 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "redis_wait_replicas": ("IDP_REDIS_WAIT_REPLICAS", int),
     "redis_wait_timeout_ms": ("IDP_REDIS_WAIT_TIMEOUT_MS", int),
     "secret_key": ("IDP_SECRET_KEY", str),
+    "previous_secret_keys": (
+        "IDP_PREVIOUS_SECRET_KEYS",
+        lambda v: tuple(k.strip() for k in v.split(",") if k.strip()),
+    ),
     "issuer": ("IDP_ISSUER", lambda v: v.strip()),
     "log_level": ("IDP_LOG_LEVEL", lambda v: v.strip().upper()),
     "cache_ttl_ms": ("IDP_CACHE_TTL_MS", int),

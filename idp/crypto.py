@@ -52,6 +52,14 @@ def keyed_digest(secret: str | bytes, purpose: str, value: str | bytes) -> bytes
     return hmac.new(_cached_key(secret, purpose), data, hashlib.sha256).digest()
 
 
+Secrets = str | bytes | Sequence[str | bytes]
+
+
+def secret_list(secrets: Secrets) -> list[str | bytes]:
+    """``secrets`` as a list, current first: one secret may be given alone."""
+    return [secrets] if isinstance(secrets, (str, bytes)) else list(secrets)
+
+
 class Aead:
     """AES-256-GCM with rotatable secrets: seal under the first, open under any.
 
@@ -60,11 +68,12 @@ class Aead:
     ``aad`` binds a value to its place (a row id, a column name): moved elsewhere it does not open.
     """
 
-    def __init__(self, secrets: Sequence[str | bytes], purpose: str) -> None:
-        if not secrets or not all(secrets):
+    def __init__(self, secrets: Secrets, purpose: str) -> None:
+        given = secret_list(secrets)
+        if not given or not all(given):
             raise ValueError("at least one non-empty secret is required")
         self._keys: list[tuple[bytes, AESGCM]] = []
-        for secret in secrets:
+        for secret in given:
             key = derive_key(secret, "aead " + purpose)
             self._keys.append((hashlib.sha256(key).digest()[:4], AESGCM(key)))
 
@@ -84,6 +93,10 @@ class Aead:
                 except InvalidTag:
                     break
         raise DecryptionError("the value opens under none of the configured secrets")
+
+    def is_sealed(self, value: bytes) -> bool:
+        """True when ``value`` has the form of a value sealed by this class (it may still not open)."""
+        return len(value) >= 1 + 4 + _NONCE_BYTES + 16 and value[:1] == _VERSION
 
     def needs_resealing(self, sealed: bytes) -> bool:
         """True when ``sealed`` was sealed under a previous secret (seal it again under the current)."""
@@ -118,7 +131,7 @@ class LookupKey:
 
     def digest(self, purpose: str, value: str | bytes) -> bytes:
         """HMAC-SHA256 of ``value`` for ``purpose`` (32 bytes)."""
-        return keyed_digest(self._root, purpose, value)
+        return keyed_digest(self.root, purpose, value)
 
     def tag(self, purpose: str, value: str | bytes) -> bytes:
         """A 16-byte truncated :meth:`digest`: the binary form kept in Redis."""

@@ -19,6 +19,7 @@ from idp.crypto import LookupKey
 from idp.events.service import EventService
 from idp.inlet.settings import InletService
 from idp.notify.webhooks import WebhookService
+from idp.oidc.decisions import SignIn
 from idp.oidc.interaction import Interactions
 from idp.oidc.records import OidcRecords
 from idp.oidc.server import OidcServer
@@ -33,6 +34,7 @@ from idp.queue.redis_store import RedisQueueStore
 from idp.queue.sql_store import SqlQueueStore
 from idp.queue.waiting_room import WaitingRoom
 from idp.storage.db import Database
+from idp.storage.lookup import StoredLookupKey
 from idp.tokens.issuer import TokenService
 from idp.tokens.keys import KeyManager
 from idp.web.cors import CorsPolicy
@@ -45,7 +47,7 @@ class Services:
     settings: Settings
     clock: Clock
     db: Database
-    # The key of lookup hashes at rest (request ids in the queue stores); never rotates.
+    # The never-rotating key of lookup hashes and pairwise subjects (stored sealed in the database).
     lookup: LookupKey
     store: QueueStore
     engine: QueueEngine
@@ -68,6 +70,7 @@ class Services:
     oidc_records: OidcRecords
     oidc_interactions: Interactions
     oidc_server: OidcServer
+    sign_in: SignIn
     defence: Defence
 
     def close(self) -> None:
@@ -99,16 +102,16 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
     clock = clock or SystemClock()
     ttl = settings.cache_ttl_ms / 1000.0
     db = Database(settings.database_url, retry_after=settings.retry_after_seconds)
-    lookup = LookupKey.from_secret(settings.secret_key)
+    lookup = StoredLookupKey(db, settings.secret_keys)
     store = build_store(settings, db, lookup)
     engine = QueueEngine(store, clock)
-    events = EventService(db, clock, ttl, settings.secret_key)
+    events = EventService(db, clock, ttl, settings.secret_keys)
     room = WaitingRoom(events, engine, ttl)
     clients = ClientService(db, clock, ttl, require_https=settings.is_production)
     public_targets_only = settings.public_targets_only
     keys = KeyManager(
         db,
-        settings.secret_key,
+        settings.secret_keys,
         clock,
         settings.key_rotation_grace_seconds,
         refresh_seconds=settings.key_refresh_seconds,
@@ -120,6 +123,8 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
     catalogs = Catalogs()
     # The estimate may be a second old; the history is read at most once a second per event and process.
     history = ServingHistory(store, max(ttl, 1.0) if ttl > 0 else 0.0)
+    interactions = Interactions(clock, room, tokens, records)
+    oidc_server = OidcServer(settings, clock, clients, keys, tokens, records, lookup)
     return Services(
         settings=settings,
         clock=clock,
@@ -136,7 +141,7 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         admin_keys=AdminKeyService(db, clock, ttl),
         audit=AuditLog(db, clock),
         inlets=InletService(db, clock, public_targets_only=public_targets_only),
-        webhooks=WebhookService(db, clock, settings.secret_key, public_targets_only=public_targets_only),
+        webhooks=WebhookService(db, clock, settings.secret_keys, public_targets_only=public_targets_only),
         page_catalogs=catalogs,
         page_catalogs_names=dict(LANGUAGES),
         pages=PageRenderer(settings.template_dir, catalogs),
@@ -144,7 +149,8 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         wait_status=WaitStatusService(room, history, clock),
         return_urls=ReturnUrls(clients, ttl),
         oidc_records=records,
-        oidc_interactions=Interactions(clock, room, tokens, records),
-        oidc_server=OidcServer(settings, clock, clients, keys, tokens, records),
+        oidc_interactions=interactions,
+        oidc_server=oidc_server,
+        sign_in=SignIn(settings, clock, clients, keys, interactions, oidc_server, lookup),
         defence=build_defence(settings, db, store, clock),
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,6 +114,7 @@ class Defence:
         now: Callable[[], float] = time.time,
         verifier: CaptchaVerifier | None = None,
         limiter_now: Callable[[], float] = time.time,
+        previous_secret_keys: Sequence[str] = (),
     ) -> None:
         """``now`` dates challenges and passes (the service clock); ``limiter_now`` is the rate limit
         storage's own clock (the ``limits`` Redis storage reads the wall clock)."""
@@ -130,6 +131,8 @@ class Defence:
         self.passes = Passes(self.signer, spent)
         self.tallies = tallies
         self.secret_key = secret_key
+        # Captcha secrets sealed under a previous IDP_SECRET_KEY still open.
+        self.sealing_keys = (secret_key, *previous_secret_keys)
         self.now = now
         self.verifier = verifier or CaptchaVerifier()
 
@@ -209,7 +212,7 @@ class Defence:
         if gate.get("kind") != "captcha":
             return None
         provider = str(gate.get("provider"))
-        secret = open_captcha_secret(self.secret_key, event.event_id, str(gate.get("secret_encrypted") or ""))
+        secret = open_captcha_secret(self.sealing_keys, event.event_id, str(gate.get("secret_encrypted") or ""))
         if secret is None:
             log.error("the captcha secret of an event cannot be read", extra={"event_id": event.event_id})
             secret = ""
@@ -327,4 +330,12 @@ def build_defence(settings: Any, db: Any, store: Any, clock: Any) -> Defence:
     else:
         storage = SqlMovingWindowStorage(db)
         spent = SqlSpentSet(db, clock.now)
-    return Defence(spec, storage, spent, RefusalTallies(db, clock.now), settings.secret_key, now=clock.now)
+    return Defence(
+        spec,
+        storage,
+        spent,
+        RefusalTallies(db, clock.now),
+        settings.secret_key,
+        now=clock.now,
+        previous_secret_keys=settings.secret_keys[1:],
+    )

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from idp.cache import TTLCache
 from idp.clock import Clock
+from idp.crypto import Secrets
 from idp.errors import ConflictError, NotFoundError, ValidationError
 from idp.events import lottery
 from idp.events.lifecycle import MODES
@@ -330,10 +331,10 @@ def public_challenge(stored: dict[str, Any]) -> dict[str, Any]:
 class EventService:
     """Create, read, update and delete events; reads are served from a short cache."""
 
-    def __init__(self, db: Database, clock: Clock, cache_ttl: float, secret_key: str = "") -> None:
+    def __init__(self, db: Database, clock: Clock, cache_ttl: float, secret_keys: Secrets = "") -> None:
         self.db = db
         self.clock = clock
-        self._secret_key = secret_key
+        self._secret_keys = secret_keys
         self._cache: TTLCache[EventConfig | None] = TTLCache(cache_ttl)
 
     def _load(self, event_id: str) -> EventConfig | None:
@@ -374,7 +375,7 @@ class EventService:
 
             challenge = dict(challenge)
             secret = challenge.pop("secret")
-            challenge["secret_encrypted"] = seal_captcha_secret(self._secret_key, cleaned.get("event_id", ""), secret)
+            challenge["secret_encrypted"] = seal_captcha_secret(self._secret_keys, cleaned.get("event_id", ""), secret)
             cleaned = {**cleaned, "challenge": challenge}
         return cleaned
 
@@ -414,6 +415,26 @@ class EventService:
                 lottery.commit(session, config.event_id, row.updated_at)
         self._cache.invalidate(event_id)
         return config
+
+    def reseal_secrets(self) -> int:
+        """Seal captcha secrets stored under a previous IDP_SECRET_KEY again under the current one (at start)."""
+        from idp.abuse.sealing import captcha_needs_resealing, open_captcha_secret, seal_captcha_secret
+
+        count = 0
+        with self.db.session() as session:
+            for row in session.execute(select(Event).where(Event.challenge.is_not(None))).scalars():
+                challenge = dict(row.challenge or {})
+                blob = str(challenge.get("secret_encrypted") or "")
+                if not blob or not captcha_needs_resealing(self._secret_keys, blob):
+                    continue
+                secret = open_captcha_secret(self._secret_keys, row.event_id, blob)
+                if secret is None:
+                    continue
+                challenge["secret_encrypted"] = seal_captcha_secret(self._secret_keys, row.event_id, secret)
+                row.challenge = challenge
+                count += 1
+        self._cache.invalidate()
+        return count
 
     def delete(self, event_id: str) -> None:
         event_id = validate_event_id(event_id)

@@ -7,8 +7,8 @@ exponential backoff (capped) and stops that subscriber until then. A crash betwe
 update sends the entry again: receivers deduplicate by the notification ``id``.
 
 Signature: ``X-Idp-Signature: sha256=<hex HMAC-SHA256 of "<X-Idp-Timestamp>.<body>">`` with the
-subscriber's secret, which is shown once at creation and kept encrypted (AES-GCM, key derived from
-``IDP_SECRET_KEY``) because signing needs it.
+subscriber's secret, which is shown once at creation and kept sealed (:class:`idp.crypto.Aead` under
+``IDP_SECRET_KEY``, or a previous secret until it is sealed again) because signing needs it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import delete, func, select, update
 
 from idp.clock import Clock
+from idp.crypto import Aead, DecryptionError, Secrets, secret_list
 from idp.errors import NotFoundError, ValidationError
 from idp.notify import outbox
 from idp.notify.outbox import KIND_RE
@@ -72,20 +72,49 @@ def backoff(attempts: int) -> int:
 
 
 class SecretCipher:
-    """Encrypt subscriber secrets at rest; the subscription id is bound in as associated data."""
+    """Subscriber secrets at rest: :class:`idp.crypto.Aead` under the service secrets, bound to the subscription.
 
-    def __init__(self, secret_key: str) -> None:
-        derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"idp webhook subscriber secrets").derive(
-            secret_key.encode("utf-8")
-        )
-        self._aead = AESGCM(derived)
+    Secrets stored by earlier releases (``nonce || ciphertext`` under one key derived from the secret)
+    still open; :meth:`needs_resealing` says when to store them again in the current form.
+    """
+
+    def __init__(self, secret_keys: Secrets) -> None:
+        secrets_ = secret_list(secret_keys)
+        self._aead = Aead(secrets_, "webhook subscriber secrets")
+        self._legacy = [
+            AESGCM(
+                HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"idp webhook subscriber secrets").derive(
+                    secret.encode("utf-8") if isinstance(secret, str) else secret
+                )
+            )
+            for secret in secrets_
+        ]
 
     def encrypt(self, plaintext: str, subscription_id: str) -> bytes:
-        nonce = os.urandom(12)
-        return nonce + self._aead.encrypt(nonce, plaintext.encode("utf-8"), subscription_id.encode("utf-8"))
+        return self._aead.seal(plaintext.encode("utf-8"), subscription_id.encode("utf-8"))
+
+    def unseal(self, blob: bytes, subscription_id: str) -> tuple[str, bool]:
+        """The secret, and True when it should be sealed again under the current service secret."""
+        aad = subscription_id.encode("utf-8")
+        if self._aead.is_sealed(blob):
+            try:
+                return self._aead.open(blob, aad).decode("utf-8"), self._aead.needs_resealing(blob)
+            except DecryptionError:
+                pass  # an earlier release's random nonce may start like a sealed value
+        for legacy in self._legacy:
+            try:
+                return legacy.decrypt(blob[:12], blob[12:], aad).decode("utf-8"), True
+            except InvalidTag:
+                continue
+        raise InvalidTag()
 
     def decrypt(self, blob: bytes, subscription_id: str) -> str:
-        return self._aead.decrypt(blob[:12], blob[12:], subscription_id.encode("utf-8")).decode("utf-8")
+        """The subscriber's secret; InvalidTag when no configured secret opens it."""
+        return self.unseal(blob, subscription_id)[0]
+
+    def needs_resealing(self, blob: bytes, subscription_id: str) -> bool:
+        """True for a secret stored in the earlier format or under a previous service secret."""
+        return self.unseal(blob, subscription_id)[1]
 
 
 def _public(row: WebhookSubscription) -> dict[str, Any]:
@@ -117,13 +146,23 @@ def _delivery(row: WebhookDelivery) -> dict[str, Any]:
     }
 
 
+def reseal(db: Database, cipher: SecretCipher, subscription_id: str, blob: bytes, secret: str) -> None:
+    """Store a subscriber secret opened under a previous service secret (or format) under the current one."""
+    with db.session() as session:
+        session.execute(
+            update(WebhookSubscription)
+            .where(WebhookSubscription.id == subscription_id, WebhookSubscription.secret_encrypted == blob)
+            .values(secret_encrypted=cipher.encrypt(secret, subscription_id))
+        )
+
+
 class WebhookService:
     """Subscriptions of an event, through the admin API."""
 
-    def __init__(self, db: Database, clock: Clock, secret_key: str, *, public_targets_only: bool = False) -> None:
+    def __init__(self, db: Database, clock: Clock, secret_keys: Secrets, *, public_targets_only: bool = False) -> None:
         self.db = db
         self.clock = clock
-        self.cipher = SecretCipher(secret_key)
+        self.cipher = SecretCipher(secret_keys)
         # Production (unless IDP_ALLOW_PRIVATE_TARGETS): subscribers must resolve to public addresses.
         self.public_targets_only = public_targets_only
 
@@ -200,6 +239,24 @@ class WebhookService:
             raise WebhookNotFoundError()
         return row  # type: ignore[no-any-return]
 
+    def reseal_all(self) -> int:
+        """Seal every subscriber secret not yet under the current service secret again (at start)."""
+        with self.db.session(readonly=True) as session:
+            rows = [
+                (row.id, bytes(row.secret_encrypted)) for row in session.execute(select(WebhookSubscription)).scalars()
+            ]
+        count = 0
+        for subscription_id, blob in rows:
+            try:
+                secret, stale = self.cipher.unseal(blob, subscription_id)
+            except InvalidTag:
+                log.error("webhook secret cannot be decrypted", extra={"webhook": subscription_id})
+                continue
+            if stale:
+                reseal(self.db, self.cipher, subscription_id, blob, secret)
+                count += 1
+        return count
+
     def delete(self, event_id: str, subscription_id: object) -> None:
         with self.db.session() as session:
             row = self._row(session, event_id, subscription_id)
@@ -267,9 +324,9 @@ class DeliveryReport:
 class WebhookDeliverer:
     """Deliver due notifications to every active subscriber; called by the worker's webhook job."""
 
-    def __init__(self, db: Database, secret_key: str, post: Poster = http_post, batch: int = 100) -> None:
+    def __init__(self, db: Database, secret_keys: Secrets, post: Poster = http_post, batch: int = 100) -> None:
         self.db = db
-        self.cipher = SecretCipher(secret_key)
+        self.cipher = SecretCipher(secret_keys)
         self.post = post
         self.batch = batch
 
@@ -296,12 +353,17 @@ class WebhookDeliverer:
             for entry in entries:
                 session.expunge(entry)
         try:
-            secret = self.cipher.decrypt(sub.secret_encrypted, sub.id)
+            secret, stale = self.cipher.unseal(bytes(sub.secret_encrypted), sub.id)
         except InvalidTag:
-            log.error("webhook secret cannot be decrypted (was IDP_SECRET_KEY changed?)", extra={"webhook": sub.id})
+            log.error(
+                "webhook secret cannot be decrypted (IDP_SECRET_KEY changed without IDP_PREVIOUS_SECRET_KEYS?)",
+                extra={"webhook": sub.id},
+            )
             self._failed(sub, None, now, None, "secret_unreadable")
             report.failed += 1
             return
+        if stale:
+            reseal(self.db, self.cipher, sub.id, bytes(sub.secret_encrypted), secret)
         cursor = sub.cursor
         attempts = sub.attempts
         for entry in entries:

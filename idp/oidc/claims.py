@@ -1,8 +1,9 @@
 """Who the relying party sees: the admitted visitor, its pairwise subject and its claims.
 
-``sub`` is an HMAC of the long-lived visitor cookie and the client id under a key derived from
-IDP_SECRET_KEY: stable for one browser and one client across visits (Cognito and WordPress link
-accounts by it), different across clients, and meaningless outside this service.
+``sub`` is an HMAC of the long-lived visitor cookie and the client id under the lookup key
+(:mod:`idp.storage.lookup`), which never changes when IDP_SECRET_KEY rotates: stable for one browser and
+one client across visits (Cognito and WordPress link accounts by it), different across clients, and
+meaningless outside this service.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import hmac
 import re
 from dataclasses import dataclass
 from typing import Any
+
+from idp.crypto import LookupKey
 
 VISITOR_ID_RE = re.compile(r"\A[A-Za-z0-9_-]{43}\Z")
 SYNTHETIC_EMAIL_DOMAIN = "visitors.invalid"
@@ -50,25 +53,21 @@ class Admission:
         return self.request_id
 
 
-def _subject_key(secret_key: str) -> bytes:
-    return hmac.new(secret_key.encode("utf-8"), b"idp pairwise subject v1", hashlib.sha256).digest()
-
-
-def subject_digest(secret_key: str, visitor_id: str, client_id: str) -> bytes:
+def subject_digest(lookup: LookupKey, visitor_id: str, client_id: str) -> bytes:
     message = f"{visitor_id}\x00{client_id}".encode()
-    return hmac.new(_subject_key(secret_key), message, hashlib.sha256).digest()
+    return hmac.new(lookup.root, message, hashlib.sha256).digest()
 
 
-def pairwise_sub(secret_key: str, visitor_id: str, client_id: str) -> str:
-    digest = subject_digest(secret_key, visitor_id, client_id)
+def pairwise_sub(lookup: LookupKey, visitor_id: str, client_id: str) -> str:
+    digest = subject_digest(lookup, visitor_id, client_id)
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
 def user_claims(
-    secret_key: str, admission: Admission, client_id: str, scope: str, *, email_domain: str = SYNTHETIC_EMAIL_DOMAIN
+    lookup: LookupKey, admission: Admission, client_id: str, scope: str, *, email_domain: str = SYNTHETIC_EMAIL_DOMAIN
 ) -> dict[str, Any]:
     """The claims of an admitted visitor for one client: the same in the ID token and at /userinfo."""
-    digest = subject_digest(secret_key, admission.visitor_id, client_id)
+    digest = subject_digest(lookup, admission.visitor_id, client_id)
     sub = base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
     handle = digest[:10].hex()
     claims: dict[str, Any] = {

@@ -67,6 +67,9 @@ KEPT_PARAMS = (
 
 
 class State(enum.StrEnum):
+    """The states of a parked request, and the one vocabulary of the visitor's state in the sign-in
+    decisions: a place's ``Progress`` in the queue is WAITING, ADMITTED or EXPIRED."""
+
     PARKED = "parked"
     WAITING = "waiting"
     ADMITTED = "admitted"
@@ -134,7 +137,7 @@ def read_visitor_cookie(cookies: Mapping[str, str], settings: Any) -> tuple[str 
 class Progress:
     """Where a parked request stands in the queue."""
 
-    state: str  # waiting | admitted | expired
+    state: State  # WAITING, ADMITTED or EXPIRED: the place's side of the same states
     position: int
     serving: int
     admitted_at: int | None = None
@@ -146,7 +149,7 @@ class Progress:
     @property
     def poll_after_ms(self) -> int:
         """Poll often near the front, rarely far back: 100,000 waiting cost < 2,000 polls a second."""
-        if self.state != "waiting":
+        if self.state is not State.WAITING:
             return 0
         return max(1000, min(60000, self.ahead * 20))
 
@@ -313,18 +316,18 @@ class Interactions:
         try:
             _, status = self.room.status(event_id, request_id)
         except RequestNotFoundError:
-            return Progress("expired", 0, 0)
+            return Progress(State.EXPIRED, 0, 0)
         position = status.entry.position if status.entry else 0
         if status.state in (PlaceState.WAITING, PlaceState.PENDING):
-            return Progress("waiting", position, status.serving)
+            return Progress(State.WAITING, position, status.serving)
         if status.state in (PlaceState.ADMITTED, PlaceState.CLAIMED):
-            return Progress("admitted", position, status.serving, status.admitted_at)
-        return Progress("expired", position, status.serving)
+            return Progress(State.ADMITTED, position, status.serving, status.admitted_at)
+        return Progress(State.EXPIRED, position, status.serving)
 
     def admit(self, record: InteractionRecord) -> tuple[Admission, int]:
         """Claim the admitted place (waiting -> admitted); returns the admission and the session's end."""
         progress = self.progress(record.event_id, record.request_id)
-        if progress.state != "admitted" or progress.admitted_at is None:
+        if progress.state is not State.ADMITTED or progress.admitted_at is None:
             raise InteractionError("This place has not been admitted.")
         self.tokens.issue(record.event_id, record.request_id)
         place = self.records.place(record.visitor_id, record.event_id)

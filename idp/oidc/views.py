@@ -18,25 +18,30 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 from authlib.oauth2.rfc6749.errors import OAuth2Error
 from flask import Blueprint, Response, g, render_template, request
 from itsdangerous import BadSignature, URLSafeSerializer
-from joserfc import jwt
-from joserfc.errors import JoseError
 
 from idp.crypto import keyed_digest
 from idp.errors import IdpError
-from idp.oidc.claims import CLAIMS_SUPPORTED, Admission, pairwise_sub
-from idp.oidc.interaction import (
-    InteractionError,
-    InteractionFinishedError,
-    Progress,
-    State,
-    new_visitor_id,
-    read_visitor_cookie,
+from idp.oidc.claims import CLAIMS_SUPPORTED, Admission
+from idp.oidc.decisions import (
+    LOGOUT_FIELDS,
+    AuthorizeAsk,
+    ClientError,
+    ConfirmLogout,
+    ErrorPage,
+    LogoutAsk,
+    NothingToEnd,
+    RedirectToClient,
+    Restart,
+    RetrySameSite,
+    Wait,
+    Waiting,
 )
+from idp.oidc.interaction import Progress, State, read_visitor_cookie
 from idp.oidc.records import InteractionRecord
 from idp.oidc.server import AUTH_METHODS, PUBLIC_AUTH_METHODS, OidcServer, StoredRequest, append_params
 from idp.web.cors import OIDC_HEADERS
@@ -275,7 +280,7 @@ def _still_waiting(ticket: WaitTicket) -> Progress | None:
     """
     counters = services().room.counters(ticket.event_id)
     if counters.serving < ticket.position <= counters.queue:
-        return Progress("waiting", ticket.position, counters.serving)
+        return Progress(State.WAITING, ticket.position, counters.serving)
     return None
 
 
@@ -362,20 +367,41 @@ def openid_configuration() -> Response:
 # --- authorize -------------------------------------------------------------------------------------
 
 
-def _hint_subject(hint: str, client_id: str) -> str:
-    """The ``sub`` of an ID token we issued to this client (expired is fine); ValueError otherwise."""
-    if len(hint) > 8192:
-        raise ValueError("id_token_hint is too long")
+def _refusal(decision: ErrorPage | ClientError) -> Response:
+    if isinstance(decision, ClientError):
+        return _authorization_error(decision.redirect_uri, decision.error, decision.description, decision.state)
+    return error_page(
+        decision.title,
+        decision.message,
+        decision.status,
+        code=decision.code,
+        link=decision.link,
+        link_text=decision.link_text,
+    )
+
+
+def _park(decision: Wait) -> Response:
+    """Park the request and send the visitor to its waiting page (or the abuse defence's refusal)."""
+    from idp.abuse.web import browser_guard, browser_refusal, current_return_path
+
+    svc = services()
+    client = decision.client
+    event = svc.events.get(client.event_id)
     try:
-        token = jwt.decode(hint, services().keys.verification_keyset(), algorithms=["RS256", "ES256"])
-    except (JoseError, ValueError, TypeError, KeyError):
-        raise ValueError("id_token_hint is not an ID token of this provider") from None
-    claims = token.claims
-    aud = claims.get("aud")
-    audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
-    if claims.get("iss") != _issuer() or client_id not in audiences or not isinstance(claims.get("sub"), str):
-        raise ValueError("id_token_hint was not issued by this provider to this client")
-    return str(claims["sub"])
+        record = svc.oidc_interactions.park(
+            client.client_id,
+            client.event_id,
+            decision.visitor_id,
+            decision.params,
+            fresh=decision.fresh,
+            guard=browser_guard(event),
+        )
+    except IdpError as exc:
+        refusal = browser_refusal(event, exc, current_return_path())
+        if refusal is None:
+            raise
+        return refusal
+    return _redirect(wait_url(record))
 
 
 @bp.route("/authorize", methods=["GET", "POST"])
@@ -385,124 +411,35 @@ def authorize() -> Response:
         # Link checkers and previews must not join the queue.
         return Response("", status=200, headers={"Cache-Control": "no-store"})
     svc = services()
-    params = request.values
-    client_ids, redirect_uris = params.getlist("client_id"), params.getlist("redirect_uri")
-    client = svc.clients.find(client_ids[0]) if len(client_ids) == 1 else None
-    if client is None:
-        return error_page(
-            "Unknown application",
-            "The application that sent you here is not registered with this sign-in service.",
-            400,
-            code="invalid_client",
-        )
-    if len(redirect_uris) != 1 or redirect_uris[0] not in client.redirect_uris:
-        return error_page(
-            "Unregistered return address",
-            "The application asked to send you back to an address it has not registered, so this sign-in stops here.",
-            400,
-            code="invalid_redirect_uri",
-        )
-    redirect_uri = redirect_uris[0]
-    state = params.get("state")
-    if any("\x00" in value for value in params.values()):
-        # No database stores NUL characters; no honest request carries them.
-        return _authorization_error(
-            redirect_uri,
-            "invalid_request",
-            "Parameters must not contain NUL characters.",
-            None if state is None or "\x00" in state else state,
-        )
-    if "request" in params:
-        return _authorization_error(redirect_uri, "request_not_supported", "Request objects are not supported.", state)
-    if "request_uri" in params:
-        return _authorization_error(
-            redirect_uri, "request_uri_not_supported", "The request_uri parameter is not supported.", state
-        )
-
     visitor_id, legacy_cookie = read_visitor_cookie(request.cookies, svc.settings)
-    if visitor_id is None and request.method == "POST":
-        # A cross-site POST arrives without the SameSite=Lax visitor cookie. Minting a visitor here
-        # would replace the browser's cookie (its place and its sub at the relying party); a same-site
-        # GET of the same request carries the cookie, so the decision is taken there.
-        return _redirect("/authorize?" + urlencode(list(params.items(multi=True))))
-    new_visitor = visitor_id is None
-    if visitor_id is None:
-        visitor_id = new_visitor_id()
-    prompts = (params.get("prompt") or "").split()
-    admission = (
-        None
-        if new_visitor
-        else svc.oidc_interactions.admission(
-            visitor_id, client.event_id, _read_admission_cookie(client.event_id), claim="login" not in prompts
-        )
-    )
-
-    fresh = "login" in prompts
-    max_age_raw = params.get("max_age")
-    if max_age_raw is not None and max_age_raw != "":
-        if not max_age_raw.isdigit() or len(max_age_raw) > 12:
-            return _authorization_error(redirect_uri, "invalid_request", "max_age must be a whole number.", state)
-        max_age = int(max_age_raw)
-        # max_age=0 is prompt=login (Core §3.1.2.1).
-        if max_age == 0 or (admission is not None and int(svc.clock.now()) - admission.admitted_at > max_age):
-            fresh = True
-    hint = params.get("id_token_hint")
-    if hint:
-        try:
-            hinted_sub = _hint_subject(hint, client.client_id)
-        except ValueError as exc:
-            return _authorization_error(redirect_uri, "invalid_request", str(exc), state)
-        if admission is not None:
-            sub = _server().user_claims(admission, client.client_id, "")["sub"]
-            if not hmac.compare_digest(sub.encode(), hinted_sub.encode("utf-8", "replace")):
-                admission = None  # another visitor than the hint names: not logged in as them
-    user = None if fresh else admission
-    if "none" in prompts and fresh and len(prompts) == 1:
-        return _authorization_error(redirect_uri, "login_required", "The visitor must queue again to sign in.", state)
-
+    ask = AuthorizeAsk(request.method, dict(request.values.lists()), visitor_id, _read_admission_cookie)
+    decision = svc.sign_in.authorize(ask)
+    if isinstance(decision, ErrorPage | ClientError):
+        return _refusal(decision)
+    if isinstance(decision, RetrySameSite):
+        return _redirect("/authorize?" + urlencode(list(request.values.items(multi=True))))
+    user = decision.admission if isinstance(decision, RedirectToClient) else None
     server = _server()
     try:
         grant = server.get_consent_grant(end_user=user)
     except OAuth2Error as exc:
-        return _oauth_error(exc, state)
+        return _oauth_error(exc, decision.params.get("state"))
     except ValueError:
         return error_page("This sign-in request is not valid", "The request could not be read.", 400)
-
-    if user is not None:
-        response = _as_303(server.create_authorization_response(grant_user=user, grant=grant))
-        session = svc.oidc_records.session_state(user.request_id)
-        if session is not None:
-            _set_admission_cookie(response, user, session.expires_at)
+    if isinstance(decision, RedirectToClient):
+        response = _as_303(server.create_authorization_response(grant_user=decision.admission, grant=grant))
+        if decision.session_expires_at is not None:
+            _set_admission_cookie(response, decision.admission, decision.session_expires_at)
     else:
-        from idp.abuse.web import browser_guard, browser_refusal, current_return_path
-
-        event = svc.events.get(client.event_id)
-        try:
-            record = svc.oidc_interactions.park(
-                client.client_id,
-                client.event_id,
-                visitor_id,
-                params.to_dict(flat=True),
-                fresh=fresh,
-                guard=browser_guard(event),
-            )
-        except IdpError as exc:
-            refusal = browser_refusal(event, exc, current_return_path())
-            if refusal is None:
-                raise
-            response = refusal
-        else:
-            response = _redirect(wait_url(record))
-    if new_visitor or legacy_cookie:
-        _set_visitor(response, visitor_id)
+        response = _park(decision)
+    if decision.new_visitor or legacy_cookie:
+        _set_visitor(response, decision.visitor_id)
     return response
 
 
 @bp.get("/authorize/wait/<interaction_id>")
 def wait(interaction_id: str) -> Response:
     """The waiting page: shows the place while waiting, finishes the sign-in once admitted."""
-    svc = services()
-    interactions = svc.oidc_interactions
     visitor_id = _visitor()
     ticket = _wait_ticket(interaction_id, visitor_id)
     if ticket is not None:
@@ -510,66 +447,26 @@ def wait(interaction_id: str) -> Response:
         waiting = _still_waiting(ticket)
         if waiting is not None:
             return render_waiting(waiting_context(ticket, waiting))
-    record = interactions.load(interaction_id, visitor_id)
-    client = svc.clients.find(record.client_id)
-    if client is None:
-        return error_page("Unknown application", "The application is no longer registered.", 400)
-    if record.state == State.CODE_ISSUED.value:
-        raise InteractionFinishedError()
-    if record.state in (State.EXPIRED.value, State.ABANDONED.value):
-        return _expired_page(client)
-    progress = interactions.progress(record.event_id, record.request_id)
-    if progress.state == "expired":
-        try:
-            interactions.move(record, State.EXPIRED)
-        except InteractionError:
-            pass
-        return _expired_page(client)
-    if progress.state == "waiting":
-        return render_waiting(waiting_context(_ticket_of(record), progress))
-    return _finish(record, client)
-
-
-def _expired_page(client: Any) -> Response:
-    return error_page(
-        "Your place has expired",
-        "You were admitted but did not come back in time, so your "
-        "place went to the next visitor. Start again from the site to queue again.",
-        410,
-        code="place_expired",
-        link=client.initiate_login_uri,
-        link_text="Sign in again",
-    )
-
-
-def _finish(record: InteractionRecord, client: Any) -> Response:
-    """Admitted: claim the place, set the admitted cookie, send the visitor back to the relying party."""
-    svc = services()
-    interactions = svc.oidc_interactions
-    try:
-        admission, session_end = interactions.admit(record)
-    except InteractionError:
-        raise
-    except IdpError as exc:
-        return error_page(
-            "Your place cannot be used", exc.message, exc.status if exc.status < 500 else 400, code=exc.code
-        )
-    if client.initiate_login_uri and interactions.parked_too_long(record, client.max_parked_seconds):
-        # The relying party has likely forgotten this request; it starts a fresh one, answered at once.
-        interactions.move(record, State.EXPIRED)
-        response = _redirect(append_params(client.initiate_login_uri, [("iss", _issuer())]))
+    decision = services().sign_in.resume(interaction_id, visitor_id)
+    if isinstance(decision, ErrorPage):
+        return _refusal(decision)
+    if isinstance(decision, Waiting):
+        return render_waiting(waiting_context(_ticket_of(decision.record), decision.progress))
+    if isinstance(decision, Restart):
+        response = _redirect(append_params(decision.initiate_login_uri, [("iss", _issuer())]))
     else:
-        interactions.move(record, State.CODE_ISSUED)
         server = _server()
-        stored = StoredRequest(_issuer(), record.params)
-        state = record.params.get("state")
+        stored = StoredRequest(_issuer(), decision.params)
         try:
-            grant = server.get_consent_grant(request=stored, end_user=admission)
+            grant = server.get_consent_grant(request=stored, end_user=decision.admission)
         except OAuth2Error as exc:
-            response = _oauth_error(exc, state)
+            response = _oauth_error(exc, decision.params.get("state"))
         else:
-            response = _as_303(server.create_authorization_response(request=stored, grant_user=admission, grant=grant))
-    _set_admission_cookie(response, admission, session_end)
+            response = _as_303(
+                server.create_authorization_response(request=stored, grant_user=decision.admission, grant=grant)
+            )
+    if decision.session_expires_at is not None:
+        _set_admission_cookie(response, decision.admission, decision.session_expires_at)
     return response
 
 
@@ -633,95 +530,40 @@ def introspect() -> Response:
     return _failures_limited("introspect", lambda: _server().create_endpoint_response("introspection"))
 
 
-def _bearer_error(status: int, error: str | None, description: str = "") -> Response:
-    body: dict[str, Any] = {
-        "error": error or "invalid_request",
-        "message": description or "A bearer token is required.",
-    }
-    response = json_response(body, status, cache="no-store")
-    response.headers["WWW-Authenticate"] = f'Bearer error="{error}"' if error else 'Bearer realm="userinfo"'
-    return response
-
-
 @bp.route("/userinfo", methods=["GET", "POST"])
 def userinfo() -> Response:
     """OpenID Connect Core §5.3: the visitor's claims for a valid access token (header or form body)."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, value = header.strip().partition(" ")
-    token_value = value.strip() if scheme.lower() == "bearer" else ""
-    if not token_value and request.method == "POST":
-        token_value = request.form.get("access_token", "")
-    if not token_value:
-        return _bearer_error(401, None)
-    server = _server()
-    try:
-        claims, grant = server.verify_access_token(token_value)
-    except IdpError as exc:
-        return _bearer_error(401, "invalid_token", exc.message)
-    scope: str = claims["scope"] if isinstance(claims.get("scope"), str) else grant.scope
-    if "openid" not in scope.split():
-        return _bearer_error(403, "insufficient_scope", "The access token was not granted the openid scope.")
-    user = Admission(grant.visitor_id, grant.event_id, grant.request_id, grant.queue_position, grant.auth_time)
-    return json_response(server.user_claims(user, grant.client_id, scope), cache="no-store")
+    return _server().create_endpoint_response("userinfo")  # type: ignore[no-any-return]
 
 
 # --- logout ----------------------------------------------------------------------------------------
 
 
-LOGOUT_FIELDS = ("id_token_hint", "client_id", "post_logout_redirect_uri", "state", "ui_locales", "logout_hint")
-# How long a sign-out confirmation may wait for its click.
-LOGOUT_CONFIRM_SECONDS = 600
+def _admission_cookie_events() -> list[str]:
+    """The events this browser holds an admitted cookie of."""
+    prefix = _admission_cookie_name("")
+    return [name[len(prefix) :] for name in request.cookies if name.startswith(prefix) and len(name) > len(prefix)]
 
 
-def _logout_mac(visitor_id: str, expires: int) -> str:
-    return keyed_digest(services().settings.secret_key, "logout confirmation", f"{visitor_id}\x00{expires}").hex()
-
-
-def _logout_csrf(visitor_id: str) -> str:
-    """A confirmation token bound to this browser's visitor cookie, expiring after a few minutes."""
-    expires = int(services().clock.now()) + LOGOUT_CONFIRM_SECONDS
-    return f"{expires}.{_logout_mac(visitor_id, expires)}"
-
-
-def _logout_csrf_valid(visitor_id: str | None, token: str) -> bool:
-    expires_text, _, mac = token.partition(".")
-    if visitor_id is None or not expires_text.isdigit() or len(expires_text) > 12:
-        return False
-    expires = int(expires_text)
-    if expires < int(services().clock.now()):
-        return False
-    return hmac.compare_digest(mac.encode("utf-8", "replace"), _logout_mac(visitor_id, expires).encode("ascii"))
-
-
-def _hint_is_this_browsers(claims: dict[str, Any] | None, visitor_id: str | None) -> bool:
-    """True when the id_token_hint was issued to this browser (its pairwise ``sub`` for the audience)."""
-    if not claims or visitor_id is None:
-        return False
-    aud = claims.get("aud")
-    audiences = (
-        [aud] if isinstance(aud, str) else [a for a in aud if isinstance(a, str)] if isinstance(aud, list) else []
-    )
-    sub = claims.get("sub")
-    if not isinstance(sub, str):
-        return False
-    expected = (pairwise_sub(services().settings.secret_key, visitor_id, client_id) for client_id in audiences)
-    return any(hmac.compare_digest(value.encode(), sub.encode("utf-8", "replace")) for value in expected)
+def _logout_page(*, confirm: bool, **context: Any) -> Response:
+    body = render_template("oidc/logout.html", confirm=confirm, **context)
+    return Response(body, status=200, mimetype="text/html", headers={"Cache-Control": "no-store"})
 
 
 @bp.route("/logout", methods=["GET", "POST"])
 def logout() -> Response:
-    """RP-initiated logout: end this browser's own admission (its session completes, capacity frees).
+    """RP-initiated logout: end this browser's own admissions (its session completes, capacity frees).
 
     Without a hint issued to this browser (none, or another browser's token), the visitor confirms on
     our page; the confirmation carries a token bound to this browser's cookie that expires. Only this
-    browser's admissions end, never the session a foreign hint names."""
-    svc = services()
+    browser's admissions end, never the session a foreign hint names (``idp.oidc.decisions``)."""
+    sign_in = services().sign_in
     server = _server()
     visitor_id = _visitor()
     confirmed = (
         request.method == "POST"
         and request.form.get("confirm") == "yes"
-        and _logout_csrf_valid(visitor_id, request.form.get("csrf", ""))
+        and sign_in.logout_confirmed(visitor_id, request.form.get("csrf", ""))
     )
     g.logout_confirmed = confirmed
     try:
@@ -730,64 +572,37 @@ def logout() -> Response:
         return error_page("Sign-out request not valid", exc.description or exc.error, 400, code=exc.error)
     except ValueError:
         return error_page("Sign-out request not valid", "The request could not be read.", 400)
-    claims = end_request.id_token_claims or {}
-    own_hint = _hint_is_this_browsers(end_request.id_token_claims, visitor_id)
-    if not own_hint and not confirmed:
-        if visitor_id is None:
-            # No visitor cookie (a new browser, or a cross-site request that does not carry it):
-            # nothing of this browser to end, and nothing to confirm.
-            body = render_template("oidc/logout.html", confirm=False)
-            return Response(body, status=200, mimetype="text/html", headers={"Cache-Control": "no-store"})
+    client = end_request.client.config if end_request.client is not None else None
+    ask = LogoutAsk(
+        visitor_id,
+        confirmed,
+        client,
+        end_request.id_token_claims,
+        request.values.get("post_logout_redirect_uri", ""),
+        _admission_cookie_events(),
+        _read_admission_cookie,
+    )
+    decision = sign_in.logout(ask)
+    if isinstance(decision, NothingToEnd):
+        return _logout_page(confirm=False)
+    if isinstance(decision, ConfirmLogout):
         fields = [(name, request.values[name]) for name in LOGOUT_FIELDS if request.values.get(name)]
-        fields.append(("csrf", _logout_csrf(visitor_id)))
-        client = end_request.client
-        body = render_template(
-            "oidc/logout.html",
-            confirm=True,
-            action="/logout",
-            fields=fields,
-            client_name=client.config.name if client is not None else "",
+        fields.append(("csrf", decision.csrf))
+        response = _logout_page(
+            confirm=True, action="/logout", fields=fields, client_name=client.name if client is not None else ""
         )
-        response = Response(body, status=200, mimetype="text/html")
-        response.headers["Cache-Control"] = "no-store"
-        target = request.values.get("post_logout_redirect_uri", "")
-        if client is not None and target in client.config.post_logout_redirect_uris:
+        if decision.form_action_origin is not None:
             # Browsers apply form-action to the redirect that follows the form, so allow that origin.
-            parts = urlsplit(target)
             response.headers["Content-Security-Policy"] = (
                 "default-src 'none'; style-src 'self'; img-src 'self'; "
-                f"form-action 'self' {parts.scheme}://{parts.netloc}; frame-ancestors 'none'; base-uri 'none'"
+                f"form-action 'self' {decision.form_action_origin}; frame-ancestors 'none'; base-uri 'none'"
             )
         return response
-    events: set[str] = set()
-    if end_request.client is not None:
-        events.add(end_request.client.config.event_id)
-    if own_hint and isinstance(claims.get("event_id"), str):
-        events.add(claims["event_id"])
-    prefix = _admission_cookie_name("")
-    if not events:
-        # A confirmed sign-out that names no application ends every admission this browser holds.
-        events.update(
-            name[len(prefix) :] for name in request.cookies if name.startswith(prefix) and len(name) > len(prefix)
-        )
-    ended: list[str] = []
-    for event_id in sorted(events):
-        admission = None
-        if visitor_id is not None:
-            try:
-                admission = svc.oidc_interactions.admission(
-                    visitor_id, event_id, _read_admission_cookie(event_id), claim=False
-                )
-            except IdpError:
-                admission = None
-        if admission is not None:
-            server.finish_session(event_id, admission.request_id, 1)
-        ended.append(event_id)
     result = server.create_endpoint_response("end_session", end_request)
     if result is None:
         result = Response(render_template("oidc/logout.html", confirm=False), status=200, mimetype="text/html")
     result = _as_303(result)
-    for event_id in sorted(set(ended)):
+    for event_id in decision.ended:
         _clear_admission_cookie(result, event_id)
     return result
 

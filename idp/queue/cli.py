@@ -81,19 +81,20 @@ def warn_without_persistence(settings: Settings) -> None:
     """Say loudly at start when the Redis queue store does not persist with AOF."""
     if not settings.redis_url:
         return
+    from idp.queue.redis_client import servers_without_aof
     from idp.queue.redis_store import RedisQueueStore
 
     try:
         client = RedisQueueStore.client_for(settings.redis_url)
         try:
-            aof = str(client.info("persistence").get("aof_enabled", "0"))
+            without = servers_without_aof(client)
         finally:
             client.close()
     except Exception as exc:  # noqa: BLE001 - a warning at start must not stop the start
         log.warning("could not check Redis persistence at start: %s", type(exc).__name__)
         return
-    if aof != "1":
-        log.warning(AOF_WARNING)
+    if without:
+        log.warning("%s Servers without AOF: %s.", AOF_WARNING, ", ".join(without))
 
 
 register("queue", _configure, _run, help="the queue store of an event: recover, status")

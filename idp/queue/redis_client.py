@@ -108,3 +108,17 @@ def connect(url: str) -> Any:
 
 def is_cluster(client: Any) -> bool:
     return isinstance(client, RedisCluster)
+
+
+def servers_without_aof(client: Any) -> list[str]:
+    """The servers holding the queue's data that run without AOF: every primary of a cluster, else the one.
+
+    A cluster is asked node by node (its client would answer for one node only); behind Sentinel the
+    client reaches the current primary."""
+    if is_cluster(client):
+        servers = [(str(node.name), client.get_redis_connection(node)) for node in client.get_primaries()]
+    else:
+        options = client.connection_pool.connection_kwargs
+        name = f"{options['host']}:{options['port']}" if "host" in options else "the primary"
+        servers = [(name, client)]
+    return [name for name, server in servers if str(server.info("persistence").get("aof_enabled", "0")) != "1"]

@@ -266,6 +266,18 @@ class SigningKey(Base):
     active_from: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
+class LookupKeyRecord(Base):
+    """The root of lookup hashes and pairwise subjects: one row, sealed under the service secrets.
+
+    It never changes, so ``sub`` and every stored lookup hash survive a rotation of IDP_SECRET_KEY."""
+
+    __tablename__ = "lookup_keys"
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    root_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[int] = mapped_column()
+
+
 # --- Relying parties and operators ---------------------------------------------------------------
 
 

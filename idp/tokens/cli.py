@@ -29,7 +29,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         keys = KeyManager(
             db,
-            settings.secret_key,
+            settings.secret_keys,
             SystemClock(),
             settings.key_rotation_grace_seconds,
             refresh_seconds=settings.key_refresh_seconds,
@@ -57,13 +57,24 @@ def record_cli_audit(db: Database, action: str, target: str, detail: dict[str, o
 
 
 def prepare_keys(settings: Settings) -> None:
-    """First start: make sure an RS256 and an ES256 signing key exist before any worker answers."""
+    """Before any worker answers: an RS256 and an ES256 signing key and the lookup key exist, and
+    whatever was sealed under a previous IDP_SECRET_KEY (or an earlier format) is sealed again under
+    the current one."""
     from idp.clock import SystemClock
+    from idp.events.service import EventService
+    from idp.notify.webhooks import WebhookService
+    from idp.storage.lookup import StoredLookupKey
     from idp.tokens.keys import KeyManager
 
     db = Database(settings.database_url, retry_after=settings.retry_after_seconds)
+    clock = SystemClock()
     try:
-        KeyManager(db, settings.secret_key, SystemClock(), settings.key_rotation_grace_seconds).ensure_all()
+        keys = KeyManager(db, settings.secret_keys, clock, settings.key_rotation_grace_seconds)
+        keys.ensure_all()
+        StoredLookupKey(db, settings.secret_keys).ensure()
+        keys.reseal_all()
+        WebhookService(db, clock, settings.secret_keys).reseal_all()
+        EventService(db, clock, 0, settings.secret_keys).reseal_secrets()
     finally:
         db.dispose()
 

@@ -10,8 +10,10 @@ breaks a token that is still valid. Which key signs is decided from the clock an
 the same in every process. The first keys of both algorithms are made before the service answers
 (``idp db upgrade``, ``idp serve`` and the app's start, under a lock).
 
-Private keys are stored encrypted with AES-256-GCM under a key derived from ``IDP_SECRET_KEY`` by
-HKDF-SHA256; the kid and algorithm are bound in as associated data. They are never served.
+Private keys are stored sealed by :class:`idp.crypto.Aead` (AES-256-GCM) under ``IDP_SECRET_KEY``; the
+kid and algorithm are bound in as associated data. Keys sealed under a secret listed in
+``IDP_PREVIOUS_SECRET_KEYS`` (or in the format of earlier releases) still open and are sealed again
+under the current secret. They are never served.
 
 Decrypted keys are cached in process; the key metadata is re-read at most every ``refresh_seconds``
 so a rotation made by another process is seen within that time.
@@ -20,7 +22,6 @@ so a rotation made by another process is seen within that time.
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from joserfc.jwk import ECKey, Key, KeyParameters, KeySet, RSAKey
 from sqlalchemy import func, select, text, update
 
 from idp.clock import Clock
+from idp.crypto import Aead, DecryptionError, Secrets, secret_list
 from idp.errors import IdpError, ValidationError
 from idp.storage.db import Database
 from idp.storage.models import Event, SigningKey, TokenRecord
@@ -42,7 +44,8 @@ ALGORITHMS = ("RS256", "ES256")
 DEFAULT_ALG = "RS256"
 # Tokens of the OpenID Connect side are not stored; assume they live at most this long.
 DEFAULT_MIN_LIFETIME = 3600
-_BLOB_VERSION = b"\x01"
+# Private keys stored by earlier releases start with this byte (one AES-GCM key, no key id).
+_LEGACY_VERSION = b"\x01"
 _NONCE_BYTES = 12
 # How long caches (CDNs, relying parties) may keep /jwks.json.
 JWKS_MAX_AGE = 300
@@ -124,34 +127,59 @@ def effective_status(info: KeyInfo, infos: list[KeyInfo], now: float) -> str:
 
 
 class KeyCipher:
-    """AES-256-GCM with a key derived from the service secret."""
+    """Private keys at rest: :class:`idp.crypto.Aead` under the service secrets (current first).
 
-    def __init__(self, secret_key: str) -> None:
-        if not secret_key:
+    Keys stored by earlier releases (format ``\x01 || nonce || ciphertext``, one AES-GCM key derived
+    from the secret) still open; :meth:`needs_resealing` says when to store them again in the current form.
+    """
+
+    def __init__(self, secret_keys: Secrets) -> None:
+        secrets = secret_list(secret_keys)
+        if not secrets or not all(secrets):
             raise ValueError("a secret key is required to protect signing keys")
-        derived = HKDF(
-            algorithm=hashes.SHA256(), length=32, salt=b"idp-signing-keys", info=b"idp signing key encryption v1"
-        ).derive(secret_key.encode("utf-8"))
-        self._aead = AESGCM(derived)
+        self._aead = Aead(secrets, "signing keys")
+        self._legacy = [
+            AESGCM(
+                HKDF(
+                    algorithm=hashes.SHA256(),
+                    length=32,
+                    salt=b"idp-signing-keys",
+                    info=b"idp signing key encryption v1",
+                ).derive(secret.encode("utf-8") if isinstance(secret, str) else secret)
+            )
+            for secret in secrets
+        ]
 
     @staticmethod
     def _aad(kid: str, alg: str) -> bytes:
         return f"{kid}\x00{alg}".encode()
 
     def encrypt(self, plaintext: bytes, kid: str, alg: str) -> bytes:
-        nonce = os.urandom(_NONCE_BYTES)
-        return _BLOB_VERSION + nonce + self._aead.encrypt(nonce, plaintext, self._aad(kid, alg))
+        return self._aead.seal(plaintext, self._aad(kid, alg))
+
+    def needs_resealing(self, blob: bytes) -> bool:
+        """True for a key stored in the earlier format or under a previous secret."""
+        return blob[:1] == _LEGACY_VERSION or self._aead.needs_resealing(blob)
 
     def decrypt(self, blob: bytes, kid: str, alg: str) -> bytes:
-        if not blob or blob[:1] != _BLOB_VERSION:
+        if blob[:1] == _LEGACY_VERSION:
+            nonce, sealed = blob[1 : 1 + _NONCE_BYTES], blob[1 + _NONCE_BYTES :]
+            for legacy in self._legacy:
+                try:
+                    return legacy.decrypt(nonce, sealed, self._aad(kid, alg))
+                except InvalidTag:
+                    continue
+        elif self._aead.is_sealed(blob):
+            try:
+                return self._aead.open(blob, self._aad(kid, alg))
+            except DecryptionError:
+                pass
+        else:
             raise KeyUnavailableError(f"Signing key {kid} is stored in an unknown format.")
-        nonce, sealed = blob[1 : 1 + _NONCE_BYTES], blob[1 + _NONCE_BYTES :]
-        try:
-            return self._aead.decrypt(nonce, sealed, self._aad(kid, alg))
-        except InvalidTag as exc:
-            raise KeyUnavailableError(
-                f"Signing key {kid} cannot be decrypted: IDP_SECRET_KEY differs from the one that stored it."
-            ) from exc
+        raise KeyUnavailableError(
+            f"Signing key {kid} cannot be decrypted: neither IDP_SECRET_KEY nor IDP_PREVIOUS_SECRET_KEYS "
+            "holds the secret that stored it."
+        )
 
 
 def _generate(alg: str) -> RSAKey | ECKey:
@@ -189,7 +217,7 @@ class KeyManager:
     def __init__(
         self,
         db: Database,
-        secret_key: str,
+        secret_keys: Secrets,
         clock: Clock,
         grace_seconds: int = 86400,
         *,
@@ -204,7 +232,7 @@ class KeyManager:
         # A new key signs only once every process has re-read the keys and every JWKS cache has expired.
         self.activation_delay = math.ceil(refresh_seconds) + int(jwks_max_age) + 1
         self.min_lifetime = int(min_lifetime)
-        self._cipher = KeyCipher(secret_key)
+        self._cipher = KeyCipher(secret_keys)
         self._lock = threading.RLock()
         self._infos: list[KeyInfo] = []
         self._loaded_at: float | None = None
@@ -426,10 +454,36 @@ class KeyManager:
             if row is None or row.alg != alg:
                 raise KeyUnavailableError(f"Signing key {kid} does not exist.")
             blob = bytes(row.private_key_encrypted)
-        key = _import_private(self._cipher.decrypt(blob, kid, alg), kid, alg)
+        pem = self._cipher.decrypt(blob, kid, alg)
+        if self._cipher.needs_resealing(blob):
+            self._reseal(kid, alg, blob, pem)
+        key = _import_private(pem, kid, alg)
         with self._lock:
             self._private[kid] = key
         return key
+
+    def _reseal(self, kid: str, alg: str, blob: bytes, pem: bytes) -> None:
+        """Store a key opened under a previous secret (or format) again under the current secret."""
+        with self.db.session() as session:
+            session.execute(
+                update(SigningKey)
+                .where(SigningKey.kid == kid, SigningKey.private_key_encrypted == blob)
+                .values(private_key_encrypted=self._cipher.encrypt(pem, kid, alg))
+            )
+
+    def reseal_all(self) -> int:
+        """Seal every stored key not yet under the current secret again (at start); returns how many."""
+        with self.db.session(readonly=True) as session:
+            rows = [
+                (row.kid, row.alg, bytes(row.private_key_encrypted))
+                for row in session.execute(select(SigningKey).where(SigningKey.status != "retired")).scalars()
+            ]
+        count = 0
+        for kid, alg, blob in rows:
+            if self._cipher.needs_resealing(blob):
+                self._reseal(kid, alg, blob, self._cipher.decrypt(blob, kid, alg))
+                count += 1
+        return count
 
     def signing_key(self, alg: str = DEFAULT_ALG) -> Key:
         """The active private key of ``alg``, with its kid set."""

@@ -10,8 +10,10 @@ from sqlalchemy.exc import OperationalError
 
 from idp.errors import IdpError
 from idp.queue.waiting_room import NotServedError
+from idp.storage.lookup import StoredLookupKey
 from idp.tokens.issuer import InvalidTokenError
 from idp.tokens.keys import JWKS_MAX_AGE
+from idp.web.bearer import request_bearer
 from idp.web.http import json_body, json_response, query, required, services
 
 if TYPE_CHECKING:
@@ -31,9 +33,11 @@ def init_app(app: Flask, svc: Services) -> None:
         # Keys of both algorithms exist before this process answers (a lock serialises the workers),
         # so no key is made by the first /token and signs before the other workers publish it.
         svc.keys.ensure_all()
+        if isinstance(svc.lookup, StoredLookupKey):
+            svc.lookup.ensure()
     except (OperationalError, IdpError) as exc:
         # The database may be down while the service starts: answer 503 until it is back.
-        log.warning("signing keys not checked at start", extra={"error": type(exc).__name__})
+        log.warning("signing and lookup keys not checked at start", extra={"error": type(exc).__name__})
 
 
 @bp.get("/jwks.json")
@@ -62,15 +66,11 @@ def generate_token() -> Response:
     return json_response(token_set)
 
 
-def _bearer() -> str | None:
-    header = request.headers.get("Authorization")
-    if header:
-        scheme, _, value = header.strip().partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
-            return value.strip()
-        return None
-    cookie = request.cookies.get(services().settings.verify_cookie)
-    return cookie or None
+def _credential() -> str | None:
+    """The bearer token; only a request without an ``Authorization`` header falls back to the cookie."""
+    if request.headers.get("Authorization"):
+        return request_bearer()
+    return request.cookies.get(services().settings.verify_cookie) or None
 
 
 def _refuse(exc: InvalidTokenError) -> Response:
@@ -86,7 +86,7 @@ def verify() -> Response:
     The accepted events are explicit: ``?event_id=E``, or the operator's ``IDP_VERIFY_EVENTS`` when the
     guard names none. The request id never leaves the service: ``X-Queue-Place`` is an opaque value
     per place that no endpoint accepts as a credential."""
-    token = _bearer()
+    token = _credential()
     if token is None:
         return _refuse(InvalidTokenError("A Bearer access token or the access cookie is required."))
     events = request.args.getlist("event_id")

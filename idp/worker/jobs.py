@@ -114,7 +114,7 @@ class Worker:
         outbound = Outbound(services.settings.public_targets_only)
         health_check = health_check or health_checker(outbound)
         self.periodic = PeriodicInlet(services.db, services.room, health_check)
-        self.deliverer = WebhookDeliverer(services.db, services.settings.secret_key, post or poster(outbound))
+        self.deliverer = WebhookDeliverer(services.db, services.settings.secret_keys, post or poster(outbound))
         chosen = {**DEFAULT_INTERVALS, **(intervals or {})}
         self.jobs = [
             Job("expiry_sweep", chosen["expiry_sweep"], self.run_sweep),

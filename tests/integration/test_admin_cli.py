@@ -129,6 +129,34 @@ def test_serve_demo_prints_an_admin_key_once(database: Any, capsys: pytest.Captu
     assert len(AdminKeyService(database, SystemClock()).list()) == 1
 
 
+@pytest.mark.parametrize(
+    ("bind", "base"),
+    [
+        (None, "http://127.0.0.1:8000"),
+        ("127.0.0.1:9123", "http://127.0.0.1:9123"),
+        ("0.0.0.0:9124", "http://127.0.0.1:9124"),
+        ("[::]:9125", "http://[::1]:9125"),
+        ("[::1]:9126,127.0.0.1:9127", "http://[::1]:9126"),
+        ("localhost", "http://localhost:8000"),
+    ],
+)
+def test_serve_demo_prints_the_address_it_binds(
+    database: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, bind: str | None, base: str
+) -> None:
+    if bind is None:
+        monkeypatch.delenv("IDP_BIND", raising=False)
+    else:
+        monkeypatch.setenv("IDP_BIND", bind)
+    started: list[dict[str, str]] = []
+    monkeypatch.setattr(cli.os, "execve", lambda path, argv, env: started.append(env))
+    assert cli.main(["serve", "--demo"]) == 0
+    out = capsys.readouterr().out
+    assert f"{base}/api/serving_num?event_id=demo" in out
+    assert f"{base}/admin/api/increment_serving_counter" in out
+    assert f"Discovery:     {base}/.well-known/openid-configuration" in out
+    assert ":8000" not in out.replace(base, "") and started[0]["IDP_BIND"] == (bind or "127.0.0.1:8000")
+
+
 def test_clients_create_public_prints_no_secret(database: Any, capsys: pytest.CaptureFixture[str]) -> None:
     assert _run(capsys, "events", "create", "sale")[0] == 0
     code, out, err = _run(

@@ -396,6 +396,36 @@ def test_serve_and_worker_warn_when_redis_has_no_aof(
     assert not any("AOF" in r.getMessage() for r in caplog.records)
 
 
+def test_the_aof_warning_checks_every_master_of_a_cluster(
+    tmp_path: Path, redis_cluster: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from idp.queue.cli import warn_without_persistence
+
+    settings = Settings(env="test", secret_key=TEST_SECRET, redis_url=redis_cluster.url, instance_path=str(tmp_path))
+    masters = redis_cluster.nodes
+    before = [node.cli("CONFIG", "GET", "appendonly").split()[-1] for node in masters]
+    try:
+        for node in masters:
+            node.cli("CONFIG", "SET", "appendonly", "yes")
+        # One master without AOF, and not one of the seed nodes the URL names: it is still found.
+        lagging = masters[-1]
+        assert f":{lagging.port}" not in redis_cluster.url
+        lagging.cli("CONFIG", "SET", "appendonly", "no")
+        with caplog.at_level("WARNING", logger="idp.queue"):
+            warn_without_persistence(settings)
+        warnings = [r.getMessage() for r in caplog.records if "without AOF persistence" in r.getMessage()]
+        assert len(warnings) == 1 and f"127.0.0.1:{lagging.port}" in warnings[0]
+        assert not any(f"127.0.0.1:{node.port}" in warnings[0] for node in masters[:-1])
+        caplog.clear()
+        lagging.cli("CONFIG", "SET", "appendonly", "yes")
+        with caplog.at_level("WARNING", logger="idp.queue"):
+            warn_without_persistence(settings)
+        assert not any("AOF" in r.getMessage() for r in caplog.records)
+    finally:
+        for node, value in zip(masters, before, strict=True):
+            node.cli("CONFIG", "SET", "appendonly", value)
+
+
 @pytest.mark.parametrize("backend_settings", ["redis"], indirect=True)
 def test_the_serving_counter_and_the_sweep_skip_lost_positions(backend_settings: Settings, clock: Any) -> None:
     import redis as redis_lib

@@ -6,6 +6,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
+from idp.crypto import LookupKey
 from idp.oidc.claims import Admission, pairwise_sub, user_claims
 from idp.oidc.interaction import TRANSITIONS, Progress, State, valid_visitor_id
 from idp.oidc.server import append_params
@@ -13,6 +14,7 @@ from idp.oidc.server import append_params
 pytestmark = pytest.mark.unit
 
 SECRET = "s" * 40
+LOOKUP = LookupKey.from_secret(SECRET)
 
 
 @pytest.mark.parametrize(
@@ -36,20 +38,20 @@ def test_append_params_puts_the_query_before_a_fragment() -> None:
 
 def test_pairwise_sub_is_stable_per_client_and_differs_across_clients_and_visitors() -> None:
     visitor, other = "v" * 43, "w" * 43
-    assert pairwise_sub(SECRET, visitor, "a") == pairwise_sub(SECRET, visitor, "a")
-    assert pairwise_sub(SECRET, visitor, "a") != pairwise_sub(SECRET, visitor, "b")
-    assert pairwise_sub(SECRET, visitor, "a") != pairwise_sub(SECRET, other, "a")
-    assert pairwise_sub(SECRET, visitor, "a") != pairwise_sub("t" * 40, visitor, "a")
-    assert len(pairwise_sub(SECRET, visitor, "a")) <= 255
+    assert pairwise_sub(LOOKUP, visitor, "a") == pairwise_sub(LOOKUP, visitor, "a")
+    assert pairwise_sub(LOOKUP, visitor, "a") != pairwise_sub(LOOKUP, visitor, "b")
+    assert pairwise_sub(LOOKUP, visitor, "a") != pairwise_sub(LOOKUP, other, "a")
+    assert pairwise_sub(LOOKUP, visitor, "a") != pairwise_sub(LookupKey.from_secret("t" * 40), visitor, "a")
+    assert len(pairwise_sub(LOOKUP, visitor, "a")) <= 255
 
 
 def test_user_claims_email_only_with_the_email_scope() -> None:
     admission = Admission("v" * 43, "sale", "r", 7, 1000)
-    plain = user_claims(SECRET, admission, "a", "openid")
-    assert plain["sub"] == pairwise_sub(SECRET, "v" * 43, "a")
+    plain = user_claims(LOOKUP, admission, "a", "openid")
+    assert plain["sub"] == pairwise_sub(LOOKUP, "v" * 43, "a")
     assert plain["queue_position"] == 7 and plain["admitted_at"] == 1000 and plain["preferred_username"]
     assert "email" not in plain
-    with_email = user_claims(SECRET, admission, "a", "openid email", email_domain="example.org")
+    with_email = user_claims(LOOKUP, admission, "a", "openid email", email_domain="example.org")
     assert with_email["email"].endswith("@example.org") and with_email["email_verified"] is False
 
 
@@ -62,11 +64,11 @@ def test_state_machine_has_no_way_out_of_final_states() -> None:
 
 
 def test_poll_interval_grows_with_distance_and_stays_within_budget() -> None:
-    assert Progress("waiting", 2, 1).poll_after_ms == 1000
-    assert Progress("waiting", 100_001, 0).poll_after_ms == 60000
-    assert Progress("admitted", 5, 5).poll_after_ms == 0
+    assert Progress(State.WAITING, 2, 1).poll_after_ms == 1000
+    assert Progress(State.WAITING, 100_001, 0).poll_after_ms == 60000
+    assert Progress(State.ADMITTED, 5, 5).poll_after_ms == 0
     # 100,000 visitors waiting must cost at most 2,000 polls a second in total.
-    total = sum(1000 / Progress("waiting", ahead + 1, 0).poll_after_ms for ahead in range(100_000))
+    total = sum(1000 / Progress(State.WAITING, ahead + 1, 0).poll_after_ms for ahead in range(100_000))
     assert total <= 2000
 
 
@@ -85,3 +87,15 @@ def test_discovery_document_validates_with_authlib() -> None:
     document = discovery_document("https://queue.example.com")
     OpenIDProviderMetadata(document).validate(metadata_classes=[AuthorizationServerMetadata])
     assert document["issuer"] == "https://queue.example.com"
+
+
+def test_pairwise_subjects_under_the_lookup_key_equal_those_derived_from_the_secret_before() -> None:
+    """Earlier releases keyed subjects with HMAC(secret, "idp pairwise subject v1"): the same values."""
+    import base64
+    import hashlib
+    import hmac
+
+    visitor = "v" * 43
+    old_key = hmac.new(SECRET.encode(), b"idp pairwise subject v1", hashlib.sha256).digest()
+    old_sub = base64.urlsafe_b64encode(hmac.new(old_key, f"{visitor}\x00a".encode(), hashlib.sha256).digest())
+    assert pairwise_sub(LOOKUP, visitor, "a") == old_sub.rstrip(b"=").decode()

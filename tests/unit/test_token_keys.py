@@ -34,10 +34,41 @@ def test_the_cipher_round_trips_and_binds_the_key_id():
         ("kid-1", "RS256", blob[:-1] + bytes([blob[-1] ^ 1]), cipher),
         ("kid-1", "RS256", blob, KeyCipher(SECRET + "x")),
         ("kid-1", "RS256", b"", cipher),
-        ("kid-1", "RS256", b"\x02" + blob[1:], cipher),
+        ("kid-1", "RS256", b"\x03" + blob[1:], cipher),
+        ("kid-1", "RS256", b"\x01" + blob[1:], cipher),
     ):
         with pytest.raises(KeyUnavailableError):
             reader.decrypt(sealed, kid, alg)
+
+
+def _legacy_blob(secret: str, pem: bytes, kid: str, alg: str) -> bytes:
+    """A private key as earlier releases stored it: 0x01 || nonce || AES-GCM under an HKDF of the secret."""
+    import os
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"idp-signing-keys", info=b"idp signing key encryption v1")
+    nonce = os.urandom(12)
+    return b"\x01" + nonce + AESGCM(key.derive(secret.encode())).encrypt(nonce, pem, f"{kid}\x00{alg}".encode())
+
+
+def test_keys_stored_by_earlier_releases_or_under_a_previous_secret_open_and_ask_to_be_sealed_again():
+    legacy = _legacy_blob(SECRET, b"pem", "kid-1", "RS256")
+    rotated = KeyCipher([SECRET + "-new", SECRET])
+    assert KeyCipher(SECRET).decrypt(legacy, "kid-1", "RS256") == b"pem"
+    assert rotated.decrypt(legacy, "kid-1", "RS256") == b"pem"
+    assert rotated.needs_resealing(legacy)
+    old = KeyCipher(SECRET).encrypt(b"pem", "kid-1", "RS256")
+    assert rotated.decrypt(old, "kid-1", "RS256") == b"pem" and rotated.needs_resealing(old)
+    fresh = rotated.encrypt(b"pem", "kid-1", "RS256")
+    assert not rotated.needs_resealing(fresh)
+    # The previous secret alone no longer opens what the current one sealed.
+    with pytest.raises(KeyUnavailableError):
+        KeyCipher(SECRET).decrypt(fresh, "kid-1", "RS256")
+    with pytest.raises(KeyUnavailableError):
+        KeyCipher(SECRET + "-new").decrypt(legacy, "kid-1", "RS256")
 
 
 def test_a_secret_is_required():

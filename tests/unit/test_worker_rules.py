@@ -27,6 +27,25 @@ def test_signature_is_hmac_sha256_over_timestamp_dot_body():
     assert not verify("whsec_abc", "1800000000", body + b"\n", "sha256=" + expected)
 
 
+def test_subscriber_secrets_of_earlier_releases_and_previous_secrets_open_and_ask_to_be_sealed_again():
+    import os
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    old_secret, new_secret = "a-server-secret-key-long-enough-0123456789", "the-next-server-secret-0123456789abcdef"
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"idp webhook subscriber secrets")
+    nonce = os.urandom(12)
+    legacy = nonce + AESGCM(key.derive(old_secret.encode())).encrypt(nonce, b"whsec_plain", b"wh_1")
+    rotated = SecretCipher([new_secret, old_secret])
+    assert rotated.unseal(legacy, "wh_1") == ("whsec_plain", True)
+    assert rotated.unseal(SecretCipher(old_secret).encrypt("whsec_plain", "wh_1"), "wh_1") == ("whsec_plain", True)
+    assert rotated.unseal(rotated.encrypt("whsec_plain", "wh_1"), "wh_1") == ("whsec_plain", False)
+    with pytest.raises(InvalidTag):
+        SecretCipher(new_secret).decrypt(legacy, "wh_1")
+
+
 def test_backoff_doubles_and_is_capped():
     assert [backoff(n) for n in range(1, 8)] == [2, 4, 8, 16, 32, 64, 128]
     assert backoff(20) == BACKOFF_CAP_SECONDS

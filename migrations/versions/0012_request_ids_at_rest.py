@@ -1,7 +1,7 @@
 """Queue stores keep request ids as keyed hashes: the sealed request id of a retried join
 
-Revision ID: 0011_request_ids_at_rest
-Revises: 0010_place_previous
+Revision ID: 0012_request_ids_at_rest
+Revises: 0011_lookup_key
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011_request_ids_at_rest"
-down_revision = "0010_place_previous"
+revision = "0012_request_ids_at_rest"
+down_revision = "0011_lookup_key"
 branch_labels = None
 depends_on = None
 
