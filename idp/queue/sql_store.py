@@ -43,6 +43,9 @@ class SqlQueueStore:
         self.lookup = lookup
 
     # -- request ids at rest ---------------------------------------------------------------------
+    #
+    # Hashes are computed before a transaction opens: the first one may read the lookup key from the
+    # database, which must not wait on the transaction that needs it (SQLite has one writer).
 
     def _keys(self, request_id: str) -> list[str]:
         """What a row may hold for ``request_id``: its hash, or (rows of earlier releases) the id itself."""
@@ -108,6 +111,7 @@ class SqlQueueStore:
         raise RuntimeError("enqueue kept conflicting")  # pragma: no cover - needs three lost races
 
     def _enqueue_once(self, event_id: str, request_id: str, now: int, idempotency_key: str | None) -> Entry:
+        stored, seal = self._stored(event_id, request_id, idempotency_key)
         with self.db.session() as session:
             if idempotency_key is not None:
                 existing = session.execute(
@@ -121,7 +125,6 @@ class SqlQueueStore:
             state = self._lock_state(session, event_id)
             state.queue_counter += 1
             state.last_entry_time = max(now, state.last_entry_time)
-            stored, seal = self._stored(event_id, request_id, idempotency_key)
             entry = QueueEntry(
                 event_id=event_id,
                 position=state.queue_counter,
@@ -136,10 +139,11 @@ class SqlQueueStore:
             return Entry(request_id, entry.position, entry.entry_time)
 
     def entry(self, event_id: str, request_id: str) -> Entry | None:
+        candidates = self._keys(request_id)
         with self.db.session(readonly=True) as session:
             row = session.execute(
                 select(QueueEntry.position, QueueEntry.entry_time).where(
-                    QueueEntry.request_id.in_(self._keys(request_id)), QueueEntry.event_id == event_id
+                    QueueEntry.request_id.in_(candidates), QueueEntry.event_id == event_id
                 )
             ).first()
             return None if row is None else Entry(request_id, row.position, row.entry_time)
@@ -181,11 +185,10 @@ class SqlQueueStore:
             return state.serving_counter, True
 
     def status(self, event_id: str, request_id: str, now: int, policy: ExpiryPolicy, claim: bool) -> PlaceStatus:
+        candidates = self._keys(request_id)
         with self.db.session(readonly=not claim) as session:
             row = session.execute(
-                select(QueueEntry).where(
-                    QueueEntry.request_id.in_(self._keys(request_id)), QueueEntry.event_id == event_id
-                )
+                select(QueueEntry).where(QueueEntry.request_id.in_(candidates), QueueEntry.event_id == event_id)
             ).scalar_one_or_none()
             if row is None:
                 return PlaceStatus(PlaceState.UNKNOWN)
@@ -280,6 +283,7 @@ class SqlQueueStore:
     def _enqueue_pending_once(
         self, event_id: str, request_id: str, entry_id: str, now: int, idempotency_key: str | None
     ) -> Pending | None:
+        stored, seal = self._stored(event_id, request_id, idempotency_key)
         with self.db.session() as session:
             self._lock_state(session, event_id)
             if session.get(QueueDraw, event_id) is not None:
@@ -293,7 +297,6 @@ class SqlQueueStore:
                 if existing is not None:
                     kept = self._kept(event_id, idempotency_key, existing.request_id, existing.request_seal)
                     return Pending(kept, existing.entry_id, existing.joined_at)
-            stored, seal = self._stored(event_id, request_id, idempotency_key)
             session.add(
                 PendingEntry(
                     event_id=event_id,
@@ -308,10 +311,11 @@ class SqlQueueStore:
             return Pending(request_id, entry_id, now)
 
     def pending(self, event_id: str, request_id: str) -> Pending | None:
+        candidates = self._keys(request_id)
         with self.db.session(readonly=True) as session:
             row = session.execute(
                 select(PendingEntry.entry_id, PendingEntry.joined_at).where(
-                    PendingEntry.event_id == event_id, PendingEntry.request_id.in_(self._keys(request_id))
+                    PendingEntry.event_id == event_id, PendingEntry.request_id.in_(candidates)
                 )
             ).first()
             return None if row is None else Pending(request_id, row.entry_id, row.joined_at)
