@@ -77,7 +77,7 @@ class Services:
         """Release the connections this process holds (the queue store's client, the database pools)."""
         self.defence.tallies.flush()
         if isinstance(self.store, RedisQueueStore):
-            self.store.client.close()
+            self.store.close()
         self.db.dispose()
 
 
