@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from idp.abuse.service import Defence, build_defence
 from idp.admin.audit import AuditLog
 from idp.admin.auth import AdminKeyService
+from idp.admin.service import AdminService
 from idp.clients.service import ClientService
 from idp.clock import Clock, SystemClock
 from idp.config import Settings
@@ -59,6 +60,7 @@ class Services:
     tokens: TokenService
     admin_keys: AdminKeyService
     audit: AuditLog
+    admin: AdminService
     inlets: InletService
     webhooks: WebhookService
     page_catalogs: Catalogs
@@ -81,19 +83,20 @@ class Services:
         self.db.dispose()
 
 
-def build_store(settings: Settings, db: Database) -> QueueStore:
+def build_store(settings: Settings, db: Database, lookup: LookupKey) -> QueueStore:
     """The queue store ``IDP_REDIS_URL`` asks for: Redis when it is set, else the SQL database."""
     if settings.redis_url:
         return RedisQueueStore.from_url(
             settings.redis_url,
             Ledger(db),
+            lookup,
             retry_after=settings.retry_after_seconds,
             block_size=settings.queue_block_size,
             auto_recover=settings.queue_auto_recover,
             wait_replicas=settings.redis_wait_replicas,
             wait_timeout_ms=settings.redis_wait_timeout_ms,
         )
-    return SqlQueueStore(db)
+    return SqlQueueStore(db, lookup)
 
 
 def build_services(settings: Settings, clock: Clock | None = None) -> Services:
@@ -102,7 +105,7 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
     ttl = settings.cache_ttl_ms / 1000.0
     db = Database(settings.database_url, retry_after=settings.retry_after_seconds)
     lookup = StoredLookupKey(db, settings.secret_keys)
-    store = build_store(settings, db)
+    store = build_store(settings, db, lookup)
     engine = QueueEngine(store, clock)
     events = EventService(db, clock, ttl, settings.secret_keys)
     room = WaitingRoom(events, engine, ttl)
@@ -124,6 +127,10 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
     history = ServingHistory(store, max(ttl, 1.0) if ttl > 0 else 0.0)
     interactions = Interactions(clock, room, tokens, records)
     oidc_server = OidcServer(settings, clock, clients, keys, tokens, records, lookup)
+    admin_keys = AdminKeyService(db, clock, ttl)
+    audit = AuditLog(db, clock)
+    inlets = InletService(db, clock, public_targets_only=public_targets_only)
+    admin = AdminService(db, clock, store, engine, events, room, clients, tokens, inlets, admin_keys, audit)
     return Services(
         settings=settings,
         clock=clock,
@@ -137,9 +144,10 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         cors=CorsPolicy(settings.cors_origins, events, clients, ttl),
         keys=keys,
         tokens=tokens,
-        admin_keys=AdminKeyService(db, clock, ttl),
-        audit=AuditLog(db, clock),
-        inlets=InletService(db, clock, public_targets_only=public_targets_only),
+        admin_keys=admin_keys,
+        audit=audit,
+        admin=admin,
+        inlets=inlets,
         webhooks=WebhookService(db, clock, settings.secret_keys, public_targets_only=public_targets_only),
         page_catalogs=catalogs,
         page_catalogs_names=dict(LANGUAGES),
