@@ -558,7 +558,7 @@ def userinfo() -> Response:
     scope: str = claims["scope"] if isinstance(claims.get("scope"), str) else grant.scope
     if "openid" not in scope.split():
         return _bearer_error(403, "insufficient_scope", "The access token was not granted the openid scope.")
-    user = Admission(grant.visitor_id, grant.event_id, grant.request_id, grant.queue_position, grant.auth_time)
+    user = grant.admission()
     return json_response(server.user_claims(user, grant.client_id, scope), cache="no-store")
 
 
