@@ -73,15 +73,33 @@ def access_log(request_id: str, method: str, path: str, status: int, ms: float |
     if not _ACCESS.isEnabledFor(logging.INFO):
         return
     handler = _HANDLER
-    fields = {"request_id": request_id, "method": method, "path": path, "status": status, "ms": ms}
     if handler is None or _ACCESS.handlers or not _ACCESS.propagate:
+        fields = {"request_id": request_id, "method": method, "path": path, "status": status, "ms": ms}
         _ACCESS.info("request", extra=fields)
         return
-    line = _encode({"ts": round(time.time(), 3), "level": "info", "logger": "idp.http", "msg": "request", **fields})
+    line = _access_line(request_id, method, path, status, ms)
     with handler.lock:  # type: ignore[union-attr]
         stream = handler.stream
-        stream.write(line + "\n")
+        stream.write(line)
         stream.flush()
+
+
+# Values that JSON writes as themselves between quotes (no escaping): request ids we make, methods, routes.
+_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:")
+
+
+def _quoted(value: str) -> str:
+    return f'"{value}"' if _PLAIN.issuperset(value) else _encode(value)
+
+
+def _access_line(request_id: str, method: str, path: str, status: int, ms: float | None) -> str:
+    """The access line, as ``JsonFormatter`` would write it, built from a template (one line per request)."""
+    elapsed = "null" if ms is None else repr(ms)
+    return (
+        f'{{"ts":{round(time.time(), 3)!r},"level":"info","logger":"idp.http","msg":"request",'
+        f'"request_id":{_quoted(request_id)},"method":{_quoted(method)},"path":{_quoted(path)},'
+        f'"status":{int(status)},"ms":{elapsed}}}\n'
+    )
 
 
 _HANDLER: logging.StreamHandler | None = None  # type: ignore[type-arg]

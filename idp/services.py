@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from idp.abuse.service import Defence, build_defence
 from idp.admin.audit import AuditLog
 from idp.admin.auth import AdminKeyService
+from idp.admin.service import AdminService
 from idp.clients.service import ClientService
 from idp.clock import Clock, SystemClock
 from idp.config import Settings
@@ -59,6 +60,7 @@ class Services:
     tokens: TokenService
     admin_keys: AdminKeyService
     audit: AuditLog
+    admin: AdminService
     inlets: InletService
     webhooks: WebhookService
     page_catalogs: Catalogs
@@ -77,7 +79,7 @@ class Services:
         """Release the connections this process holds (the queue store's client, the database pools)."""
         self.defence.tallies.flush()
         if isinstance(self.store, RedisQueueStore):
-            self.store.client.close()
+            self.store.close()
         self.db.dispose()
 
 
@@ -124,6 +126,10 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
     history = ServingHistory(store, max(ttl, 1.0) if ttl > 0 else 0.0)
     interactions = Interactions(clock, room, tokens, records)
     oidc_server = OidcServer(settings, clock, clients, keys, tokens, records, lookup)
+    admin_keys = AdminKeyService(db, clock, ttl)
+    audit = AuditLog(db, clock)
+    inlets = InletService(db, clock, public_targets_only=public_targets_only)
+    admin = AdminService(db, clock, store, engine, events, room, clients, tokens, inlets, admin_keys, audit)
     return Services(
         settings=settings,
         clock=clock,
@@ -137,9 +143,10 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         cors=CorsPolicy(settings.cors_origins, events, clients, ttl),
         keys=keys,
         tokens=tokens,
-        admin_keys=AdminKeyService(db, clock, ttl),
-        audit=AuditLog(db, clock),
-        inlets=InletService(db, clock, public_targets_only=public_targets_only),
+        admin_keys=admin_keys,
+        audit=audit,
+        admin=admin,
+        inlets=inlets,
         webhooks=WebhookService(db, clock, settings.secret_keys, public_targets_only=public_targets_only),
         page_catalogs=catalogs,
         page_catalogs_names=dict(LANGUAGES),

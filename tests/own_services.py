@@ -305,6 +305,24 @@ class SentinelSet:
             time.sleep(0.1)
         raise RuntimeError("the failover did not finish")
 
+    def crash_primary(self, timeout: float = 30.0) -> int:
+        """SIGKILL the current primary, wait for the sentinels to promote the replica, then start the
+        killed server again (empty) for the sentinels to turn into the new primary's replica.
+        Returns the new primary's port once it takes writes."""
+        before = self.primary_port()
+        victim = next(server for server in (self.primary, self.replica) if server.port == before)
+        victim.kill()
+        deadline = time.monotonic() + timeout
+        while True:
+            port = self.primary_port()
+            if port != before and "role:master" in victim.cli("INFO", "replication", port=port):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("the sentinels did not promote the replica")
+            time.sleep(0.1)
+        victim.start()
+        return port
+
     def flush(self) -> None:
         self.primary.cli("FLUSHALL", port=self.primary_port())
 

@@ -273,17 +273,6 @@ class AdminKeyService:
             )
 
 
-def bearer_token(header: str | None) -> str | None:
-    """The credential of an ``Authorization: Bearer <token>`` header (scheme case-insensitive)."""
-    if not header:
-        return None
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    value = value.strip()
-    return value or None
-
-
 def current_admin_key() -> AdminKeyRecord | None:
     """The key that authenticated this request (inside a ``require_scope`` view)."""
     from flask import g
@@ -296,10 +285,11 @@ def authenticate_request(scope: str) -> AdminKeyRecord:
     """Authenticate the current Flask request for ``scope``: 401 without a good key, 403 without the scope."""
     from flask import current_app, g, request
 
-    header = request.headers.get("Authorization")
-    if not header:
+    from idp.web.bearer import request_bearer
+
+    if not request.headers.get("Authorization"):
         raise MissingCredentialsError()
-    token = bearer_token(header)
+    token = request_bearer()
     keys: AdminKeyService = current_app.extensions["idp"].admin_keys
     record = keys.authenticate(token) if token is not None else None
     if record is None:

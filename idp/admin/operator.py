@@ -14,12 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask, Response, render_template, request
-from sqlalchemy import select
 
 from idp.admin.auth import current_admin_key, require_scope
 from idp.errors import ValidationError
-from idp.inlet.max_size import MaxSizeInlet, MaxSizeRequest
-from idp.storage.models import MetricsSample
+from idp.inlet.max_size import MaxSizeRequest
 from idp.web.http import json_body, json_response, services
 
 if TYPE_CHECKING:
@@ -121,8 +119,7 @@ def max_size_inlet(event_id: str) -> Response:
     """Finish the reported sessions and admit as many as the site has room for."""
     eid = _event_id(event_id)
     parsed = MaxSizeRequest.parse(json_body(optional=True))
-    svc = services()
-    report = MaxSizeInlet(svc.room, svc.tokens).apply(eid, svc.inlets.get(eid).max_size, parsed)
+    report = services().admin.apply_max_size(eid, parsed)
     _audit("max_size_inlet", eid, {"increment": report.increment, "updated": report.updated, "exited": parsed.exited})
     return json_response(report.to_dict())
 
@@ -179,62 +176,8 @@ def webhook_deliveries(event_id: str, webhook_id: str) -> Response:
 @require_scope("events:read")
 def dashboard_data(event_id: str) -> Response:
     """Live counters, inlet settings and per-minute samples of the last ``minutes`` (default 180)."""
-    from idp.worker.jobs import active_tokens
-
-    svc = services()
-    eid = _event_id(event_id)
     minutes = _int_arg("minutes", 180, 1, MAX_CHART_MINUTES)
-    now = int(svc.clock.now())
-    counters = svc.room.counters(eid, fresh=True)
-    since = (now // 60 - minutes) * 60
-    with svc.db.session(readonly=True) as session:
-        rows = session.execute(
-            select(MetricsSample)
-            .where(MetricsSample.event_id == eid, MetricsSample.minute > since)
-            .order_by(MetricsSample.minute)
-        ).scalars()
-        samples = [
-            {"minute": r.minute, "queue": r.queue, "serving": r.serving, "waiting": r.waiting, "active": r.active}
-            for r in rows
-        ]
-    return json_response(
-        {
-            "event_id": eid,
-            "now": now,
-            "counters": {
-                "queue": counters.queue,
-                "serving": counters.serving,
-                "waiting": counters.waiting,
-                "tokens": counters.tokens,
-                "expired": counters.expired,
-                "completed": counters.completed,
-                "abandoned": counters.abandoned,
-                "active": active_tokens(svc, eid, now),
-            },
-            "inlet": svc.inlets.get(eid).to_dict(),
-            "samples": samples,
-            "targets": _targets(svc, eid, counters, samples, now),
-        }
-    )
-
-
-def _targets(svc: Any, eid: str, counters: Any, samples: list[dict[str, int]], now: int) -> dict[str, Any]:
-    """The room mode and targets, the sessions they count as active, and the admission rate of late."""
-    from idp.events.admission import active_sessions
-
-    event = svc.events.get_fresh(eid)
-    earlier = [s for s in samples if s["minute"] <= now - 60]
-    rate = None
-    if earlier:
-        last = earlier[-1]
-        rate = round(max(0, counters.serving - last["serving"]) * 60 / max(60, now - last["minute"]), 1)
-    return {
-        "mode": event.mode,
-        "max_active": event.max_active,
-        "max_per_minute": event.max_per_minute,
-        "active_sessions": active_sessions(svc.db, counters, eid, now, event.session_idle_seconds),
-        "admissions_per_minute": rate,
-    }
+    return json_response(services().admin.dashboard(event_id, minutes))
 
 
 @pages.get("/admin/dashboard/<event_id>")

@@ -12,14 +12,12 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from flask import Blueprint, Response, current_app, request, url_for
-from sqlalchemy import delete
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from idp.admin.auth import SCOPES, current_admin_key, require_scope
-from idp.errors import ConflictError, ValidationError
+from idp.errors import ValidationError
 from idp.events.service import MAX_PERIOD
 from idp.queue.engine import validate_request_id
-from idp.storage.models import TokenRecord
 from idp.validation import IDENTIFIER_RE
 from idp.web.http import json_body, json_response, query, required, services
 
@@ -115,19 +113,6 @@ def _session_status(value: object) -> int:
     return value
 
 
-def _forget_sessions(svc: Any) -> None:
-    """Drop this process's short cache of session states so removed tokens stop verifying at once here.
-
-    Other processes notice within IDP_SESSION_CACHE_SECONDS.
-    """
-    svc.tokens.forget_sessions()
-
-
-def _delete_tokens(session: Any, event_id: str) -> int:
-    result = session.execute(delete(TokenRecord).where(TokenRecord.event_id == event_id))
-    return int(result.rowcount or 0)
-
-
 # --- the AWS private operations ------------------------------------------------------------------
 
 
@@ -184,21 +169,8 @@ def expired_tokens() -> Response:
 @require_scope("events:write")
 def reset_initial_state() -> Response:
     """Start the event over, synchronously: counters zero, earlier places and tokens gone."""
-    data = json_body()
-    svc = services()
-    event = svc.events.get(required(data, "event_id"))
-    svc.room.reset(event.event_id)
-    with svc.db.session() as session:
-        removed = _delete_tokens(session, event.event_id)
-        svc.audit.add(
-            session,
-            key_id=_actor(),
-            action="reset_initial_state",
-            target=event.event_id,
-            detail={"tokens_removed": removed},
-        )
-    _forget_sessions(svc)
-    return json_response({"event_id": event.event_id, "message": "The event's queue and tokens are reset."})
+    event_id = services().admin.reset_event(required(json_body(), "event_id"), _actor())
+    return json_response({"event_id": event_id, "message": "The event's queue and tokens are reset."})
 
 
 @bp.post("/generate_token")
@@ -256,61 +228,14 @@ def update_event(event_id: str) -> Response:
 @require_scope("events:write")
 def delete_event(event_id: str) -> Response:
     """Delete an event with its queue and tokens; refused (409) while clients still queue for it."""
-    svc = services()
-    event = svc.events.get_fresh(event_id)
-    if svc.clients.list(event_id=event.event_id, limit=1):
-        raise ConflictError("Delete or move the event's clients first.", code="event_has_clients")
-    svc.events.delete(event.event_id)
-    svc.engine.reset(event.event_id)
-    with svc.db.session() as session:
-        removed = _delete_tokens(session, event.event_id)
-        svc.audit.add(
-            session, key_id=_actor(), action="event.delete", target=event.event_id, detail={"tokens_removed": removed}
-        )
-    _forget_sessions(svc)
+    services().admin.delete_event(event_id, _actor())
     return Response(status=204)
 
 
 @bp.get("/events/<event_id>/stats")
 @require_scope("events:read")
 def event_stats(event_id: str) -> Response:
-    svc = services()
-    event = svc.events.get_fresh(event_id)
-    counters = svc.room.counters(event.event_id, fresh=True)
-    return json_response(
-        {
-            "event_id": event.event_id,
-            "queue": counters.queue,
-            "serving": counters.serving,
-            "waiting": counters.waiting,
-            "tokens": counters.tokens,
-            "expired": counters.expired,
-            "completed": counters.completed,
-            "abandoned": counters.abandoned,
-            "max_expired": counters.max_expired,
-            "active_tokens": int(svc.tokens.active_count(event.event_id)),
-            "lost": counters.lost,
-            **_queue_store_stats(svc, event.event_id),
-        }
-    )
-
-
-def _queue_store_stats(svc: Any, event_id: str) -> dict[str, Any]:
-    """What the database records about the event's Redis queue state (losses detected); {} on SQL."""
-    ledger_row = getattr(svc.store, "ledger_row", None)
-    row = ledger_row(event_id) if ledger_row is not None else None
-    if row is None:
-        return {}
-    return {
-        "queue_store": {
-            "status": row.status,
-            "generation": row.generation,
-            "losses": row.losses,
-            "lost_positions": row.lost_positions,
-            "last_loss_at": row.last_loss_at,
-            "last_loss_reason": row.last_loss_reason,
-        }
-    }
+    return json_response(services().admin.event_stats(event_id))
 
 
 # --- clients (reads need clients:write too: they are security-relevant) --------------------------
@@ -426,27 +351,14 @@ def create_admin_key() -> Response:
     unknown = set(data) - {"name", "scopes"}
     if unknown:
         raise ValidationError(f"Unknown field(s): {', '.join(sorted(unknown))}.", code="unknown_field")
-    svc = services()
-    with svc.db.session() as session:
-        record, plaintext = svc.admin_keys.create(required(data, "name"), required(data, "scopes"), session=session)
-        svc.audit.add(
-            session,
-            key_id=_actor(),
-            action="admin_key.create",
-            target=record.key_id,
-            detail={"name": record.name, "scopes": record.scopes},
-        )
+    record, plaintext = services().admin.create_admin_key(required(data, "name"), required(data, "scopes"), _actor())
     return json_response({**record.to_dict(), "key": plaintext}, 201)
 
 
 @bp.delete("/admin_keys/<key_id>")
 @require_scope("admin")
 def revoke_admin_key(key_id: str) -> Response:
-    svc = services()
-    with svc.db.session() as session:
-        record = svc.admin_keys.revoke(key_id, session=session)
-        svc.audit.add(session, key_id=_actor(), action="admin_key.revoke", target=record.key_id)
-    return json_response(record.to_dict())
+    return json_response(services().admin.revoke_admin_key(key_id, _actor()).to_dict())
 
 
 # --- audit log and the description of the API ----------------------------------------------------

@@ -18,10 +18,11 @@ relying party carries it.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector
 from authlib.integrations.flask_oauth2.requests import FlaskOAuth2Payload, FlaskOAuth2Request
 from authlib.oauth2.rfc6749 import ClientMixin, OAuth2Request
 from authlib.oauth2.rfc6749.errors import (
@@ -29,15 +30,17 @@ from authlib.oauth2.rfc6749.errors import (
     InvalidClientError,
     InvalidGrantError,
     InvalidRequestError,
+    OAuth2Error,
 )
 from authlib.oauth2.rfc6749.grants import AuthorizationCodeGrant, RefreshTokenGrant
 from authlib.oauth2.rfc6749.hooks import hooked
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
+from authlib.oauth2.rfc6750 import BearerTokenValidator
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oauth2.rfc9207 import IssuerParameter
-from authlib.oidc.core import OpenIDCode
+from authlib.oidc.core import OpenIDCode, UserInfoEndpoint
 from authlib.oidc.core.util import create_half_hash
 from authlib.oidc.rpinitiated import EndSessionEndpoint
 from flask import Response
@@ -56,6 +59,7 @@ from idp.oidc.claims import Admission, user_claims
 from idp.oidc.records import CodeRecord, GrantRecord, OidcRecords, SessionState, new_token
 from idp.tokens.issuer import TokenService
 from idp.tokens.keys import KeyManager
+from idp.web.bearer import request_bearer
 
 log = logging.getLogger("idp.oidc")
 
@@ -79,6 +83,14 @@ def append_params(uri: str, params: list[tuple[str, str]]) -> str:
     if base.endswith(("?", "&")):
         separator = ""
     return base + separator + urlencode(params) + (hash_mark + fragment)
+
+
+@dataclass(frozen=True)
+class ClientUser:
+    """The admitted visitor as one client knows it (its pairwise ``sub`` depends on the client)."""
+
+    admission: Admission
+    client_id: str
 
 
 class OidcClient(ClientMixin):
@@ -443,6 +455,137 @@ class Introspection(_TokenLookup, IntrospectionEndpoint):
         return self.introspect_token(token)
 
 
+class BearerError(OAuth2Error):
+    """A refusal of ``/userinfo`` per RFC 6750 §3: the challenge in ``WWW-Authenticate``, the reason in JSON."""
+
+    realm = "userinfo"
+
+    def __init__(self, description: str | None = None) -> None:
+        # RFC 6749 §5.2 allows only printable ASCII without '"' and '\\' in an error description.
+        if description is not None:
+            description = "".join(c for c in description if " " <= c <= "~" and c not in '"\\')
+        super().__init__(description)
+
+    def get_body(self) -> list[tuple[str, Any]]:
+        return [("error", self.error), ("message", self.get_error_description())]
+
+    def challenge(self) -> list[str]:
+        return [f'error="{self.error}"', f'error_description="{self.get_error_description()}"']
+
+    def get_headers(self) -> list[tuple[str, str]]:
+        params = ", ".join([f'realm="{self.realm}"', *self.challenge()])
+        return [*super().get_headers(), ("WWW-Authenticate", f"Bearer {params}")]
+
+
+class MissingBearerError(BearerError):
+    """No token at all: the challenge names no error code (RFC 6750 §3.1)."""
+
+    error = "invalid_request"
+    description = "A bearer token is required."
+    status_code = 401
+
+    def challenge(self) -> list[str]:
+        return []
+
+
+class InvalidBearerError(BearerError):
+    """Malformed, unknown, expired or revoked (RFC 6750 §3.1 ``invalid_token``)."""
+
+    error = "invalid_token"
+    description = "The access token is not valid."
+    status_code = 401
+
+
+class InsufficientBearerScopeError(BearerError):
+    """A valid token without the ``openid`` scope (RFC 6750 §3.1 ``insufficient_scope``)."""
+
+    error = "insufficient_scope"
+    description = "The access token was not granted the openid scope."
+    status_code = 403
+
+    def challenge(self) -> list[str]:
+        return [*super().challenge(), 'scope="openid"']
+
+
+class ClientAccessToken:
+    """Authlib's ``TokenMixin`` view of a verified access token issued to a client."""
+
+    def __init__(self, claims: dict[str, Any], grant: GrantRecord, client: OidcClient) -> None:
+        self.claims = claims
+        self.grant = grant
+        self.client = client
+        scope = claims.get("scope")
+        self.scope: str = scope if isinstance(scope, str) else grant.scope
+
+    def get_client(self) -> OidcClient:
+        return self.client
+
+    def get_user(self) -> ClientUser:
+        grant = self.grant
+        return ClientUser(grant.admission(), grant.client_id)
+
+    def get_scope(self) -> str:
+        return self.scope
+
+    def check_client(self, client: OidcClient) -> bool:
+        return self.grant.check_client(client)
+
+    def get_expires_in(self) -> int:
+        return max(0, int(self.claims["exp"]) - int(self.claims["iat"]))
+
+    def is_expired(self) -> bool:
+        return False  # verify_access_token refuses expired tokens
+
+    def is_revoked(self) -> bool:
+        return False  # verify_access_token refuses revoked grants
+
+
+class AccessTokenValidator(BearerTokenValidator):
+    """Our access tokens: a JWT signed by one of our keys, whose grant is still live."""
+
+    def __init__(self, server: OidcServer) -> None:
+        super().__init__(realm=BearerError.realm)
+        self.server = server
+
+    def authenticate_token(self, token_string: str) -> ClientAccessToken:
+        try:
+            claims, grant = self.server.verify_access_token(token_string)
+        except IdpError as exc:
+            raise InvalidBearerError(exc.message) from None
+        client = self.server.query_client(grant.client_id)
+        if client is None:
+            raise InvalidBearerError("The client of this access token is no longer registered.")
+        return ClientAccessToken(claims, grant, client)
+
+    def validate_token(self, token: ClientAccessToken, scopes: list[str] | None, request: Any) -> None:
+        if self.scope_insufficient(token.get_scope(), scopes):
+            raise InsufficientBearerScopeError()
+
+
+class BearerProtector(ResourceProtector):
+    """Authlib's resource protector reading the token with the service's one bearer parser.
+
+    Besides the header, a POST may carry the token as the ``access_token`` form field (RFC 6750 §2.2):
+    OpenID Connect Core §5.3.1 allows it at ``/userinfo`` and conformance tests send it.
+    """
+
+    def parse_request_authorization(self, request: Any) -> tuple[BearerTokenValidator, str]:
+        token = request_bearer(form=True)
+        if token is None:
+            raise MissingBearerError()
+        return self.get_token_validator("bearer"), token
+
+
+class UserInfo(UserInfoEndpoint):
+    """OpenID Connect Core §5.3: the claims of the visitor, as the ID token carries them."""
+
+    def get_issuer(self) -> str:
+        return self.server.issuer  # type: ignore[no-any-return]
+
+    def generate_user_info(self, user: ClientUser, scope: str) -> dict[str, Any]:
+        return self.server.user_claims(user.admission, user.client_id, scope)  # type: ignore[no-any-return]
+
+
 class _HintClaims(JWTClaimsRegistry):
     """RP-Initiated Logout §2: an expired ID token is still a good hint."""
 
@@ -504,6 +647,9 @@ class OidcServer(AuthorizationServer):
         self.register_endpoint(Revocation(self))
         self.register_endpoint(Introspection(self))
         self.register_endpoint(EndSession(self))
+        protector = BearerProtector()
+        protector.register_token_validator(AccessTokenValidator(self))
+        self.register_endpoint(UserInfo(self, resource_protector=protector))
 
     # --- plumbing -------------------------------------------------------------------------------
 

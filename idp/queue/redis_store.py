@@ -28,7 +28,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from sqlalchemy.exc import SQLAlchemyError
 
 from idp.errors import UnavailableError
-from idp.queue import keys
+from idp.queue import keys, resp
 from idp.queue.engine import (
     CounterOverflowError,
     Counters,
@@ -199,6 +199,9 @@ class RedisQueueStore:
         self.auto_recover = auto_recover
         self.join_deadline_ms = join_deadline_ms
         self._scripts = {name: client.register_script(_script_source(name)) for name in _SCRIPTS}
+        # One server: scripts go out through a lean RESP path (idp.queue.resp); Cluster and Sentinel
+        # clients keep redis-py's command path, which follows redirects and failovers.
+        self._lean = resp.ScriptCaller(client) if resp.supported(client) else None
         self._known: dict[str, _Known] = {}
         self._offset: tuple[float, float] | None = None  # (measured at, redis ms - local ms)
 
@@ -245,6 +248,8 @@ class RedisQueueStore:
         if self.wait_replicas and name in _ACKNOWLEDGED_SCRIPTS:
             return self._run_replicated(script, script_keys, args)
         try:
+            if self._lean is not None:
+                return self._lean.evalsha(script.sha, script_keys, args)
             return self.client.execute_command(  # type: ignore[no-untyped-call]
                 "EVALSHA", script.sha, len(script_keys), *script_keys, *args
             )
@@ -490,6 +495,12 @@ class RedisQueueStore:
     @_unavailable
     def ping(self) -> None:
         self.client.ping()
+
+    def close(self) -> None:
+        """Close this store's connections to Redis."""
+        if self._lean is not None:
+            self._lean.close()
+        self.client.close()
 
     # -- the pre-queue and automatic admission ---------------------------------------------------
     #

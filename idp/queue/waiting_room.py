@@ -72,9 +72,9 @@ class WaitingRoom:
     def _now(self) -> int:
         return int(self.engine.clock.now())
 
-    def fast_joinable(self, event_id: str) -> bool:
+    def fast_joinable(self, event: EventConfig) -> bool:
         """True when a join of this event always answers with a position (no pre-queue to enter)."""
-        return self.events.get(event_id).prequeue_opens_at is None
+        return event.prequeue_opens_at is None
 
     def enter(self, event_id: object, idempotency_key: str | None = None) -> tuple[EventConfig, Entry | Pending]:
         """Join the event as its schedule and mode allow: a place, or a pre-queue entry before the draw."""

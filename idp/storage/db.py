@@ -14,7 +14,7 @@ import psycopg2
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import NullPool, QueuePool
 
 from idp import green
 from idp.storage.outage import is_unavailable, unavailable_error
@@ -47,9 +47,15 @@ def make_engine(url: str, *, readonly: bool = False) -> Engine:
         if path and path != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
-        # A file database shared by threads and processes: a connection per checkout is cheap
-        # and avoids handing a connection across threads.
-        kwargs["poolclass"] = NullPool
+        if readonly and path and path != ":memory:":
+            # Reads (every refresh of a cached event's settings) keep a few connections: opening one
+            # costs a file open and four pragmas, several times a second per worker under load. A
+            # connection serves one checkout at a time; more at once open extra ones, closed after use.
+            kwargs["poolclass"] = QueuePool
+            kwargs.update(pool_size=4, max_overflow=-1)
+        else:
+            # Writers: a connection per checkout, never handed across threads.
+            kwargs["poolclass"] = NullPool
         engine = create_engine(url, **kwargs)
 
         @event.listens_for(engine, "connect")

@@ -20,13 +20,15 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from joserfc import jws
 from joserfc.errors import JoseError
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.orm import Session
 
 from idp.cache import TTLCache
 from idp.clock import Clock
@@ -159,6 +161,14 @@ class TokenService:
     def forget_sessions(self) -> None:
         """Drop this process's short cache of session states (other processes follow within its TTL)."""
         self._sessions.invalidate()
+
+    def delete_event_tokens(self, event_id: str, session: Session) -> int:
+        """Remove every token of the event inside the caller's transaction (its reset or deletion).
+
+        The caller calls ``forget_sessions`` once committed, so removed tokens stop verifying here at once.
+        """
+        result = cast("CursorResult[Any]", session.execute(delete(TokenRecord).where(TokenRecord.event_id == event_id)))
+        return int(result.rowcount or 0)
 
     def _now(self) -> int:
         return int(self.clock.now())

@@ -13,6 +13,7 @@ from idp.queue.waiting_room import NotServedError
 from idp.storage.lookup import StoredLookupKey
 from idp.tokens.issuer import InvalidTokenError
 from idp.tokens.keys import JWKS_MAX_AGE
+from idp.web.bearer import request_bearer
 from idp.web.http import json_body, json_response, query, required, services
 
 if TYPE_CHECKING:
@@ -65,15 +66,11 @@ def generate_token() -> Response:
     return json_response(token_set)
 
 
-def _bearer() -> str | None:
-    header = request.headers.get("Authorization")
-    if header:
-        scheme, _, value = header.strip().partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
-            return value.strip()
-        return None
-    cookie = request.cookies.get(services().settings.verify_cookie)
-    return cookie or None
+def _credential() -> str | None:
+    """The bearer token; only a request without an ``Authorization`` header falls back to the cookie."""
+    if request.headers.get("Authorization"):
+        return request_bearer()
+    return request.cookies.get(services().settings.verify_cookie) or None
 
 
 def _refuse(exc: InvalidTokenError) -> Response:
@@ -89,7 +86,7 @@ def verify() -> Response:
     The accepted events are explicit: ``?event_id=E``, or the operator's ``IDP_VERIFY_EVENTS`` when the
     guard names none. The request id never leaves the service: ``X-Queue-Place`` is an opaque value
     per place that no endpoint accepts as a credential."""
-    token = _bearer()
+    token = _credential()
     if token is None:
         return _refuse(InvalidTokenError("A Bearer access token or the access cookie is required."))
     events = request.args.getlist("event_id")

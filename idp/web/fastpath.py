@@ -21,7 +21,7 @@ from urllib.parse import unquote_plus
 
 from idp.abuse.limits import client_address
 from idp.abuse.service import api_attempt, guard_api_join
-from idp.events.service import EVENT_ID_RE, EventNotFoundError
+from idp.events.service import EVENT_ID_RE, EventConfig, EventNotFoundError
 from idp.logging import access_log
 from idp.web import edge
 from idp.web.cors import response_headers as cors_response_headers
@@ -69,6 +69,8 @@ class FastPath:
         self.max_body = max_body
         self.observe = observe
         self.transport = edge.transport_headers(services.settings.issuer)
+        # Every answer's fixed headers, built once.
+        self._fixed_headers = (*edge.SECURITY_HEADERS, *self.transport)
         self.retry_after = retry_after
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -124,16 +126,16 @@ class FastPath:
         if not isinstance(event_id, str) or not EVENT_ID_RE.match(event_id):
             raise _Delegate
         try:
-            if not self.services.room.fast_joinable(event_id):
+            event = self.services.events.get(event_id)
+            if not self.services.room.fast_joinable(event):
                 raise _Delegate  # a pre-queue join answers without a position: the Flask view's job
             # The abuse defence (rate limit, join gate) before the place is taken; refusals raise.
-            event = self.services.events.get(event_id)
             address = client_address(environ, self.services.settings.proxy_hops)
             decoy = guard_api_join(self.services.defence, self.services.room, event, api_attempt(data, address))
             if decoy is not None:
                 body = edge.json_text(decoy).encode()
                 return self._respond(
-                    environ, start_response, _JOIN_ROUTE, 200, body, edge.NO_STORE, started, event_id=event.event_id
+                    environ, start_response, _JOIN_ROUTE, 200, body, edge.NO_STORE, started, event=event
                 )
             event, entry = self.services.room.join(event_id)
         except EventNotFoundError:
@@ -146,9 +148,7 @@ class FastPath:
                 "event_id": event.event_id,
             }
         ).encode()
-        return self._respond(
-            environ, start_response, _JOIN_ROUTE, 200, body, edge.NO_STORE, started, event_id=event.event_id
-        )
+        return self._respond(environ, start_response, _JOIN_ROUTE, 200, body, edge.NO_STORE, started, event=event)
 
     def _error(
         self, environ: dict[str, Any], start_response: StartResponse, route: str, exc: Exception, started: float
@@ -180,6 +180,7 @@ class FastPath:
         *,
         request_id: str | None = None,
         event_id: str | None = None,
+        event: EventConfig | None = None,
     ) -> Iterable[bytes]:
         if request_id is None:
             request_id = edge.request_id(environ.get("HTTP_X_REQUEST_ID"))
@@ -188,11 +189,15 @@ class FastPath:
             ("Content-Length", str(len(body))),
             ("Cache-Control", cache),
             (edge.REQUEST_ID_HEADER, request_id),
-            *edge.SECURITY_HEADERS,
-            *self.transport,
+            *self._fixed_headers,
             *extra,
             # The same CORS headers as the Flask views (idp.web.cors): every answer, errors included.
-            *cors_response_headers(self.services.cors.queue_api_for(event_id), environ.get("HTTP_ORIGIN")),
+            *cors_response_headers(
+                self.services.cors.queue_api(event)
+                if event is not None
+                else self.services.cors.queue_api_for(event_id),
+                environ.get("HTTP_ORIGIN"),
+            ),
         ]
         start_response(_STATUS_LINES.get(status) or f"{status} {_reason(status)}", headers)
         elapsed = time.perf_counter() - started

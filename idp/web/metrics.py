@@ -59,9 +59,19 @@ class HttpMetrics:
             registry=None,
         )
 
+        # The labelled children, looked up once: labels() validates and locks on every call. Bounded by
+        # the routes, methods and statuses the app answers (unmatched paths share one endpoint label).
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
     def observe(self, endpoint: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(endpoint, method, str(status)).inc()
-        self.latency.labels(endpoint).observe(seconds)
+        key = (endpoint, method, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (self.requests.labels(endpoint, method, str(status)), self.latency.labels(endpoint))
+            if len(self._children) < 10_000:
+                self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 # Failures a scrape survives: the figures it cannot read are left out and the *_up gauges say why.

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from idp.admin.audit import scrub
-from idp.admin.auth import SCOPES, bearer_token, clean_name, clean_scopes, parse_key, require_scope, scope_granted
+from idp.admin.auth import SCOPES, clean_name, clean_scopes, parse_key, require_scope, scope_granted
 from idp.errors import ValidationError
+from idp.web.bearer import bearer_token
 
 pytestmark = pytest.mark.unit
 
@@ -63,6 +64,8 @@ def test_parse_key_accepts_only_the_exact_shape() -> None:
         ("Bearer abc", "abc"),
         ("bearer abc", "abc"),
         ("BEARER  abc ", "abc"),
+        (" Bearer abc", "abc"),
+        ("Bearer\tabc", None),
     ],
 )
 def test_bearer_token(header: str | None, token: str | None) -> None:

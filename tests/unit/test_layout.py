@@ -75,3 +75,49 @@ def test_only_web_modules_import_flask() -> None:
 def test_the_named_web_modules_exist() -> None:
     # A module moved or renamed must not leave a stale exception behind.
     assert all((IDP / name).is_file() for name in WEB_MODULES)
+
+
+# Views: parse the request, call a service, render. Queries live in the services that own the tables.
+VIEW_MODULES = ("admin/views.py", "admin/operator.py", "api/views.py", "oidc/views.py", "pages/web.py")
+
+
+def _queries_or_private_reach(source: str) -> list[str]:
+    """SQLAlchemy imports (its exceptions aside) and reaches into another object's private attributes."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            found += [
+                f"{node.lineno}: imports {name}"
+                for name in names
+                if name.split(".")[0] == "sqlalchemy" and name != "sqlalchemy.exc"
+            ]
+        elif (
+            isinstance(node, ast.Attribute)
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+            and not isinstance(node.value, ast.Name)  # self._x and module._x are the module's own business
+        ):
+            found.append(f"{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+@pytest.mark.parametrize(
+    ("source", "found"),
+    [
+        ("from sqlalchemy import select", True),
+        ("import sqlalchemy.orm", True),
+        ("from sqlalchemy.exc import SQLAlchemyError", False),
+        ("svc.tokens._sessions.invalidate()", True),
+        ("services().tokens._sessions", True),
+        ("self._cache.get(1)", False),
+        ("svc.tokens.forget_sessions()", False),
+    ],
+)
+def test_the_check_finds_a_query_or_a_private_reach(source: str, found: bool) -> None:
+    assert bool(_queries_or_private_reach(source)) is found
+
+
+@pytest.mark.parametrize("module", VIEW_MODULES)
+def test_views_run_no_queries_and_touch_no_private_attribute(module: str) -> None:
+    assert _queries_or_private_reach((IDP / module).read_text(encoding="utf-8")) == []
