@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
@@ -19,12 +25,31 @@ from tests.e2e.server import base_environment, free_port, start_gunicorn, stop_p
 BENCH_REDIS_URL = os.environ.get("IDP_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 BENCH_SECRET = "bench-secret-key-that-is-long-enough-0123456789"  # noqa: S105 - a throwaway local server
 
+# Variables idp/gunicorn_conf.py reads; every server of a benchmark gets the same values.
+GUNICORN_VARIABLES = (
+    "IDP_WORKERS",
+    "IDP_THREADS",
+    "IDP_WORKER_CLASS",
+    "IDP_WORKER_CONNECTIONS",
+    "IDP_BACKLOG",
+    "IDP_WORKER_TIMEOUT",
+    "IDP_MAX_REQUESTS",
+    "IDP_LOG_LEVEL",
+)
+
 __all__ = [
     "BENCH_REDIS_URL",
     "BENCH_SECRET",
+    "GUNICORN_VARIABLES",
     "REPO_ROOT",
+    "add_wrk_arguments",
     "base_environment",
+    "bench_folder",
+    "flush_bench_redis",
     "free_port",
+    "gunicorn_environment",
+    "idp_environment",
+    "interleaved_rounds",
     "require_wrk",
     "run_wrk",
     "process_tree_cpu_seconds",
@@ -97,4 +122,116 @@ def run_wrk(url: str, *, seconds: int, connections: int, threads: int = 2, scrip
         "socket_errors": sum(int(x) for x in errors.groups()) if errors else 0,
         "p50_ms": ms(p50),
         "p99_ms": ms(p99),
+    }
+
+
+def add_wrk_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every wrk benchmark takes: run length, rounds, connections and a JSON file."""
+    parser.add_argument("--seconds", type=int, default=8, help="length of one wrk run (default 8)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per target (default 3)")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+
+
+def gunicorn_environment() -> dict[str, str]:
+    """The gunicorn variables set in this environment, passed alike to every server."""
+    return {k: os.environ[k] for k in GUNICORN_VARIABLES if k in os.environ}
+
+
+def flush_bench_redis() -> None:
+    import redis
+
+    client = redis.Redis.from_url(loopback_only(BENCH_REDIS_URL))
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+
+
+def _prepare_database(folder: Path) -> str:
+    """A fresh SQLite database with the benchmark's event ``bench``; returns its URL."""
+    from idp.app import build_services
+    from idp.config import Settings
+    from idp.storage.db import upgrade_database
+
+    url = f"sqlite:///{folder / 'idp.sqlite3'}"
+    upgrade_database(url)
+    services = build_services(
+        Settings(
+            env="test", database_url=url, redis_url=BENCH_REDIS_URL, secret_key=BENCH_SECRET, instance_path=str(folder)
+        )
+    )
+    try:
+        services.events.create({"event_id": "bench", "name": "Benchmark"})
+    finally:
+        services.close()
+    return url
+
+
+@contextmanager
+def bench_folder(prefix: str) -> Iterator[tuple[Path, str, list[Any]]]:
+    """A scratch folder, its database URL (event ``bench`` ready) and a list of servers to stop.
+
+    The benchmark Redis database is flushed before and after; the servers are stopped and the folder
+    removed whatever happens."""
+    loopback_only(BENCH_REDIS_URL)
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    servers: list[Any] = []
+    try:
+        flush_bench_redis()
+        yield folder, _prepare_database(folder), servers
+    finally:
+        for process in servers:
+            stop_process(process)
+        try:
+            flush_bench_redis()
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def idp_environment(
+    gunicorn_env: dict[str, str], database_url: str, folder: Path, port: int, **extra: str
+) -> dict[str, str]:
+    """The environment of an idp server on the benchmark Redis database and ``database_url``."""
+    return base_environment(
+        dict(
+            gunicorn_env,
+            IDP_ENV="development",
+            IDP_DATABASE_URL=database_url,
+            IDP_REDIS_URL=BENCH_REDIS_URL,
+            IDP_SECRET_KEY=BENCH_SECRET,
+            IDP_INSTANCE_PATH=str(folder / "instance"),
+            IDP_ISSUER=f"http://127.0.0.1:{port}",
+            **extra,
+        )
+    )
+
+
+def interleaved_rounds(
+    targets: dict[str, tuple[str, Path | None, int]], *, seconds: int, rounds: int, connections: int
+) -> dict[str, dict[str, Any]]:
+    """Warm every target up, then run wrk on each in turn, ``rounds`` times; the median of the rounds.
+
+    ``targets`` maps a name to (url, wrk script or None, the server's pid). Interleaving evens out other
+    load on a shared machine; the server's CPU time per request is steadier than requests/s."""
+    for url, script, _pid in targets.values():  # warm up every worker
+        run_wrk(url, seconds=2, connections=connections, script=script)
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
+    for _ in range(rounds):
+        for name, (url, script, pid) in targets.items():
+            cpu_before = process_tree_cpu_seconds(pid)
+            run = run_wrk(url, seconds=seconds, connections=connections, script=script)
+            cpu = process_tree_cpu_seconds(pid) - cpu_before
+            run["server_cpu_us"] = cpu / run["requests"] * 1e6 if run["requests"] else 0.0
+            results[name].append(run)
+    return {
+        name: {
+            "rps": statistics.median(r["rps"] for r in runs),
+            "rps_rounds": [r["rps"] for r in runs],
+            "p50_ms": statistics.median(r["p50_ms"] for r in runs if r["p50_ms"] is not None),
+            "p99_ms": statistics.median(r["p99_ms"] for r in runs if r["p99_ms"] is not None),
+            "server_cpu_us": statistics.median(r["server_cpu_us"] for r in runs),
+            "errors": sum(r["non_2xx"] + r["socket_errors"] for r in runs),
+        }
+        for name, runs in results.items()
     }

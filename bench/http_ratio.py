@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -27,69 +24,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
     BENCH_REDIS_URL,
-    BENCH_SECRET,
+    add_wrk_arguments,
     base_environment,
+    bench_folder,
     free_port,
-    loopback_only,
-    process_tree_cpu_seconds,
-    run_wrk,
+    gunicorn_environment,
+    idp_environment,
+    interleaved_rounds,
     start_gunicorn,
-    stop_process,
 )
 
 HERE = Path(__file__).resolve().parent
 BUDGET = {"serving_num": 0.9, "assign_queue_num": 0.7}
 # Each call against the raw WSGI app it is held to, and the ratio it must reach.
 RAW_BUDGET = {"serving_num": ("raw_answer", 0.8), "assign_queue_num": ("raw_redis", 0.8)}
-# Variables idp/gunicorn_conf.py reads; both servers get the same values.
-GUNICORN_VARIABLES = (
-    "IDP_WORKERS",
-    "IDP_THREADS",
-    "IDP_WORKER_CLASS",
-    "IDP_WORKER_CONNECTIONS",
-    "IDP_BACKLOG",
-    "IDP_WORKER_TIMEOUT",
-    "IDP_MAX_REQUESTS",
-    "IDP_LOG_LEVEL",
-)
-
-
-def _flush(url: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(loopback_only(url))
-    try:
-        client.flushdb()
-    finally:
-        client.close()
-
-
-def _prepare_database(folder: Path) -> str:
-    from idp.app import build_services
-    from idp.config import Settings
-    from idp.storage.db import upgrade_database
-
-    url = f"sqlite:///{folder / 'idp.sqlite3'}"
-    upgrade_database(url)
-    services = build_services(
-        Settings(
-            env="test", database_url=url, redis_url=BENCH_REDIS_URL, secret_key=BENCH_SECRET, instance_path=str(folder)
-        )
-    )
-    try:
-        services.events.create({"event_id": "bench", "name": "Benchmark"})
-    finally:
-        services.close()
-    return url
 
 
 def measure(seconds: int, rounds: int, connections: int, gunicorn_env: dict[str, str]) -> dict[str, Any]:
-    loopback_only(BENCH_REDIS_URL)
-    folder = Path(tempfile.mkdtemp(prefix="idp-bench-"))
-    servers = []
-    try:
-        _flush(BENCH_REDIS_URL)
-        database_url = _prepare_database(folder)
+    with bench_folder("idp-bench-") as (folder, database_url, servers):
         hello_port, idp_port, answer_port, redis_port = free_port(), free_port(), free_port(), free_port()
         for spec, port, name, extra in (
             ("bench.raw_apps:answer()", answer_port, "raw-answer", {}),
@@ -112,49 +64,19 @@ def measure(seconds: int, rounds: int, connections: int, gunicorn_env: dict[str,
             health_path="/hello",
         )
         servers.append(hello)
-        idp_env = dict(
-            gunicorn_env,
-            IDP_ENV="development",
-            IDP_DATABASE_URL=database_url,
-            IDP_REDIS_URL=BENCH_REDIS_URL,
-            IDP_SECRET_KEY=BENCH_SECRET,
-            IDP_INSTANCE_PATH=str(folder / "instance"),
-            IDP_ISSUER=f"http://127.0.0.1:{idp_port}",
-            # Every join here comes from one address, which the default limit would refuse after 100 a
-            # minute; the join rate with the limits on (many addresses) is measured by bench/join_limits.py.
-            IDP_RATE_LIMITS="off",
-        )
-        app = start_gunicorn("idp.app:create_app()", base_environment(idp_env), idp_port, folder / "idp.log")
+        # Every join here comes from one address, which the default limit would refuse after 100 a
+        # minute; the join rate with the limits on (many addresses) is measured by bench/join_limits.py.
+        idp_env = idp_environment(gunicorn_env, database_url, folder, idp_port, IDP_RATE_LIMITS="off")
+        app = start_gunicorn("idp.app:create_app()", idp_env, idp_port, folder / "idp.log")
         servers.append(app)
-        targets = {
+        targets: dict[str, tuple[str, Path | None, int]] = {
             "hello": (f"http://127.0.0.1:{hello_port}/hello", None, hello.pid),
             "raw_answer": (f"http://127.0.0.1:{answer_port}/", None, servers[0].pid),
             "raw_redis": (f"http://127.0.0.1:{redis_port}/", HERE / "post_join.lua", servers[1].pid),
             "serving_num": (f"http://127.0.0.1:{idp_port}/api/serving_num?event_id=bench", None, app.pid),
             "assign_queue_num": (f"http://127.0.0.1:{idp_port}/api/assign_queue_num", HERE / "post_join.lua", app.pid),
         }
-        for url, script, _pid in targets.values():  # warm up every worker
-            run_wrk(url, seconds=2, connections=connections, script=script)
-        results: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
-        for _ in range(rounds):
-            for name, (url, script, pid) in targets.items():
-                cpu_before = process_tree_cpu_seconds(pid)
-                run = run_wrk(url, seconds=seconds, connections=connections, script=script)
-                cpu = process_tree_cpu_seconds(pid) - cpu_before
-                # Server CPU per request: steady even when other work shares the machine.
-                run["server_cpu_us"] = cpu / run["requests"] * 1e6 if run["requests"] else 0.0
-                results[name].append(run)
-        summary: dict[str, Any] = {}
-        for name, runs in results.items():
-            bad = sum(r["non_2xx"] + r["socket_errors"] for r in runs)
-            summary[name] = {
-                "rps": statistics.median(r["rps"] for r in runs),
-                "rps_rounds": [r["rps"] for r in runs],
-                "p50_ms": statistics.median(r["p50_ms"] for r in runs if r["p50_ms"] is not None),
-                "p99_ms": statistics.median(r["p99_ms"] for r in runs if r["p99_ms"] is not None),
-                "server_cpu_us": statistics.median(r["server_cpu_us"] for r in runs),
-                "errors": bad,
-            }
+        summary = interleaved_rounds(targets, seconds=seconds, rounds=rounds, connections=connections)
         hello_rps = summary["hello"]["rps"]
         for name, budget in BUDGET.items():
             ratio = summary[name]["rps"] / hello_rps if hello_rps else 0.0
@@ -171,13 +93,6 @@ def measure(seconds: int, rounds: int, connections: int, gunicorn_env: dict[str,
             summary[name]["raw_budget"] = budget
             summary[name]["meets_raw_budget"] = raw_ratio >= budget
         return summary
-    finally:
-        for process in servers:
-            stop_process(process)
-        try:
-            _flush(BENCH_REDIS_URL)
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
 
 
 def report(summary: dict[str, Any]) -> str:
@@ -204,16 +119,13 @@ def report(summary: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=8, help="length of one wrk run (default 8)")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per target (default 3)")
-    parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
-    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    add_wrk_arguments(parser)
     args = parser.parse_args(argv)
     if not (1 <= args.seconds <= 60 and 1 <= args.rounds <= 10 and 1 <= args.connections <= 512):
         parser.error("--seconds 1..60, --rounds 1..10, --connections 1..512")
     import os
 
-    gunicorn_env = {k: os.environ[k] for k in GUNICORN_VARIABLES if k in os.environ}
+    gunicorn_env = gunicorn_environment()
     started = time.time()
     load_before = os.getloadavg()[0]
     summary = measure(args.seconds, args.rounds, args.connections, gunicorn_env)

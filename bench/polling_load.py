@@ -40,8 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import (  # noqa: E402
     BENCH_REDIS_URL,
     BENCH_SECRET,
-    base_environment,
+    flush_bench_redis,
     free_port,
+    idp_environment,
     loopback_only,
     process_tree_cpu_seconds,
     start_gunicorn,
@@ -56,16 +57,6 @@ from idp.pages.schedule import (  # noqa: E402
 EVENT = "bench-poll"
 COOKIE = f"idp_place_{EVENT}"
 MAX_BACKOFF_S = 120.0
-
-
-def _flush(url: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(loopback_only(url))
-    try:
-        client.flushdb()
-    finally:
-        client.close()
 
 
 def _prepare(folder: Path, visitors: int) -> tuple[str, list[str]]:
@@ -220,21 +211,12 @@ def measure(visitors: int, seconds: float, concurrency: int, workers: int, threa
     folder = Path(tempfile.mkdtemp(prefix="idp-bench-poll-"))
     server = None
     try:
-        _flush(BENCH_REDIS_URL)
+        flush_bench_redis()
         database_url, request_ids = _prepare(folder, visitors)
         port = free_port()
-        env = {
-            "IDP_WORKERS": str(workers),
-            "IDP_THREADS": str(threads),
-            "IDP_LOG_LEVEL": "WARNING",
-            "IDP_ENV": "development",
-            "IDP_DATABASE_URL": database_url,
-            "IDP_REDIS_URL": BENCH_REDIS_URL,
-            "IDP_SECRET_KEY": BENCH_SECRET,
-            "IDP_INSTANCE_PATH": str(folder / "instance"),
-            "IDP_ISSUER": f"http://127.0.0.1:{port}",
-        }
-        server = start_gunicorn("idp.app:create_app()", base_environment(env), port, folder / "idp.log")
+        gunicorn_env = {"IDP_WORKERS": str(workers), "IDP_THREADS": str(threads), "IDP_LOG_LEVEL": "WARNING"}
+        env = idp_environment(gunicorn_env, database_url, folder, port)
+        server = start_gunicorn("idp.app:create_app()", env, port, folder / "idp.log")
         load_before = os.getloadavg()[0]
         cpu_before = process_tree_cpu_seconds(server.pid)
         run = asyncio.run(simulate(port, request_ids, seconds, concurrency))
@@ -246,7 +228,7 @@ def measure(visitors: int, seconds: float, concurrency: int, workers: int, threa
         if server is not None:
             stop_process(server)
         try:
-            _flush(BENCH_REDIS_URL)
+            flush_bench_redis()
         finally:
             shutil.rmtree(folder, ignore_errors=True)
     expected = DEFAULT_SCHEDULE.expected_rate(visitors)

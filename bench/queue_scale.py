@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import secrets
 import statistics
 import sys
 import tempfile
@@ -32,6 +33,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import BENCH_REDIS_URL, loopback_only  # noqa: E402
+from idp.crypto import LookupKey  # noqa: E402
 from idp.queue import keys  # noqa: E402
 from idp.queue.engine import ExpiryPolicy  # noqa: E402
 from idp.queue.ledger import Ledger  # noqa: E402
@@ -146,7 +148,7 @@ def measure(large: int, small: int, ops: int, batches: int = 20, seed: int = 7) 
     db_url = f"sqlite:///{folder.name}/ledger.sqlite3"
     upgrade_database(db_url)
     db = Database(db_url)
-    store = RedisQueueStore.from_url(BENCH_REDIS_URL, Ledger(db))
+    store = RedisQueueStore.from_url(BENCH_REDIS_URL, Ledger(db), LookupKey(secrets.token_bytes(32)))
     rng = random.Random(seed)
     policy = ExpiryPolicy()
     try:

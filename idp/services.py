@@ -83,19 +83,20 @@ class Services:
         self.db.dispose()
 
 
-def build_store(settings: Settings, db: Database) -> QueueStore:
+def build_store(settings: Settings, db: Database, lookup: LookupKey) -> QueueStore:
     """The queue store ``IDP_REDIS_URL`` asks for: Redis when it is set, else the SQL database."""
     if settings.redis_url:
         return RedisQueueStore.from_url(
             settings.redis_url,
             Ledger(db),
+            lookup,
             retry_after=settings.retry_after_seconds,
             block_size=settings.queue_block_size,
             auto_recover=settings.queue_auto_recover,
             wait_replicas=settings.redis_wait_replicas,
             wait_timeout_ms=settings.redis_wait_timeout_ms,
         )
-    return SqlQueueStore(db)
+    return SqlQueueStore(db, lookup)
 
 
 def build_services(settings: Settings, clock: Clock | None = None) -> Services:
@@ -104,7 +105,7 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
     ttl = settings.cache_ttl_ms / 1000.0
     db = Database(settings.database_url, retry_after=settings.retry_after_seconds)
     lookup = StoredLookupKey(db, settings.secret_keys)
-    store = build_store(settings, db)
+    store = build_store(settings, db, lookup)
     engine = QueueEngine(store, clock)
     events = EventService(db, clock, ttl, settings.secret_keys)
     room = WaitingRoom(events, engine, ttl)

@@ -95,22 +95,24 @@ def put_inlet(event_id: str) -> Response:
     return json_response(config.to_dict())
 
 
+def _switch_inlet(event_id: str, paused: bool) -> Response:
+    """Turn the manual pause switch on or off, audited; answers the inlet settings."""
+    eid = _event_id(event_id)
+    config = services().inlets.set_paused(eid, paused)
+    _audit("pause_inlet" if paused else "resume_inlet", eid)
+    return json_response(config.to_dict())
+
+
 @api.post("/events/<event_id>/inlet/pause")
 @require_scope("events:write")
 def pause_inlet(event_id: str) -> Response:
-    eid = _event_id(event_id)
-    config = services().inlets.set_paused(eid, True)
-    _audit("pause_inlet", eid)
-    return json_response(config.to_dict())
+    return _switch_inlet(event_id, True)
 
 
 @api.post("/events/<event_id>/inlet/resume")
 @require_scope("events:write")
 def resume_inlet(event_id: str) -> Response:
-    eid = _event_id(event_id)
-    config = services().inlets.set_paused(eid, False)
-    _audit("resume_inlet", eid)
-    return json_response(config.to_dict())
+    return _switch_inlet(event_id, False)
 
 
 @api.post("/events/<event_id>/inlet/max_size")

@@ -43,11 +43,10 @@ def _queue_problems(services: Any, event_id: str, published: dict[str, Any]) -> 
     first = published.get("first_position")
     if not isinstance(first, int):
         return []
-    request_of = {p.entry_id: p.request_id for p in services.engine.pending_entries(event_id)}
+    positions = services.engine.pending_positions(event_id)
     problems = []
     for index, entry in enumerate(published.get("entries") or []):
-        place = services.engine.entry(event_id, request_of[entry]) if entry in request_of else None
-        if place is None or place.position != first + index:
+        if positions.get(entry) != first + index:
             problems.append(f"entry {entry[:12]}... does not hold position {first + index}")
             if len(problems) >= 10:
                 break

@@ -69,7 +69,10 @@ class Entry:
 
 @dataclass(frozen=True)
 class Pending:
-    """A pre-queue join: a request id and its public lottery entry id, no position yet."""
+    """A pre-queue join: a request id and its public lottery entry id, no position yet.
+
+    ``request_id`` is empty in :meth:`QueueStore.pending_entries`: stores keep only a hash of it.
+    """
 
     request_id: str
     entry_id: str
@@ -160,18 +163,31 @@ class QueueStore(Protocol):
     def reset(self, event_id: str) -> None: ...
 
     def enqueue_pending(
-        self, event_id: str, request_id: str, entry_id: str, now: int, idempotency_key: str | None
+        self,
+        event_id: str,
+        request_id: str,
+        entry_id_of: Callable[[str], str],
+        now: int,
+        idempotency_key: str | None,
     ) -> Pending | None:
-        """Join the pre-queue; None once the event has been drawn (the caller then joins the queue)."""
+        """Join the pre-queue; None once the event has been drawn (the caller then joins the queue).
+
+        The store may mark ``request_id`` (as joins mark theirs); the entry id is ``entry_id_of`` the
+        request id it answers.
+        """
 
     def pending(self, event_id: str, request_id: str) -> Pending | None: ...
 
-    def pending_entries(self, event_id: str) -> list[Pending]: ...
+    def pending_entries(self, event_id: str) -> list[Pending]:
+        """The pre-queue's entries, without their request ids."""
+
+    def pending_positions(self, event_id: str) -> dict[str, int]:
+        """Entry id -> position the draw gave it (0 before the draw)."""
 
     def draw_state(self, event_id: str) -> DrawState: ...
 
-    def draw(self, event_id: str, ordered_request_ids: list[str], now: int) -> DrawOutcome:
-        """Give the pre-queue positions queue+1.. in the given order, all at once and only once."""
+    def draw(self, event_id: str, ordered_entry_ids: list[str], now: int) -> DrawOutcome:
+        """Give the pre-queue positions queue+1.. in the given order of entry ids, all at once and only once."""
 
     def admit_up_to(self, event_id: str, cap: int, by: int, now: int, mark: str) -> tuple[int, int]:
         """Raise serving to ``min(cap, queue, serving + by)`` at most once per mark: (serving, admitted)."""
@@ -288,8 +304,7 @@ class QueueEngine:
     ) -> Pending | None:
         """Join the pre-queue with a new request id; None when the draw has happened already."""
         key = validate_idempotency_key(idempotency_key)
-        request_id = str(uuid.uuid4())
-        return self.store.enqueue_pending(event_id, request_id, entry_id_of(request_id), self._now(), key)
+        return self.store.enqueue_pending(event_id, str(uuid.uuid4()), entry_id_of, self._now(), key)
 
     def pending(self, event_id: str, request_id: str) -> Pending | None:
         return self.store.pending(event_id, validate_request_id(request_id))
@@ -297,11 +312,14 @@ class QueueEngine:
     def pending_entries(self, event_id: str) -> list[Pending]:
         return self.store.pending_entries(event_id)
 
+    def pending_positions(self, event_id: str) -> dict[str, int]:
+        return self.store.pending_positions(event_id)
+
     def draw_state(self, event_id: str) -> DrawState:
         return self.store.draw_state(event_id)
 
-    def draw(self, event_id: str, ordered_request_ids: list[str]) -> DrawOutcome:
-        return self.store.draw(event_id, ordered_request_ids, self._now())
+    def draw(self, event_id: str, ordered_entry_ids: list[str]) -> DrawOutcome:
+        return self.store.draw(event_id, ordered_entry_ids, self._now())
 
     def admit_up_to(self, event_id: str, cap: int, by: int, mark: str = "") -> tuple[int, int]:
         """Admit up to ``by`` waiting visitors without the serving counter passing ``cap``.

@@ -1,7 +1,8 @@
 """The Redis queue store: every operation is one Lua script on one event's keys (one cluster slot).
 
-Memory per waiting visitor is one hash field (the 16-byte request id) with an integer position, plus one
-bit in the claimed bitmap; entry times are kept once per second of arrivals, not per visitor.
+Memory per waiting visitor is one hash field (a 16-byte keyed hash of the request id, never the request id:
+see :mod:`idp.queue.at_rest`) with an integer position, plus one bit in the claimed bitmap; entry times are
+kept once per second of arrivals, not per visitor.
 
 Redis is fast but may lose what it acknowledged (persistence off, a restart from an older snapshot, a
 flush, a failover). So every event's Redis state carries the identity its database ledger knows
@@ -27,8 +28,9 @@ from redis.cluster import RedisCluster
 from redis.exceptions import NoScriptError, ResponseError
 from sqlalchemy.exc import SQLAlchemyError
 
+from idp.crypto import LookupKey
 from idp.errors import UnavailableError
-from idp.queue import keys, resp
+from idp.queue import at_rest, keys, resp
 from idp.queue.engine import (
     CounterOverflowError,
     Counters,
@@ -96,10 +98,6 @@ def _unavailable(func: Callable[..., T]) -> Callable[..., T]:
             raise unavailable from exc
 
     return wrapper
-
-
-def _rid_bytes(request_id: str) -> bytes:
-    return uuid.UUID(request_id).bytes
 
 
 def tagged_request_id(request_id: str, generation: int) -> str:
@@ -180,6 +178,7 @@ class RedisQueueStore:
         self,
         client: redis.Redis | RedisCluster,
         ledger: Ledger,
+        lookup: LookupKey,
         retry_after: int = 5,
         *,
         block_size: int = 500,
@@ -194,6 +193,7 @@ class RedisQueueStore:
         self.wait_timeout_ms = wait_timeout_ms
         self.client = client
         self.ledger = ledger
+        self.lookup = lookup
         self.retry_after = retry_after
         self.block_size = block_size
         self.auto_recover = auto_recover
@@ -215,6 +215,7 @@ class RedisQueueStore:
         cls,
         url: str,
         ledger: Ledger,
+        lookup: LookupKey,
         retry_after: int = 5,
         *,
         block_size: int = 500,
@@ -231,6 +232,7 @@ class RedisQueueStore:
         return cls(
             client,
             ledger,
+            lookup,
             retry_after=retry_after,
             block_size=block_size,
             auto_recover=auto_recover,
@@ -340,19 +342,42 @@ class RedisQueueStore:
             return
         self._call("extend", event_id, lambda _k: [reserved], create=True)
 
+    # -- request ids at rest (idp.queue.at_rest) ---------------------------------------------------
+
+    def _lookup(self, request_id: str) -> list[bytes]:
+        """Script arguments that find a place: the request id's hash, and its raw bytes for older entries."""
+        return [at_rest.redis_tag(self.lookup, request_id), at_rest.raw_bytes(request_id)]
+
+    def _joined(self, event_id: str, request_id: str, idempotency_key: str) -> tuple[bytes, bytes]:
+        """A new join's hash, and what the idempotency hash keeps for it (b"" without a key)."""
+        tag = at_rest.redis_tag(self.lookup, request_id)
+        if not idempotency_key:
+            return tag, b""
+        return tag, tag + at_rest.seal(self.lookup, event_id, idempotency_key, tag, request_id)
+
+    def _kept_request_id(self, event_id: str, idempotency_key: str, kept: bytes) -> str:
+        """The request id an idempotency record holds (16 raw bytes when an earlier release wrote it)."""
+        if len(kept) == 16:
+            return str(uuid.UUID(bytes=kept))
+        return at_rest.unseal(self.lookup, event_id, idempotency_key, kept[:16], kept[16:32])
+
     # -- operations ------------------------------------------------------------------------------
 
     @_unavailable
     def enqueue(self, event_id: str, request_id: str, now: int, idempotency_key: str | None) -> Entry:
+        ikey = idempotency_key or ""
         for _attempt in range(4):
             deadline = self._deadline_ms() if self.join_deadline_ms > 0 else 0
+            made: list[str] = []
 
-            def args(known: _Known, deadline: int = deadline) -> list[Any]:
-                rid = _rid_bytes(tagged_request_id(request_id, known.generation))
-                return [rid, now, idempotency_key or "", deadline]
+            def args(known: _Known, deadline: int = deadline, made: list[str] = made) -> list[Any]:
+                rid = tagged_request_id(request_id, known.generation)
+                made.append(rid)
+                tag, kept = self._joined(event_id, rid, ikey)
+                return [tag, now, ikey, deadline, kept]
 
             try:
-                rid, pos, entry_time = self._call("enqueue", event_id, args, create=True)
+                found, kept, pos, entry_time = self._call("enqueue", event_id, args, create=True)
             except ResponseError as exc:
                 message = str(exc)
                 if message.startswith("IDPBLOCK"):
@@ -363,27 +388,29 @@ class RedisQueueStore:
                         "The queue store answered too late; the join was not made.", retry_after=self.retry_after
                     ) from exc
                 raise
-            return Entry(str(uuid.UUID(bytes=bytes(rid))), int(pos), int(entry_time))
+            rid = self._kept_request_id(event_id, ikey, bytes(kept)) if int(found) else made[-1]
+            return Entry(rid, int(pos), int(entry_time))
         raise UnavailableError("The queue store could not reserve positions.", retry_after=self.retry_after)
 
     @_unavailable
     def check(self, event_id: str) -> None:
         """Raise unless the event's Redis state is the one the database knows (StoreLostError, 503)."""
         try:
-            self._call("entry", event_id, lambda _k: [bytes(16)], create=False)
+            self._call("entry", event_id, lambda _k: [bytes(16), b""], create=False)
         except _NoState:
             return
 
     def _lost_or_none(self, event_id: str, request_id: str) -> None:
+        """Raise PlaceLostError for a request id of an earlier store generation that is nowhere now."""
         generation = generation_of(request_id)
-        if 0 < generation < self._known_for(event_id).generation:
+        if 0 < generation < self._known_for(event_id).generation and self._pending_value(event_id, request_id) is None:
             raise PlaceLostError()
 
     @_unavailable
     def entry(self, event_id: str, request_id: str) -> Entry | None:
-        rid = _rid_bytes(request_id)
+        lookup = self._lookup(request_id)
         try:
-            found = self._call("entry", event_id, lambda _k: [rid], create=False)
+            found = self._call("entry", event_id, lambda _k: lookup, create=False)
         except _NoState:
             return None
         if not found:
@@ -400,7 +427,7 @@ class RedisQueueStore:
             if epoch == known.epoch or (epoch is None and known.epoch == "" and values[0] is None):
                 return Counters(*(_int(v) for v in values[:-1]))
             try:  # a cheap checked script settles it: refreshes what we know, or detects a loss
-                self._call("entry", event_id, lambda _k: [bytes(16)], create=False)
+                self._call("entry", event_id, lambda _k: [bytes(16), b""], create=False)
             except _NoState:
                 return Counters()
         raise StoreLostError(retry_after=self.retry_after)
@@ -442,12 +469,12 @@ class RedisQueueStore:
 
     @_unavailable
     def status(self, event_id: str, request_id: str, now: int, policy: ExpiryPolicy, claim: bool) -> PlaceStatus:
-        rid = _rid_bytes(request_id)
+        lookup = self._lookup(request_id)
         try:
             state, pos, entry_time, serving, admitted, expires_in, first = self._call(
                 "status",
                 event_id,
-                lambda _k: [rid, now, 1 if policy.enabled else 0, policy.period, 1 if claim else 0],
+                lambda _k: [*lookup, now, 1 if policy.enabled else 0, policy.period, 1 if claim else 0],
                 create=False,
             )
         except _NoState:
@@ -504,8 +531,9 @@ class RedisQueueStore:
 
     # -- the pre-queue and automatic admission ---------------------------------------------------
     #
-    # Pre-queue request ids are not tagged with a store generation: they hold no position until the
-    # draw, and the draw hands out positions the database reserved, like joins do.
+    # Pre-queue request ids carry the store generation as joins' do, so an entry lost with the store
+    # answers 410 place_lost. The pending hash keeps the request id's hash (field) and the public entry id
+    # with the join time (value); the draw orders entries by their entry ids.
 
     @staticmethod
     def _pending(request_id: str, value: bytes | str) -> Pending:
@@ -515,31 +543,60 @@ class RedisQueueStore:
 
     @_unavailable
     def enqueue_pending(
-        self, event_id: str, request_id: str, entry_id: str, now: int, idempotency_key: str | None
+        self,
+        event_id: str,
+        request_id: str,
+        entry_id_of: Callable[[str], str],
+        now: int,
+        idempotency_key: str | None,
     ) -> Pending | None:
-        rid = _rid_bytes(request_id)
-        result = self._call(
-            "enqueue_pending",
-            event_id,
-            lambda _k: [rid, entry_id, now, idempotency_key or ""],
-            create=True,
-            extra_keys=[keys.pending(event_id)],
-        )
-        if int(result[0]) == 0:
+        ikey = idempotency_key or ""
+        made: list[str] = []
+
+        def args(known: _Known) -> list[Any]:
+            rid = tagged_request_id(request_id, known.generation)
+            made.append(rid)
+            tag, kept = self._joined(event_id, rid, ikey)
+            return [tag, entry_id_of(rid), now, ikey, kept]
+
+        result = self._call("enqueue_pending", event_id, args, create=True, extra_keys=[keys.pending(event_id)])
+        kind = int(result[0])
+        if kind == 0:
             return None
-        return self._pending(str(uuid.UUID(bytes=bytes(result[1]))), result[2])
+        rid = made[-1] if kind == 1 else self._kept_request_id(event_id, ikey, bytes(result[1]))
+        return self._pending(rid, result[2])
+
+    def _pending_value(self, event_id: str, request_id: str) -> bytes | str | None:
+        values: list[bytes | str | None] = self.client.hmget(keys.pending(event_id), self._lookup(request_id))
+        return next((v for v in values if v is not None), None)
 
     @_unavailable
     def pending(self, event_id: str, request_id: str) -> Pending | None:
-        value = self.client.hget(keys.pending(event_id), _rid_bytes(request_id))
+        value = self._pending_value(event_id, request_id)
         return None if value is None else self._pending(request_id, value)
+
+    def _pending_fields(self, event_id: str) -> dict[str, bytes]:
+        """Entry id -> the entry's field in the pending hash."""
+        return {
+            self._pending("", value).entry_id: bytes(field)
+            for field, value in self.client.hscan_iter(keys.pending(event_id), count=1000)
+        }
 
     @_unavailable
     def pending_entries(self, event_id: str) -> list[Pending]:
         return [
-            self._pending(str(uuid.UUID(bytes=bytes(rid))), value)
-            for rid, value in self.client.hscan_iter(keys.pending(event_id), count=1000)
+            self._pending("", value) for _field, value in self.client.hscan_iter(keys.pending(event_id), count=1000)
         ]
+
+    @_unavailable
+    def pending_positions(self, event_id: str) -> dict[str, int]:
+        fields = list(self._pending_fields(event_id).items())
+        positions: dict[str, int] = {}
+        for low in range(0, len(fields), 1000):
+            chunk = fields[low : low + 1000]
+            values = self.client.hmget(keys.places(event_id), [field for _entry, field in chunk])
+            positions.update((entry, _int(value)) for (entry, _field), value in zip(chunk, values, strict=True))
+        return positions
 
     @_unavailable
     def draw_state(self, event_id: str) -> DrawState:
@@ -550,13 +607,16 @@ class RedisQueueStore:
         return DrawState(int(entrants), None if drawn_at is None else int(drawn_at), _int(first))
 
     @_unavailable
-    def draw(self, event_id: str, ordered_request_ids: list[str], now: int) -> DrawOutcome:
-        rids = [_rid_bytes(r) for r in ordered_request_ids]
+    def draw(self, event_id: str, ordered_entry_ids: list[str], now: int) -> DrawOutcome:
+        fields = self._pending_fields(event_id)
+        if len(set(ordered_entry_ids)) != len(ordered_entry_ids) or any(e not in fields for e in ordered_entry_ids):
+            return DrawOutcome.STALE
+        members = [fields[entry] for entry in ordered_entry_ids]
         for _attempt in range(4):
             result = self._call(
                 "draw",
                 event_id,
-                lambda _k: [now, len(rids), *rids],
+                lambda _k: [now, len(members), *members],
                 create=True,
                 extra_keys=[keys.pending(event_id)],
             )

@@ -1,10 +1,13 @@
 """The SQL queue store: every operation is one transaction serialised on the event's ``queue_state`` row.
 
 Used for the embedded default (SQLite) and Redis-less deployments (PostgreSQL). Lookups go through
-primary keys and unique indexes, so each operation costs O(log n) at worst.
+primary keys and unique indexes, so each operation costs O(log n) at worst. Rows keep request ids only
+as keyed hashes (:mod:`idp.queue.at_rest`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -12,6 +15,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from idp.crypto import LookupKey
+from idp.queue import at_rest
 from idp.queue.engine import (
     INT64_MAX,
     CounterOverflowError,
@@ -33,8 +38,31 @@ from idp.storage.models import PendingEntry, QueueDraw, QueueEntry, QueueState, 
 
 
 class SqlQueueStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, lookup: LookupKey) -> None:
         self.db = db
+        self.lookup = lookup
+
+    # -- request ids at rest ---------------------------------------------------------------------
+    #
+    # Hashes are computed before a transaction opens: the first one may read the lookup key from the
+    # database, which must not wait on the transaction that needs it (SQLite has one writer).
+
+    def _keys(self, request_id: str) -> list[str]:
+        """What a row may hold for ``request_id``: its hash, or (rows of earlier releases) the id itself."""
+        return [at_rest.sql_tag(self.lookup, request_id), request_id]
+
+    def _stored(self, event_id: str, request_id: str, idempotency_key: str | None) -> tuple[str, str | None]:
+        """A new row's ``request_id`` and ``request_seal`` columns."""
+        tag = at_rest.sql_tag(self.lookup, request_id)
+        if idempotency_key is None:
+            return tag, None
+        return tag, at_rest.seal(self.lookup, event_id, idempotency_key, tag, request_id).hex()
+
+    def _kept(self, event_id: str, idempotency_key: str, stored: str, seal: str | None) -> str:
+        """The request id of the row an earlier join with ``idempotency_key`` made."""
+        if seal is None:  # a row of an earlier release: the id itself
+            return stored
+        return at_rest.unseal(self.lookup, event_id, idempotency_key, stored, bytes.fromhex(seal))
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -83,6 +111,7 @@ class SqlQueueStore:
         raise RuntimeError("enqueue kept conflicting")  # pragma: no cover - needs three lost races
 
     def _enqueue_once(self, event_id: str, request_id: str, now: int, idempotency_key: str | None) -> Entry:
+        stored, seal = self._stored(event_id, request_id, idempotency_key)
         with self.db.session() as session:
             if idempotency_key is not None:
                 existing = session.execute(
@@ -91,14 +120,16 @@ class SqlQueueStore:
                     )
                 ).scalar_one_or_none()
                 if existing is not None:
-                    return Entry(existing.request_id, existing.position, existing.entry_time)
+                    kept = self._kept(event_id, idempotency_key, existing.request_id, existing.request_seal)
+                    return Entry(kept, existing.position, existing.entry_time)
             state = self._lock_state(session, event_id)
             state.queue_counter += 1
             state.last_entry_time = max(now, state.last_entry_time)
             entry = QueueEntry(
                 event_id=event_id,
                 position=state.queue_counter,
-                request_id=request_id,
+                request_id=stored,
+                request_seal=seal,
                 entry_time=state.last_entry_time,
                 claimed=False,
                 idempotency_key=idempotency_key,
@@ -108,10 +139,11 @@ class SqlQueueStore:
             return Entry(request_id, entry.position, entry.entry_time)
 
     def entry(self, event_id: str, request_id: str) -> Entry | None:
+        candidates = self._keys(request_id)
         with self.db.session(readonly=True) as session:
             row = session.execute(
                 select(QueueEntry.position, QueueEntry.entry_time).where(
-                    QueueEntry.request_id == request_id, QueueEntry.event_id == event_id
+                    QueueEntry.request_id.in_(candidates), QueueEntry.event_id == event_id
                 )
             ).first()
             return None if row is None else Entry(request_id, row.position, row.entry_time)
@@ -153,9 +185,10 @@ class SqlQueueStore:
             return state.serving_counter, True
 
     def status(self, event_id: str, request_id: str, now: int, policy: ExpiryPolicy, claim: bool) -> PlaceStatus:
+        candidates = self._keys(request_id)
         with self.db.session(readonly=not claim) as session:
             row = session.execute(
-                select(QueueEntry).where(QueueEntry.request_id == request_id, QueueEntry.event_id == event_id)
+                select(QueueEntry).where(QueueEntry.request_id.in_(candidates), QueueEntry.event_id == event_id)
             ).scalar_one_or_none()
             if row is None:
                 return PlaceStatus(PlaceState.UNKNOWN)
@@ -232,8 +265,14 @@ class SqlQueueStore:
     # -- the pre-queue and automatic admission ---------------------------------------------------
 
     def enqueue_pending(
-        self, event_id: str, request_id: str, entry_id: str, now: int, idempotency_key: str | None
+        self,
+        event_id: str,
+        request_id: str,
+        entry_id_of: Callable[[str], str],
+        now: int,
+        idempotency_key: str | None,
     ) -> Pending | None:
+        entry_id = entry_id_of(request_id)
         for _attempt in range(3):
             try:
                 return self._enqueue_pending_once(event_id, request_id, entry_id, now, idempotency_key)
@@ -244,6 +283,7 @@ class SqlQueueStore:
     def _enqueue_pending_once(
         self, event_id: str, request_id: str, entry_id: str, now: int, idempotency_key: str | None
     ) -> Pending | None:
+        stored, seal = self._stored(event_id, request_id, idempotency_key)
         with self.db.session() as session:
             self._lock_state(session, event_id)
             if session.get(QueueDraw, event_id) is not None:
@@ -255,11 +295,13 @@ class SqlQueueStore:
                     )
                 ).scalar_one_or_none()
                 if existing is not None:
-                    return Pending(existing.request_id, existing.entry_id, existing.joined_at)
+                    kept = self._kept(event_id, idempotency_key, existing.request_id, existing.request_seal)
+                    return Pending(kept, existing.entry_id, existing.joined_at)
             session.add(
                 PendingEntry(
                     event_id=event_id,
-                    request_id=request_id,
+                    request_id=stored,
+                    request_seal=seal,
                     entry_id=entry_id,
                     joined_at=now,
                     idempotency_key=idempotency_key,
@@ -269,14 +311,34 @@ class SqlQueueStore:
             return Pending(request_id, entry_id, now)
 
     def pending(self, event_id: str, request_id: str) -> Pending | None:
+        candidates = self._keys(request_id)
         with self.db.session(readonly=True) as session:
-            row = session.get(PendingEntry, (event_id, request_id))
-            return None if row is None else Pending(row.request_id, row.entry_id, row.joined_at)
+            row = session.execute(
+                select(PendingEntry.entry_id, PendingEntry.joined_at).where(
+                    PendingEntry.event_id == event_id, PendingEntry.request_id.in_(candidates)
+                )
+            ).first()
+            return None if row is None else Pending(request_id, row.entry_id, row.joined_at)
 
     def pending_entries(self, event_id: str) -> list[Pending]:
         with self.db.session(readonly=True) as session:
-            rows = session.execute(select(PendingEntry).where(PendingEntry.event_id == event_id)).scalars()
-            return [Pending(r.request_id, r.entry_id, r.joined_at) for r in rows]
+            rows = session.execute(
+                select(PendingEntry.entry_id, PendingEntry.joined_at).where(PendingEntry.event_id == event_id)
+            )
+            return [Pending("", r.entry_id, r.joined_at) for r in rows]
+
+    def pending_positions(self, event_id: str) -> dict[str, int]:
+        with self.db.session(readonly=True) as session:
+            rows = session.execute(
+                select(PendingEntry.entry_id, QueueEntry.position)
+                .select_from(PendingEntry)
+                .outerjoin(
+                    QueueEntry,
+                    (QueueEntry.event_id == PendingEntry.event_id) & (QueueEntry.request_id == PendingEntry.request_id),
+                )
+                .where(PendingEntry.event_id == event_id)
+            )
+            return {r.entry_id: r.position or 0 for r in rows}
 
     def draw_state(self, event_id: str) -> DrawState:
         with self.db.session(readonly=True) as session:
@@ -288,35 +350,38 @@ class SqlQueueStore:
                 return DrawState(int(entrants))
             return DrawState(int(entrants), drawn.drawn_at, drawn.first_position)
 
-    def draw(self, event_id: str, ordered_request_ids: list[str], now: int) -> DrawOutcome:
+    def draw(self, event_id: str, ordered_entry_ids: list[str], now: int) -> DrawOutcome:
         with self.db.session() as session:
             state = self._lock_state(session, event_id)
             if session.get(QueueDraw, event_id) is not None:
                 return DrawOutcome.ALREADY_DRAWN
-            known = set(
-                session.execute(select(PendingEntry.request_id).where(PendingEntry.event_id == event_id)).scalars()
-            )
-            if known != set(ordered_request_ids) or len(known) != len(ordered_request_ids):
+            rows = session.execute(
+                select(
+                    PendingEntry.entry_id,
+                    PendingEntry.request_id,
+                    PendingEntry.request_seal,
+                    PendingEntry.idempotency_key,
+                ).where(PendingEntry.event_id == event_id)
+            ).all()
+            known = {row.entry_id: row for row in rows}
+            if set(known) != set(ordered_entry_ids) or len(known) != len(ordered_entry_ids):
                 return DrawOutcome.STALE
             start = state.queue_counter
             drawn_at = max(now, state.last_entry_time)
-            rows = session.execute(
-                select(PendingEntry.request_id, PendingEntry.idempotency_key).where(PendingEntry.event_id == event_id)
-            ).all()
-            keys_of = {row.request_id: row.idempotency_key for row in rows}
             session.add_all(
                 QueueEntry(
                     event_id=event_id,
                     position=start + i,
-                    request_id=request_id,
+                    request_id=known[entry].request_id,
+                    request_seal=known[entry].request_seal,
                     entry_time=drawn_at,
                     claimed=False,
-                    idempotency_key=keys_of.get(request_id),
+                    idempotency_key=known[entry].idempotency_key,
                 )
-                for i, request_id in enumerate(ordered_request_ids, start=1)
+                for i, entry in enumerate(ordered_entry_ids, start=1)
             )
-            if ordered_request_ids:
-                state.queue_counter = start + len(ordered_request_ids)
+            if ordered_entry_ids:
+                state.queue_counter = start + len(ordered_entry_ids)
                 state.last_entry_time = drawn_at
             session.add(QueueDraw(event_id=event_id, drawn_at=drawn_at, first_position=start + 1, entrants=len(known)))
             return DrawOutcome.DRAWN

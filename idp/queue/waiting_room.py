@@ -130,10 +130,9 @@ class WaitingRoom:
                     "no committed seed for a pre-queue; committing one at the draw", extra={"event_id": event.event_id}
                 )
                 committed = lottery.renew(self.events.db, event.event_id, self._now())
-            entries = self.engine.pending_entries(event.event_id)
-            by_entry = {p.entry_id: p.request_id for p in entries}
-            order = lottery.draw_order(committed.seed, by_entry)
-            outcome = self.engine.draw(event.event_id, [by_entry[e] for e in order])
+            entries = [p.entry_id for p in self.engine.pending_entries(event.event_id)]
+            order = lottery.draw_order(committed.seed, entries)
+            outcome = self.engine.draw(event.event_id, order)
             if outcome is DrawOutcome.DRAWN:
                 log.info("pre-queue drawn", extra={"event_id": event.event_id, "entrants": len(order)})
             if outcome is not DrawOutcome.STALE:

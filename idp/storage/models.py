@@ -165,7 +165,12 @@ class QueueLedger(Base):
 
 
 class QueueEntry(Base):
-    """One visitor's place."""
+    """One visitor's place.
+
+    ``request_id`` holds the request id's keyed hash (32 hex, :mod:`idp.queue.at_rest`; rows of earlier
+    releases hold the UUID text); ``request_seal`` the request id sealed for a retried join (hex, only
+    with an idempotency key).
+    """
 
     __tablename__ = "queue_entries"
     __table_args__ = (UniqueConstraint("event_id", "idempotency_key"),)
@@ -173,19 +178,24 @@ class QueueEntry(Base):
     event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     position: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     request_id: Mapped[str] = mapped_column(String(36), unique=True)
+    request_seal: Mapped[str | None] = mapped_column(String(32), nullable=True)
     entry_time: Mapped[int] = mapped_column()
     claimed: Mapped[bool] = mapped_column(Boolean, default=False)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
 
 class PendingEntry(Base):
-    """A pre-queue join (SQL queue store): a request id with a public entry id, no position yet."""
+    """A pre-queue join (SQL queue store): a request id with a public entry id, no position yet.
+
+    ``request_id`` and ``request_seal`` as in :class:`QueueEntry`.
+    """
 
     __tablename__ = "queue_pending"
     __table_args__ = (UniqueConstraint("event_id", "idempotency_key"),)
 
     event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     request_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    request_seal: Mapped[str | None] = mapped_column(String(32), nullable=True)
     entry_id: Mapped[str] = mapped_column(String(64))
     joined_at: Mapped[int] = mapped_column()
     idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)

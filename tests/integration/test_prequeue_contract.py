@@ -45,7 +45,10 @@ def test_a_pending_entry_has_a_request_id_and_no_position(engine: QueueEngine, c
     assert engine.pending(E, str(uuid.uuid4())) is None
     more = [engine.enqueue_pending(E, lottery.entry_id) for _ in range(1100)]
     listed = engine.pending_entries(E)
-    assert len(listed) == 1101 and set(listed) == {pending, *more}
+    # Listed without their request ids: the stores keep only hashes of those.
+    expected = {(p.entry_id, p.joined_at) for p in (pending, *more) if p is not None}
+    assert len(listed) == 1101 and {(p.entry_id, p.joined_at) for p in listed} == expected
+    assert {p.request_id for p in listed} == {""}
     assert engine.pending_entries("other") == []
 
 
@@ -55,14 +58,15 @@ def test_the_draw_gives_positions_1_to_p_in_the_given_order_at_once(engine: Queu
     ids = [e.request_id for e in entries if e is not None]
     order = list(reversed(ids))
     clock.set(T0 + 50)
-    assert engine.draw(E, order) is DrawOutcome.DRAWN
+    assert engine.draw(E, [lottery.entry_id(rid) for rid in order]) is DrawOutcome.DRAWN
+    assert engine.pending_positions(E) == {lottery.entry_id(rid): i for i, rid in enumerate(order, start=1)}
     assert [engine.entry(E, rid).position for rid in order] == [1, 2, 3, 4, 5, 6, 7]  # type: ignore[union-attr]
     assert {engine.entry(E, rid).entry_time for rid in order} == {T0 + 50}  # type: ignore[union-attr]
     assert engine.counters(E).queue == 7
     state = engine.draw_state(E)
     assert (state.entrants, state.drawn_at, state.first_position) == (7, T0 + 50, 1)
     # Once only: a second draw (another process, another order) changes nothing.
-    assert engine.draw(E, ids) is DrawOutcome.ALREADY_DRAWN
+    assert engine.draw(E, [lottery.entry_id(rid) for rid in ids]) is DrawOutcome.ALREADY_DRAWN
     assert [engine.entry(E, rid).position for rid in order] == [1, 2, 3, 4, 5, 6, 7]  # type: ignore[union-attr]
     # Later arrivals are FIFO from P+1; the pre-queue no longer takes entries.
     clock.set(T0 + 51)
@@ -77,11 +81,13 @@ def test_a_draw_over_stale_entries_changes_nothing(engine: QueueEngine) -> None:
     first = engine.enqueue_pending(E, lottery.entry_id)
     second = engine.enqueue_pending(E, lottery.entry_id)
     assert first is not None and second is not None
-    assert engine.draw(E, [first.request_id]) is DrawOutcome.STALE
-    assert engine.draw(E, [first.request_id, str(uuid.uuid4())]) is DrawOutcome.STALE
+    assert engine.draw(E, [first.entry_id]) is DrawOutcome.STALE
+    assert engine.draw(E, [first.entry_id, lottery.entry_id(str(uuid.uuid4()))]) is DrawOutcome.STALE
+    assert engine.draw(E, [first.entry_id, first.entry_id]) is DrawOutcome.STALE
     assert engine.draw_state(E).drawn_at is None
     assert engine.counters(E).queue == 0
-    assert engine.draw(E, [second.request_id, first.request_id]) is DrawOutcome.DRAWN
+    assert engine.pending_positions(E) == {first.entry_id: 0, second.entry_id: 0}
+    assert engine.draw(E, [second.entry_id, first.entry_id]) is DrawOutcome.DRAWN
     assert engine.entry(E, second.request_id).position == 1  # type: ignore[union-attr]
 
 
@@ -97,7 +103,7 @@ def test_a_retried_pre_queue_join_keeps_its_entry_and_later_its_place(engine: Qu
     assert first == again
     assert engine.draw_state(E).entrants == 1
     assert first is not None
-    assert engine.draw(E, [first.request_id]) is DrawOutcome.DRAWN
+    assert engine.draw(E, [first.entry_id]) is DrawOutcome.DRAWN
     retried = engine.enqueue(E, "retry-1")
     assert (retried.request_id, retried.position) == (first.request_id, 1)
 
@@ -105,6 +111,7 @@ def test_a_retried_pre_queue_join_keeps_its_entry_and_later_its_place(engine: Qu
 def test_two_processes_racing_the_draw_draw_once(engine: QueueEngine) -> None:
     entries = [engine.enqueue_pending(E, lottery.entry_id) for _ in range(30)]
     ids = [e.request_id for e in entries if e is not None]
+    entry_ids = [lottery.entry_id(rid) for rid in ids]
     outcomes: list[DrawOutcome] = []
     barrier = threading.Barrier(4)
 
@@ -112,7 +119,7 @@ def test_two_processes_racing_the_draw_draw_once(engine: QueueEngine) -> None:
         barrier.wait()
         outcomes.append(engine.draw(E, order))
 
-    orders = [ids, list(reversed(ids)), ids[1:] + ids[:1], ids[2:] + ids[:2]]
+    orders = [entry_ids, list(reversed(entry_ids)), entry_ids[1:] + entry_ids[:1], entry_ids[2:] + entry_ids[:2]]
     threads = [threading.Thread(target=racer, args=(order,)) for order in orders]
     for thread in threads:
         thread.start()
@@ -153,7 +160,7 @@ def test_admit_up_to_applies_a_mark_once(engine: QueueEngine, clock: FrozenClock
 def test_reset_forgets_the_pre_queue_and_the_draw(engine: QueueEngine) -> None:
     pending = engine.enqueue_pending(E, lottery.entry_id)
     assert pending is not None
-    assert engine.draw(E, [pending.request_id]) is DrawOutcome.DRAWN
+    assert engine.draw(E, [pending.entry_id]) is DrawOutcome.DRAWN
     engine.reset(E)
     assert engine.draw_state(E).entrants == 0
     assert engine.draw_state(E).drawn_at is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import threading
 import uuid
 from collections.abc import Iterator
@@ -12,7 +13,10 @@ import pytest
 from idp.clock import FrozenClock
 from idp.config import Settings
 from idp.errors import ValidationError
+from idp.events import lottery
 from idp.queue.engine import INT64_MAX, CounterOverflowError, ExpiryPolicy, PlaceState, QueueEngine
+from idp.queue.redis_store import RedisQueueStore
+from idp.queue.sql_store import SqlQueueStore
 from tests.conftest import QUEUE_BACKENDS
 
 pytestmark = [pytest.mark.integration, pytest.mark.parametrize("backend_settings", QUEUE_BACKENDS, indirect=True)]
@@ -299,3 +303,130 @@ def test_reset_starts_over(engine: QueueEngine, clock: FrozenClock) -> None:
 def test_counters_of_an_untouched_event_are_zero(engine: QueueEngine) -> None:
     counters = engine.counters("never-used")
     assert (counters.queue, counters.serving, counters.waiting, counters.tokens) == (0, 0, 0, 0)
+
+
+# -- request ids at rest -------------------------------------------------------------------------
+
+
+def forms_of(request_id: str) -> list[bytes]:
+    """Every way a dump could show a request id: text, hex, raw bytes (and its random tail), base64."""
+    raw = uuid.UUID(request_id).bytes
+    text = request_id.encode()
+    forms = [text, text.upper(), raw.hex().encode(), raw.hex().upper().encode(), raw, raw[4:]]
+    for value in (raw, text):
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            forms.append(encode(value).rstrip(b"="))
+    return forms
+
+
+def leaks(dump: list[bytes], request_ids: list[str]) -> list[str]:
+    blob = b"\x00".join(dump)
+    return [rid for rid in request_ids if any(form in blob for form in forms_of(rid))]
+
+
+def redis_dump(store: RedisQueueStore) -> list[bytes]:
+    """Every Redis key of the event and everything in it, as bytes."""
+    client = store.client
+    out: list[bytes] = []
+    names = list(client.scan_iter(match=f"idp:q:{{{E}}}:*", count=1000))
+    assert names, "the event has no Redis keys to look at"
+    for name in names:
+        kind = client.type(name)
+        kind = kind.decode() if isinstance(kind, bytes) else kind
+        out.append(name if isinstance(name, bytes) else name.encode())
+        if kind == "hash":
+            for field, value in client.hgetall(name).items():
+                out += [field, value]
+        elif kind == "zset":
+            out += [member for member, _score in client.zrange(name, 0, -1, withscores=True)]
+        elif kind == "string":
+            out.append(client.get(name))
+        else:
+            raise AssertionError(f"unexpected Redis type {kind} for {name!r}")
+    return out
+
+
+def sql_dump(db: Any) -> list[bytes]:
+    """Every row of every table of the database, as bytes."""
+    from sqlalchemy import MetaData, select
+
+    metadata = MetaData()
+    out: list[bytes] = []
+    with db.engine.connect() as connection:
+        metadata.reflect(bind=connection)
+        for table in metadata.sorted_tables:
+            for row in connection.execute(select(table)):
+                out += [value if isinstance(value, bytes) else str(value).encode() for value in row]
+    return out
+
+
+def test_no_request_id_is_kept_readable_at_rest(engine: QueueEngine, clock: FrozenClock) -> None:
+    clock.set(T0)
+    pending = [engine.enqueue_pending(E, lottery.entry_id, f"pre-{i}") for i in range(3)]
+    pending += [engine.enqueue_pending(E, lottery.entry_id) for _ in range(2)]
+    request_ids = [p.request_id for p in pending if p is not None]
+    assert len(request_ids) == 5
+    order = sorted(lottery.entry_id(rid) for rid in request_ids)
+    assert engine.draw(E, order).name == "DRAWN"
+    joined = [engine.enqueue(E, f"join-{i}") for i in range(3)] + join(engine, 3)
+    request_ids += [e.request_id for e in joined]
+    # Retried joins still answer the original request ids, kept only sealed.
+    assert [engine.enqueue(E, f"join-{i}").request_id for i in range(3)] == request_ids[5:8]
+    again = engine.enqueue(E, "pre-0")
+    assert (again.request_id, again.position) == (request_ids[0], order.index(lottery.entry_id(request_ids[0])) + 1)
+    engine.increment_serving(E, 4)
+    engine.claim(E, request_ids[0], POLICY)
+    engine.sweep(E, POLICY)
+    for rid in request_ids:
+        assert engine.entry(E, rid) is not None
+
+    # The search finds a request id in each of its forms (it can fail).
+    rid, raw = request_ids[0], uuid.UUID(request_ids[0]).bytes
+    for planted in (rid.encode(), raw.hex().encode(), raw, raw[4:], base64.b64encode(raw)):
+        assert leaks([b"x" + planted + b"y"], [rid]) == [rid]
+
+    store = engine.store
+    if isinstance(store, RedisQueueStore):
+        dump = redis_dump(store) + sql_dump(store.ledger.db)
+    else:
+        assert isinstance(store, SqlQueueStore)
+        dump = sql_dump(store.db)
+    assert leaks(dump, request_ids) == []
+
+
+def test_places_an_earlier_release_kept_raw_are_found_and_a_kept_hash_is_no_request_id(
+    engine: QueueEngine, clock: FrozenClock
+) -> None:
+    from sqlalchemy import update
+
+    from idp.queue import at_rest, keys
+    from idp.storage.models import QueueEntry
+
+    clock.set(T0)
+    hashed, old = engine.enqueue(E), engine.enqueue(E, "old-key")
+    store = engine.store
+    # Rewrite the second place as an earlier release wrote it: the request id itself.
+    if isinstance(store, RedisQueueStore):
+        tag = at_rest.redis_tag(store.lookup, old.request_id)
+        raw = uuid.UUID(old.request_id).bytes
+        assert store.client.hdel(keys.places(E), tag) == 1
+        store.client.hset(keys.places(E), raw, old.position)
+        store.client.hset(keys.idempotency(E), "old-key", raw)
+        kept_hash = str(uuid.UUID(bytes=at_rest.redis_tag(store.lookup, hashed.request_id)))
+    else:
+        assert isinstance(store, SqlQueueStore)
+        with store.db.session() as session:
+            session.execute(
+                update(QueueEntry)
+                .where(QueueEntry.request_id == at_rest.sql_tag(store.lookup, old.request_id))
+                .values(request_id=old.request_id, request_seal=None)
+            )
+        kept_hash = str(uuid.UUID(hex=at_rest.sql_tag(store.lookup, hashed.request_id)))
+    assert engine.entry(E, old.request_id) == old
+    assert engine.enqueue(E, "old-key") == old
+    engine.increment_serving(E, 2)
+    assert engine.claim(E, old.request_id, POLICY).first_claim
+    # A hash copied out of a dump, used as a request id, finds nothing.
+    assert engine.entry(E, kept_hash) is None
+    assert engine.status(E, kept_hash, POLICY).state is PlaceState.UNKNOWN
+    assert engine.entry(E, hashed.request_id) == hashed

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -289,6 +290,32 @@ def test_a_join_retried_with_its_idempotency_key_after_a_503_has_one_place(loss_
     assert again.get_json() == repeat.get_json()
     assert again.get_json()["queue_number"] == first.get_json()["queue_number"] + 1
     assert own_redis.client().hlen(keys.places(E)) == 2
+
+
+def test_a_pre_queue_entry_lost_with_the_store_answers_410_place_lost(loss_app: Any, own_redis: OwnRedis) -> None:
+    svc = loss_app.extensions["idp"]
+    now = int(time.time())
+    svc.events.create({"event_id": "early", "name": "Early", "prequeue_opens_at": now - 60, "opens_at": now + 3600})
+    client = loss_app.test_client()
+
+    def queue_num(request_id: str) -> Any:
+        return client.get("/api/queue_num", query_string={"event_id": "early", "request_id": request_id})
+
+    entered = [client.post("/api/assign_queue_num", json={"event_id": "early"}) for _ in range(2)]
+    assert [e.status_code for e in entered] == [200, 200]
+    rids = [e.get_json()["api_request_id"] for e in entered]
+    assert [queue_num(rid).status_code for rid in rids] == [202, 202]  # in the pre-queue, no place yet
+    own_redis.client().flushall()
+    refused = client.post("/api/assign_queue_num", json={"event_id": "early"})
+    assert refused.status_code == 503 and refused.get_json()["error"] == "queue_store_lost"
+    kept = client.post("/api/assign_queue_num", json={"event_id": "early"})
+    assert kept.status_code == 200
+    for rid in rids:
+        gone = queue_num(rid)
+        assert (gone.status_code, gone.get_json()["error"]) == (410, "place_lost"), gone.get_json()
+    assert queue_num(kept.get_json()["api_request_id"]).status_code == 202
+    unknown = queue_num(str(uuid.uuid4()))
+    assert unknown.status_code == 404
 
 
 def test_without_automatic_recovery_the_event_waits_for_idp_queue_recover(

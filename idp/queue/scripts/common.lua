@@ -17,6 +17,14 @@ local function check_identity()
   if id[2] ~= run then error({err = 'IDPLOST restart'}) end
 end
 
+-- The position of a place: ARGV[2] is the request id's hash, ARGV[3] its raw bytes ('' unless it is a
+-- version-4 UUID) for places an earlier release wrote raw (no hash ever equals the raw bytes of one).
+local function find_place()
+  local p = redis.call('HGET', KEYS[2], ARGV[2])
+  if not p and ARGV[3] ~= '' then p = redis.call('HGET', KEYS[2], ARGV[3]) end
+  return p
+end
+
 local function entry_time(pos)
   local r = redis.call('ZREVRANGEBYSCORE', KEYS[3], pos, '-inf', 'LIMIT', 0, 1)
   if r[1] then return tonumber(r[1]) end

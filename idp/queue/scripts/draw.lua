@@ -1,6 +1,6 @@
 -- Draw an event's pre-queue: every pending entry gets a position, in the given order, at once; once.
 -- KEYS[1..6] as in common.lua; KEYS[7] pending hash (see enqueue_pending.lua).
--- ARGV[1] epoch, ARGV[2] now, ARGV[3] number of entries P, ARGV[4..P+3] the request ids (16 raw bytes)
+-- ARGV[1] epoch, ARGV[2] now, ARGV[3] number of entries P, ARGV[4..P+3] their fields in the pending hash
 -- in drawn order.
 -- Returns {1} drawn now, {2} drawn before (nothing changed), {3} the entries changed since they were
 -- read (nothing changed; read them again and retry), {4, needed} the positions the database reserved

@@ -5,37 +5,14 @@
 (function () {
   "use strict";
 
-  var KEY_NAME = "idp_admin_key";
+  var admin = window.IdpAdmin;
+  var $ = admin.$, key = admin.key, api = admin.api;
   var REFRESH_MS = 5000;
-  var base = "/admin/api";
   var timer = null;
   var auditCursor = null;
   // Fields the server keeps for itself: shown, never sent back.
   var READ_ONLY = { event_id: true, created_at: true, updated_at: true };
-
-  function $(id) { return document.getElementById(id); }
-
-  function key() { return window.sessionStorage.getItem(KEY_NAME); }
-
-  function api(method, path, body) {
-    var headers = { "Authorization": "Bearer " + key(), "Accept": "application/json" };
-    var init = { method: method, headers: headers, credentials: "omit", cache: "no-store" };
-    if (body !== undefined) {
-      headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(body);
-    }
-    return fetch(base + path, init).then(function (response) {
-      return response.json().catch(function () { return {}; }).then(function (data) {
-        if (!response.ok) {
-          var err = new Error(data.message || ("HTTP " + response.status));
-          err.status = response.status;
-          err.code = data.error;
-          throw err;
-        }
-        return data;
-      });
-    });
-  }
+  var signOut = null;
 
   function node(tag, attrs, text) {
     var el = document.createElement(tag);
@@ -76,11 +53,18 @@
     $("nav").hidden = !on;
   }
 
-  function signOut(message) {
-    window.sessionStorage.removeItem(KEY_NAME);
+  function stopTimer() {
     if (timer) { window.clearTimeout(timer); timer = null; }
-    showConsole(false);
-    $("sign-in-error").textContent = message || "";
+  }
+
+  // A key is tried on the events list before the console opens.
+  function signedIn() {
+    api("GET", "/events?limit=1").then(function () {
+      showConsole(true);
+      route();
+    }).catch(function (err) {
+      signOut(err.status === 401 ? "The key was not accepted." : (err.status === 403 ? "This key cannot read events." : err.message));
+    });
   }
 
   // --- views -----------------------------------------------------------------------------------
@@ -364,20 +348,7 @@
   // --- wiring ----------------------------------------------------------------------------------
 
   document.addEventListener("DOMContentLoaded", function () {
-    $("sign-in-form").addEventListener("submit", function (ev) {
-      ev.preventDefault();
-      var value = $("api-key").value.trim();
-      window.sessionStorage.setItem(KEY_NAME, value);
-      api("GET", "/events?limit=1").then(function () {
-        $("api-key").value = "";
-        $("sign-in-error").textContent = "";
-        showConsole(true);
-        route();
-      }).catch(function (err) {
-        signOut(err.status === 401 ? "The key was not accepted." : (err.status === 403 ? "This key cannot read events." : err.message));
-      });
-    });
-    $("sign-out").addEventListener("click", function () { signOut(""); });
+    signOut = admin.session(showConsole, signedIn, stopTimer);
     $("new-event-form").addEventListener("submit", function (ev) {
       ev.preventDefault();
       api("POST", "/events", { event_id: $("new-event-id").value.trim(), name: $("new-event-name").value.trim() })

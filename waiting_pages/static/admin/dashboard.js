@@ -1,39 +1,15 @@
 // Operator dashboard: live counters and per-minute charts of one event, drawn as inline SVG.
-// The admin API key lives in sessionStorage (this tab only) and goes out only as a Bearer header
-// to this site's admin API.
+// Signing in and the admin API client are admin_api.js's.
 (function () {
   "use strict";
 
-  var KEY_NAME = "idp_admin_key";
+  var admin = window.IdpAdmin;
+  var $ = admin.$, key = admin.key, api = admin.api;
   var REFRESH_MS = 5000;
   var SVG_NS = "http://www.w3.org/2000/svg";
   var eventId = document.body.getAttribute("data-event-id");
-  var base = "/admin/api";
   var timer = null;
   var paused = false;
-
-  function $(id) { return document.getElementById(id); }
-
-  function key() { return window.sessionStorage.getItem(KEY_NAME); }
-
-  function api(method, path, body) {
-    var headers = { "Authorization": "Bearer " + key(), "Accept": "application/json" };
-    var init = { method: method, headers: headers, credentials: "omit", cache: "no-store" };
-    if (body !== undefined) {
-      headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(body);
-    }
-    return fetch(base + path, init).then(function (response) {
-      return response.json().catch(function () { return {}; }).then(function (data) {
-        if (!response.ok) {
-          var err = new Error(data.message || ("HTTP " + response.status));
-          err.status = response.status;
-          throw err;
-        }
-        return data;
-      });
-    });
-  }
 
   function showBoard(on) {
     $("sign-in").hidden = on;
@@ -189,24 +165,9 @@
     return refresh();
   }
 
-  function signOut(message) {
-    window.sessionStorage.removeItem(KEY_NAME);
+  var signOut = admin.session(showBoard, start, function () {
     if (timer) { window.clearInterval(timer); timer = null; }
-    showBoard(false);
-    $("sign-in-error").textContent = message || "";
-  }
-
-  $("sign-in-form").addEventListener("submit", function (e) {
-    e.preventDefault();
-    var value = $("api-key").value.trim();
-    if (!value) { return; }
-    window.sessionStorage.setItem(KEY_NAME, value);
-    $("api-key").value = "";
-    $("sign-in-error").textContent = "";
-    start();
   });
-
-  $("sign-out").addEventListener("click", function () { signOut(""); });
 
   $("advance-form").addEventListener("submit", function (e) {
     e.preventDefault();

@@ -1,7 +1,7 @@
 """Visitor ids and request ids leave the OpenID Connect and tokens tables: lookup tags and sealed values
 
-Revision ID: 0012_hidden_ids
-Revises: 0011_lookup_key
+Revision ID: 0013_hidden_ids
+Revises: 0012_request_ids_at_rest
 
 Rows stored by earlier releases are converted (``idp.storage.hidden_ids``): each visitor id becomes its
 lookup tag, each request id its tag plus its sealed value, and codes and grants keep the visitor's
@@ -20,8 +20,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.orm import Session
 
-revision = "0012_hidden_ids"
-down_revision = "0011_lookup_key"
+revision = "0013_hidden_ids"
+down_revision = "0012_request_ids_at_rest"
 branch_labels = None
 depends_on = None
 
@@ -131,6 +131,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     raise RuntimeError(
-        "0012_hidden_ids cannot be undone: the visitor ids and request ids it replaced by keyed hashes "
+        "0013_hidden_ids cannot be undone: the visitor ids and request ids it replaced by keyed hashes "
         "are gone. Restore a backup taken before the upgrade instead."
     )
