@@ -28,9 +28,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
-from joserfc import jwt
-from joserfc.errors import JoseError
-
 from idp.crypto import LookupKey, keyed_digest
 from idp.errors import IdpError
 from idp.oidc.claims import Admission, pairwise_sub
@@ -43,6 +40,7 @@ from idp.oidc.interaction import (
     new_visitor_id,
 )
 from idp.oidc.records import InteractionRecord
+from idp.tokens.verify import TokenRefused, id_token_hint_claims
 
 if TYPE_CHECKING:
     from idp.clients.service import ClientConfig, ClientService
@@ -54,7 +52,6 @@ if TYPE_CHECKING:
 LOGOUT_CONFIRM_SECONDS = 600
 # Fields of a sign-out request carried through its confirmation form.
 LOGOUT_FIELDS = ("id_token_hint", "client_id", "post_logout_redirect_uri", "state", "ui_locales", "logout_hint")
-ID_TOKEN_ALGS = ["RS256", "ES256"]
 
 
 @dataclass(frozen=True)
@@ -292,21 +289,12 @@ class SignIn:
 
     def hint_subject(self, hint: str, client_id: str) -> str:
         """The ``sub`` of an ID token we issued to this client (expired is fine); ValueError otherwise."""
-        if len(hint) > 8192:
-            raise ValueError("id_token_hint is too long")
         try:
-            token = jwt.decode(hint, self.keys.verification_keyset(), algorithms=ID_TOKEN_ALGS)
-        except (JoseError, ValueError, TypeError, KeyError):
-            raise ValueError("id_token_hint is not an ID token of this provider") from None
-        claims = token.claims
-        aud = claims.get("aud")
-        audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
-        if (
-            claims.get("iss") != self.settings.issuer
-            or client_id not in audiences
-            or not isinstance(claims.get("sub"), str)
-        ):
-            raise ValueError("id_token_hint was not issued by this provider to this client")
+            claims = id_token_hint_claims(
+                hint, self.keys, issuer=self.settings.issuer, now=self.now, client_id=client_id
+            )
+        except TokenRefused:
+            raise ValueError("id_token_hint is not an ID token this provider issued to this client") from None
         return str(claims["sub"])
 
     def _same_sub(self, visitor_id: str, client_id: str, sub: str) -> bool:

@@ -13,8 +13,6 @@ boundary decides the 410 of ``issue``, the active count and the expired list.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import re
 import uuid
@@ -23,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from joserfc import jws
-from joserfc.errors import JoseError
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -44,9 +41,9 @@ from idp.storage.hidden_ids import HiddenIds
 from idp.storage.lookup import StoredLookupKey
 from idp.storage.models import TokenRecord
 from idp.tokens.keys import DEFAULT_ALG, KeyManager, KeyUnavailableError, validate_alg
+from idp.tokens.verify import AccessTokenClaims, TokenRefused, verify_jwt
 
 TOKEN_USES = ("access", "refresh", "id")
-MAX_TOKEN_CHARS = 8192
 ISSUER_RE = re.compile(r"\Ahttps?://[\x21-\x7e]{1,290}\Z")
 # The cursor names the last row by its expiry and its request id's tag (earlier releases: the request id).
 _CURSOR_RE = re.compile(r"\A(\d{1,19}):([0-9a-f-]{32,36})\Z")
@@ -123,11 +120,6 @@ def _issuer(value: object) -> str:
     if not isinstance(value, str) or not ISSUER_RE.match(value) or value.endswith("/"):
         raise ValidationError("issuer must be an http(s) URL without a trailing slash.", code="invalid_issuer")
     return value
-
-
-def _b64json(segment: str) -> Any:
-    padded = segment + "=" * (-len(segment) % 4)
-    return json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
 
 
 class TokenService:
@@ -392,36 +384,11 @@ class TokenService:
 
     def verify_place_token(self, token: object, event_id: str | None = None) -> tuple[dict[str, Any], str]:
         """The claims of a valid access token and the request id of its place; InvalidTokenError otherwise."""
-        if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS:
-            raise InvalidTokenError("The access token is missing or too long.")
-        parts = token.split(".")
-        if len(parts) != 3:
-            raise InvalidTokenError("The access token is not a compact JWS.")
         try:
-            header = _b64json(parts[0])
-        except (ValueError, UnicodeError, binascii.Error, RecursionError):
-            raise InvalidTokenError("The access token header is malformed.") from None
-        if not isinstance(header, dict):
-            raise InvalidTokenError("The access token header is malformed.")
-        alg, kid = header.get("alg"), header.get("kid")
-        if not isinstance(alg, str) or alg not in ("RS256", "ES256") or not isinstance(kid, str):
-            raise InvalidTokenError("The access token names no usable algorithm and key.")
-        if header.get("crit") is not None:
-            raise InvalidTokenError("The access token has critical header parameters.")
-        key = self.keys.verification_key(kid)
-        if key is None or key.alg != alg:
-            raise InvalidTokenError("The access token was signed by an unknown key.")
-        try:
-            payload = jws.deserialize_compact(token, key, algorithms=[alg]).payload
-        except (JoseError, ValueError, TypeError, UnicodeError, binascii.Error):
-            raise InvalidTokenError("The access token signature is not valid.") from None
-        try:
-            claims = json.loads(payload)
-        except (ValueError, UnicodeError, RecursionError):
-            raise InvalidTokenError("The access token claims are malformed.") from None
-        if not isinstance(claims, dict):
-            raise InvalidTokenError("The access token claims are malformed.")
-        return self._check_claims(claims, event_id)
+            claims = verify_jwt(token, self.keys, AccessTokenClaims(self._now, event_id), what="access token")
+        except TokenRefused as exc:
+            raise InvalidTokenError(str(exc)) from None
+        return self._check_session(claims)
 
     def _place_of(self, claims: dict[str, Any], sub: str) -> str:
         """The request id behind a token: its ``sub``, or for a relying party's token its grant's place."""
@@ -440,25 +407,11 @@ class TokenService:
             raise InvalidTokenError("The access token has been revoked.")
         return request_id
 
-    def _check_claims(self, claims: dict[str, Any], event_id: str | None) -> tuple[dict[str, Any], str]:
-        now = self.clock.now()
-        exp, nbf, sub, aud = claims.get("exp"), claims.get("nbf"), claims.get("sub"), claims.get("aud")
-        for name, value in (("exp", exp), ("nbf", nbf)):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise InvalidTokenError(f"The access token has no valid {name}.")
-        if now >= exp:  # type: ignore[operator]
-            raise InvalidTokenError("The access token has expired.")
-        if now < nbf:  # type: ignore[operator]
-            raise InvalidTokenError("The access token is not valid yet.")
-        if claims.get("token_use") != "access":
-            raise InvalidTokenError("The token is not an access token.")
-        if not isinstance(sub, str) or not isinstance(aud, str):
-            raise InvalidTokenError("The access token has no subject or audience.")
-        if event_id is not None and aud != event_id:
-            raise InvalidTokenError("The access token is for another event.")
-        rid = self._place_of(claims, sub)
+    def _check_session(self, claims: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        """The place behind verified claims, refused once its session is unknown, finished or re-issued."""
+        rid = self._place_of(claims, claims["sub"])
         state = self._session(rid)
-        if state is None or state.event_id != aud:
+        if state is None or state.event_id != claims["aud"]:
             raise InvalidTokenError("The access token belongs to no known session.")
         if claims.get("iss") != state.issuer:
             raise InvalidTokenError("The access token has the wrong issuer.")

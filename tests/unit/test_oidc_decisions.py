@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from joserfc import jwt
-from joserfc.jwk import KeySet, RSAKey
+from joserfc.jwk import RSAKey
 
 from idp.clients.service import ClientConfig
 from idp.clock import FrozenClock
@@ -43,7 +43,7 @@ NOW = 1_700_000_000
 RP = "https://rp.example/cb"
 VISITOR = "v" * 43
 OTHER_VISITOR = "w" * 43
-SIGNING_KEY = RSAKey.generate_key(2048, parameters={"kid": "k1"})
+SIGNING_KEY = RSAKey.generate_key(2048, parameters={"kid": "k1", "alg": "RS256"})
 CLIENT = ClientConfig(
     client_id="rp",
     event_id="sale",
@@ -107,7 +107,7 @@ def _sign_in(interactions: FakeInteractions, sessions: FakeSessions | None = Non
     clock = FrozenClock(NOW)
     settings: Any = SimpleNamespace(issuer=ISSUER, secret_key=SECRET)
     clients: Any = SimpleNamespace(find=lambda client_id: CLIENT if client_id == CLIENT.client_id else None)
-    keys: Any = SimpleNamespace(verification_keyset=lambda: KeySet([SIGNING_KEY]))
+    keys: Any = SimpleNamespace(verification_key=lambda kid: SIGNING_KEY if kid == "k1" else None)
     return SignIn(settings, clock, clients, keys, interactions, sessions or FakeSessions(), LOOKUP), clock  # type: ignore[arg-type]
 
 
