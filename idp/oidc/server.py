@@ -134,7 +134,11 @@ class OidcClient(ClientMixin):
 
 
 class _IssuerRequest(FlaskOAuth2Request):
-    """The Flask request, its URI rebuilt on IDP_ISSUER (a TLS proxy in front must not look insecure)."""
+    """The Flask request, its URI rebuilt on IDP_ISSUER (a TLS proxy in front must not look insecure).
+
+    OAuth2Request refuses an http URI in its constructor, so the URI is set before it runs rather than
+    after FlaskOAuth2Request built one from the proxied request.
+    """
 
     def __init__(self, issuer: str) -> None:
         path = flask_request.full_path if flask_request.query_string else flask_request.path
@@ -631,7 +635,6 @@ class OidcServer(AuthorizationServer):
         self.tokens = tokens
         self.records = records
         self.issuer: str = settings.issuer
-        self._query_client = self._find_client
         self.register_token_generator("default", self._no_generator)
         self.register_grant(CodeGrant, [IdToken(self), Pkce(required=True)])
         self.register_grant(RefreshGrant, [IdToken(self)])
@@ -648,7 +651,7 @@ class OidcServer(AuthorizationServer):
     def now(self) -> int:
         return int(self.clock.now())
 
-    def _find_client(self, client_id: Any) -> OidcClient | None:
+    def query_client(self, client_id: Any) -> OidcClient | None:
         config = self.clients.find(client_id)
         return None if config is None else OidcClient(config)
 
