@@ -102,9 +102,10 @@ class WaitingRoom:
         if event.mode in ("passthrough", "when_busy") and admission.admit_at_door(self, event, entry):
             self._counters.invalidate(event.event_id)
 
-    def session_seen(self, event_id: str, request_id: str) -> bool:
-        """``/verify`` saw this session: renew its idle time; False when it had ended by being idle."""
-        return self.idle.seen(self.events.get(event_id), request_id)
+    def session_seen(self, event_id: str, request_tag: str) -> bool:
+        """``/verify`` saw this session (named by its request id's tag, the tokens row key): renew its
+        idle time; False when it had ended by being idle."""
+        return self.idle.seen(self.events.get(event_id), request_tag)
 
     def invalidate(self, event_id: str) -> None:
         """Forget this process's cached counters of an event (another part just changed them)."""
