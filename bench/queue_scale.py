@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import BENCH_REDIS_URL, loopback_only  # noqa: E402
 from idp.crypto import LookupKey  # noqa: E402
-from idp.queue import keys  # noqa: E402
+from idp.queue import at_rest, keys  # noqa: E402
 from idp.queue.engine import ExpiryPolicy  # noqa: E402
 from idp.queue.ledger import Ledger  # noqa: E402
 from idp.queue.redis_store import RedisQueueStore  # noqa: E402
@@ -103,7 +103,7 @@ def fill(store: RedisQueueStore, event_id: str, count: int, rng: random.Random, 
                 position = done + i
                 if position % keep_every == 0:
                     kept.append(str(rid))
-                args.extend((rid.bytes, START + position // ARRIVALS_PER_SECOND))
+                args.extend((at_rest.redis_tag(store.lookup, str(rid)), START + position // ARRIVALS_PER_SECOND))
             bulk(keys=event_keys, args=args, client=pipe)
             done += batch
         pipe.execute()

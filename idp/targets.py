@@ -1,8 +1,8 @@
 """Where the service may send requests or visitors in production: outbound targets and redirect URIs.
 
-* Outbound targets (webhook subscribers, an inlet's health check) must not resolve to loopback,
-  link-local, private or other non-public addresses, or an admin key could make the service probe its
-  own network (the delivery log would then map internal ports). ``IDP_ALLOW_PRIVATE_TARGETS=true``
+* Outbound targets (webhook subscribers, an inlet's health check, a captcha provider's verify URL) must
+  not resolve to loopback, link-local, private or other non-public addresses, or an admin key could make
+  the service probe its own network (the delivery log would then map internal ports). ``IDP_ALLOW_PRIVATE_TARGETS=true``
   lifts the rule for deployments whose subscribers live inside the network. The rule holds when a
   request is sent, not only when the target is registered: a name that resolved to a public address
   then may resolve to an internal one later (DNS rebinding), so :class:`Outbound` resolves the name,
@@ -85,13 +85,21 @@ class Outbound:
         self.public_only = public_only
         self.resolver = resolver
         self.ca_certs = ca_certs or certifi.where()
+        self.session = requests.Session()  # keeps connections open where names are not pinned
 
     def send(self, method: str, url: str, body: bytes | None, headers: dict[str, str], timeout: float) -> int:
         """Send one request and return its status code."""
+        return self.fetch(method, url, body, headers, timeout)[0]
+
+    def fetch(
+        self, method: str, url: str, body: bytes | None, headers: dict[str, str], timeout: float
+    ) -> tuple[int, bytes]:
+        """Send one request and return its status code and body."""
         if not self.public_only:
-            response = requests.request(method, url, data=body, headers=headers, timeout=timeout, allow_redirects=False)
-            response.close()
-            return response.status_code
+            with self.session.request(
+                method, url, data=body, headers=headers, timeout=timeout, allow_redirects=False
+            ) as response:
+                return response.status_code, response.content
         try:
             address = public_address(url, "the target", self.resolver)
         except ValidationError as exc:
@@ -100,7 +108,7 @@ class Outbound:
 
     def _pinned(
         self, method: str, url: str, address: str, body: bytes | None, headers: dict[str, str], timeout: float
-    ) -> int:
+    ) -> tuple[int, bytes]:
         parts = urlsplit(url)
         host = parts.hostname or ""
         https = parts.scheme == "https"
@@ -132,7 +140,7 @@ class Outbound:
                     retries=False,
                     assert_same_host=False,
                 )
-                return int(response.status)
+                return int(response.status), bytes(response.data)
         except TimeoutError as exc:
             raise requests.Timeout(str(exc)) from None
         except HTTPError as exc:

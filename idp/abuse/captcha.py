@@ -10,10 +10,14 @@ completed (timeout, connection error, an answer that is not JSON) is an *outage*
 from __future__ import annotations
 
 import enum
+import json
 import logging
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 import requests
+
+from idp.targets import Outbound
 
 log = logging.getLogger("idp.abuse")
 
@@ -63,20 +67,22 @@ class CaptchaConfig:
 class CaptchaVerifier:
     """Ask the provider's siteverify API whether a widget token is genuine."""
 
-    def __init__(self, session: requests.Session | None = None) -> None:
-        self.http = session or requests.Session()
+    def __init__(self, outbound: Outbound | None = None) -> None:
+        # In production the verify URL, which an operator may set, must resolve to a public address.
+        self.outbound = outbound or Outbound(public_only=False)
 
     def verify(self, config: CaptchaConfig, response: object, address: str) -> Verdict:
         if not isinstance(response, str) or not response or len(response) > MAX_RESPONSE_CHARS:
             return Verdict.FAILED
         try:
-            answer = self.http.post(
+            status, body = self.outbound.fetch(
+                "POST",
                 config.verify_url,
-                data={"secret": config.secret, "response": response, "remoteip": address},
-                timeout=config.timeout,
-                allow_redirects=False,
+                urlencode({"secret": config.secret, "response": response, "remoteip": address}).encode(),
+                {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"},
+                config.timeout,
             )
-            payload = answer.json() if answer.status_code == 200 else None
+            payload = json.loads(body) if status == 200 else None
         except (requests.RequestException, ValueError) as exc:
             log.warning("captcha verification failed", extra={"provider": config.provider, "error": type(exc).__name__})
             return Verdict.UNAVAILABLE

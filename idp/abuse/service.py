@@ -34,6 +34,7 @@ from idp.abuse.sealing import open_captcha_secret
 from idp.abuse.stores import RefusalTallies
 from idp.errors import IdpError
 from idp.events.service import EventConfig
+from idp.targets import Outbound
 
 log = logging.getLogger("idp.abuse")
 
@@ -337,5 +338,6 @@ def build_defence(settings: Any, db: Any, store: Any, clock: Any) -> Defence:
         RefusalTallies(db, clock.now),
         settings.secret_key,
         now=clock.now,
+        verifier=CaptchaVerifier(Outbound(bool(getattr(settings, "public_targets_only", False)))),
         previous_secret_keys=settings.secret_keys[1:],
     )

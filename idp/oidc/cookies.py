@@ -54,6 +54,11 @@ def set_visitor_cookie(response: Response, settings: Settings, visitor_id: str) 
     )
 
 
+def _serializer(settings: Settings) -> URLSafeSerializer:
+    # Signs with IDP_SECRET_KEY (itsdangerous signs with the last key) and reads what a previous secret signed.
+    return URLSafeSerializer(list(reversed(settings.secret_keys)), salt=ADMISSION_SALT)
+
+
 def admission_cookie_name(settings: Settings, event_id: str) -> str:
     return settings.cookie_name(settings.admission_cookie_prefix) + event_id
 
@@ -70,7 +75,7 @@ def read_admission_cookie(cookies: Mapping[str, str], settings: Settings, event_
     if not raw or len(raw) > 2000:
         return None
     try:
-        value = URLSafeSerializer(settings.secret_key, salt=ADMISSION_SALT).loads(raw)
+        value = _serializer(settings).loads(raw)
     except BadSignature:
         return None
     return value if isinstance(value, dict) else None
@@ -86,7 +91,7 @@ def set_admission_cookie(response: Response, settings: Settings, admission: Admi
     }
     response.set_cookie(
         admission_cookie_name(settings, admission.event_id),
-        URLSafeSerializer(settings.secret_key, salt=ADMISSION_SALT).dumps(payload),
+        _serializer(settings).dumps(payload),
         max_age=max(1, max_age),
         httponly=True,
         samesite="Lax",

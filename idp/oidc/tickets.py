@@ -48,10 +48,11 @@ class WaitTickets:
         self.room = room
 
     def _serializer(self, salt: str) -> URLSafeSerializer:
-        return URLSafeSerializer(self.settings.secret_key, salt=salt)
+        # Signs with IDP_SECRET_KEY (itsdangerous signs with the last key) and reads what a previous secret signed.
+        return URLSafeSerializer(list(reversed(self.settings.secret_keys)), salt=salt)
 
-    def _owner_tag(self, visitor_id: str) -> str:
-        return keyed_digest(self.settings.secret_key, "waiting-page owner", visitor_id).hex()[:32]
+    def _owner_tag(self, visitor_id: str, secret: str | None = None) -> str:
+        return keyed_digest(secret or self.settings.secret_key, "waiting-page owner", visitor_id).hex()[:32]
 
     def of(self, record: InteractionRecord) -> WaitTicket:
         return WaitTicket(
@@ -87,7 +88,14 @@ class WaitTickets:
 
     def owned(self, ticket: WaitTicket, visitor_id: str | None) -> bool:
         """True when ``visitor_id`` is the cookie of the browser that parked the request."""
-        return visitor_id is not None and hmac.compare_digest(ticket.owner, self._owner_tag(visitor_id))
+        if visitor_id is None:
+            return False
+        # A ticket made under a previous IDP_SECRET_KEY still names its owner.
+        owner = ticket.owner.encode("utf-8", "replace")
+        return any(
+            hmac.compare_digest(owner, self._owner_tag(visitor_id, secret).encode())
+            for secret in self.settings.secret_keys
+        )
 
     def wait_url(self, record: InteractionRecord | WaitTicket) -> str:
         """The waiting page of a parked request; its signed ``w`` lets a waiting reload skip the database."""

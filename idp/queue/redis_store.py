@@ -696,7 +696,12 @@ class RedisQueueStore:
                 # First use, or data from before the ledger existed: adopt what is there.
                 top = max(found.queue, found.limit)
                 epoch = new_epoch()
-                self.ledger.create(session, event_id, epoch, top, found.serving, now)
+                created = self.ledger.create(session, event_id, epoch, top, found.serving, now)
+                if created.epoch != epoch:
+                    # Another process made the row first (PostgreSQL cannot lock a row not there yet: the
+                    # insert waited for its commit) and installed its identity: use that one, install none.
+                    self._known[event_id] = _Known(created.epoch, created.generation)
+                    return "current"
                 if not self._install(event_id, found, epoch, top, found.serving, found.gaps):
                     raise StoreLostError(retry_after=self.retry_after)
                 self._known[event_id] = _Known(epoch, 1)

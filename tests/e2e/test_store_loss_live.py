@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 import requests
 from sqlalchemy import select
 
+from idp.queue import keys
 from idp.storage.models import QueueLedger
 from tests.own_redis import OwnRedis
 
@@ -22,11 +24,11 @@ JOINERS = 8
 WAIT_SECONDS = 120.0
 
 
-def _wait_for(condition: Any, what: str) -> None:
+def _wait_for(condition: Any, what: str, describe: Any) -> None:
     deadline = time.monotonic() + WAIT_SECONDS
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            raise AssertionError(f"timed out waiting for {what}: {describe()}")
         time.sleep(0.05)
 
 
@@ -69,16 +71,26 @@ def test_a_redis_restart_without_persistence_under_gunicorn(live_server: Any, tm
             with lock:
                 return sum(1 for at, status, *_ in answers if status == 200 and at > after)
 
+        def describe() -> str:
+            """What the joins were answered so far, and how the server's log ends (a failure's diagnosis)."""
+            with lock:
+                counts = Counter((status, body.get("error", "")) for _at, status, body, _r in answers)
+            with services.db.session(readonly=True) as session:
+                row = session.get(QueueLedger, "sale")
+                ledger = None if row is None else (row.epoch, row.generation, row.status, row.last_loss_reason)
+            epoch = own.client().hget(keys.counters("sale"), "epoch")
+            return f"answers {dict(counts)}; ledger {ledger}; redis epoch {epoch!r}\nserver log:\n{server.log(80)}"
+
         threads = [threading.Thread(target=join) for _ in range(JOINERS)]
         for thread in threads:
             thread.start()
         try:
-            _wait_for(lambda: acknowledged() >= 300, "joins before the restart")
+            _wait_for(lambda: acknowledged() >= 300, "joins before the restart", describe)
             with lock:
                 before = {b["api_request_id"]: b["queue_number"] for _a, s, b, _r in answers if s == 200}
                 fault_at = time.monotonic()
             own.restart()  # SIGKILL, then start again: no AOF, no snapshot, so Redis comes back empty
-            _wait_for(lambda: acknowledged(fault_at) >= 300, "joins after the restart")
+            _wait_for(lambda: acknowledged(fault_at) >= 300, "joins after the restart", describe)
         finally:
             stop.set()
             for thread in threads:

@@ -64,7 +64,12 @@ def test_each_request_connects_to_the_address_it_checked(monkeypatch: Any) -> No
     resolver = Resolver([PUBLIC], ["127.0.0.1"])
     outbound = Outbound(public_only=True, resolver=resolver)
     connected: list[str] = []
-    monkeypatch.setattr(outbound, "_pinned", lambda method, url, address, *rest: connected.append(address) or 204)
+
+    def pinned(method: str, url: str, address: str, *rest: Any) -> tuple[int, bytes]:
+        connected.append(address)
+        return 204, b""
+
+    monkeypatch.setattr(outbound, "_pinned", pinned)
     assert outbound.send("POST", "https://hooks.example/hook", b"{}", {}, 2.0) == 204
     assert connected == [PUBLIC] and resolver.asked == ["hooks.example"]
     with pytest.raises(PrivateTargetError):
@@ -75,7 +80,7 @@ def test_each_request_connects_to_the_address_it_checked(monkeypatch: Any) -> No
 def test_the_pinned_connection_carries_the_name_as_host() -> None:
     with webhook_receiver() as receiver:
         port = int(receiver.url.rsplit(":", 1)[1].split("/")[0])
-        status = Outbound(public_only=True)._pinned(
+        status, _body = Outbound(public_only=True)._pinned(
             "POST", f"http://hooks.example:{port}/hook?x=1", "127.0.0.1", b'{"id": 1}', {"X-Test": "yes"}, 2.0
         )
         assert status == 204
@@ -137,7 +142,7 @@ def _tls_server(tmp: Path, name: str) -> Iterator[tuple[int, str, list[str | Non
 def test_the_pinned_tls_connection_verifies_the_name(tmp_path: Path) -> None:
     with _tls_server(tmp_path, "hooks.example") as (port, ca, seen):
         outbound = Outbound(public_only=True, ca_certs=ca)
-        assert outbound._pinned("GET", f"https://hooks.example:{port}/up", "127.0.0.1", None, {}, 2.0) == 200
+        assert outbound._pinned("GET", f"https://hooks.example:{port}/up", "127.0.0.1", None, {}, 2.0)[0] == 200
         assert seen == ["sni:hooks.example", f"hooks.example:{port}"]
         # A certificate for another name is refused, although the address is the same.
         with pytest.raises(requests.ConnectionError):
@@ -161,3 +166,15 @@ def test_a_production_worker_checks_webhook_targets_at_delivery(services: Any, e
         clock.advance(3600)
         make_worker(services).tick()
         assert len(receiver.received) == 1
+
+
+def test_a_captcha_verify_url_rebound_to_loopback_is_not_asked() -> None:
+    from idp.abuse.captcha import CaptchaConfig, CaptchaVerifier, Verdict
+
+    with health_server() as provider:
+        provider.status = 200  # answers {} to a GET; a POST that reached it would be counted too
+        port = provider.url.rsplit(":", 1)[1].split("/")[0]
+        config = CaptchaConfig("turnstile", "site", "secret", f"http://verify.example:{port}/siteverify")
+        production = CaptchaVerifier(Outbound(public_only=True, resolver=Resolver(["127.0.0.1"])))
+        assert production.verify(config, "widget-token", "203.0.113.9") is Verdict.UNAVAILABLE
+        assert provider.hits == 0
