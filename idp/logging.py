@@ -7,9 +7,13 @@ built with ``hide_parameters=True`` so SQL errors never show the values bound to
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
 import logging
+import os
 import sys
+import threading
 import time
 from typing import Any
 
@@ -67,8 +71,9 @@ def access_log(request_id: str, method: str, path: str, status: int, ms: float |
     """Write the one line per request; the same JSON a log record would give, without the record.
 
     Every request pays for this line, so when our JSON handler is the one installed the line is
-    formatted here and written straight to its stream (under the handler's lock); otherwise it goes
-    through the logging module like any other record.
+    formatted here and handed to :data:`ACCESS_LINES`, which writes the lines of many requests at once
+    (at most ``ACCESS_FLUSH_SECONDS`` later); otherwise it goes through the logging module like any
+    other record.
     """
     if not _ACCESS.isEnabledFor(logging.INFO):
         return
@@ -77,11 +82,78 @@ def access_log(request_id: str, method: str, path: str, status: int, ms: float |
         fields = {"request_id": request_id, "method": method, "path": path, "status": status, "ms": ms}
         _ACCESS.info("request", extra=fields)
         return
-    line = _access_line(request_id, method, path, status, ms)
-    with handler.lock:  # type: ignore[union-attr]
-        stream = handler.stream
-        stream.write(line)
-        stream.flush()
+    ACCESS_LINES.add(handler, _access_line(request_id, method, path, status, ms))
+
+
+# Access lines wait at most this long, or until this many are pending, before they are written.
+ACCESS_FLUSH_SECONDS = 0.2
+ACCESS_FLUSH_LINES = 256
+
+
+class AccessLines:
+    """Access lines written in batches: one write to the log stream for many requests, not one each.
+
+    Writing each line (a system call under the handler's lock) cost a request more than building it.
+    A batch is written when ``ACCESS_FLUSH_LINES`` are pending, by a daemon thread every
+    ``ACCESS_FLUSH_SECONDS`` (under gevent a greenlet), and when the process exits; so a line reaches
+    the log at most that long after its request, and an idle worker holds none back.
+    """
+
+    def __init__(self) -> None:
+        self._pending: list[str] = []
+        self._handler: logging.StreamHandler | None = None  # type: ignore[type-arg]
+        self._pid = 0
+        # Made in the process that writes, once it writes: this module may be imported before gevent
+        # patches threading (gunicorn's post_fork), and a lock made then would block the whole worker.
+        self._lock: Any = contextlib.nullcontext()
+
+    def add(self, handler: logging.StreamHandler, line: str) -> None:  # type: ignore[type-arg]
+        if self._pid != os.getpid():
+            self._start(handler)
+        self._handler = handler
+        with self._lock:
+            self._pending.append(line)
+            full = len(self._pending) >= ACCESS_FLUSH_LINES
+        if full:
+            self.flush()
+
+    def _start(self, handler: logging.StreamHandler) -> None:  # type: ignore[type-arg]
+        self._lock = threading.Lock()
+        self._pending = []  # a forked child does not write its parent's lines
+        self._handler = handler
+        self._pid = os.getpid()
+        threading.Thread(target=self._run, name="idp-access-log", daemon=True).start()
+
+    def _run(self) -> None:
+        pid = os.getpid()
+        while self._pid == pid:
+            time.sleep(ACCESS_FLUSH_SECONDS)
+            # A log stream failing must not end the flusher: the next batch tries again.
+            with contextlib.suppress(Exception):
+                self.flush()
+
+    def close(self) -> None:
+        """Write what is pending and stop the flusher (a later line starts it again)."""
+        self.flush()
+        self._pid = 0
+
+    def flush(self) -> None:
+        """Write every pending line now."""
+        handler = self._handler
+        if handler is None or not self._pending:
+            return
+        with self._lock:
+            lines, self._pending = self._pending, []
+        if not lines:
+            return
+        with handler.lock:  # type: ignore[union-attr]
+            stream = handler.stream
+            stream.write("".join(lines))
+            stream.flush()
+
+
+ACCESS_LINES = AccessLines()
+atexit.register(ACCESS_LINES.flush)
 
 
 # Values that JSON writes as themselves between quotes (no escaping): request ids we make, methods, routes.

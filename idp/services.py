@@ -119,9 +119,9 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         refresh_seconds=settings.key_refresh_seconds,
         jwks_max_age=settings.jwks_max_age,
     )
-    records = OidcRecords(db, clock)
+    records = OidcRecords(db, clock, lookup)
     # Tokens given to relying parties name their grant; /verify finds the place behind it.
-    tokens = TokenService(db, room, keys, clock, settings, grant_places=records.grant_place)
+    tokens = TokenService(db, room, keys, clock, settings, grant_places=records.grant_place, lookup=lookup)
     catalogs = Catalogs()
     # The estimate may be a second old; the history is read at most once a second per event and process.
     history = ServingHistory(store, max(ttl, 1.0) if ttl > 0 else 0.0)

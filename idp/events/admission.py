@@ -74,7 +74,9 @@ class SessionIdle:
         self._renewed: dict[str, int] = {}
 
     def seen(self, event: EventConfig, request_id: str) -> bool:
-        """Renew the session; False when it had already been idle too long (it has ended)."""
+        """Renew the session; False when it had already been idle too long (it has ended).
+
+        ``request_id`` is the tokens row key: the request id's lookup tag (idp.storage.hidden_ids)."""
         idle = event.session_idle_seconds
         if idle is None:
             return True

@@ -290,16 +290,16 @@ class Interactions:
         if secrets.randbelow(PURGE_ONE_IN) == 0:
             # Old codes and interactions go away as a side effect of new ones: no extra job needed.
             self.records.purge(now - INTERACTION_TTL, now - INTERACTION_TTL)
-        return self.records.interaction(record.interaction_id) or record
+        return self.records.interaction(record.interaction_id, visitor_id) or record
 
     def load(self, interaction_id: object, visitor_id: str | None) -> InteractionRecord:
         if not isinstance(interaction_id, str) or not INTERACTION_ID_RE.match(interaction_id):
             raise InteractionNotFoundError()
-        record = self.records.interaction(interaction_id)
+        record = self.records.interaction(interaction_id, visitor_id)
         if record is None or self.now() - record.created_at > INTERACTION_TTL:
             raise InteractionNotFoundError()
-        if visitor_id is None or not secrets.compare_digest(record.visitor_id, visitor_id):
-            raise ForeignInteractionError()
+        if visitor_id is None or not record.visitor_id:
+            raise ForeignInteractionError()  # the stored owner tag is not this browser's
         return record
 
     def move(self, record: InteractionRecord, to: State) -> None:

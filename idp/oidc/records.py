@@ -1,7 +1,10 @@
 """Durable records of the OpenID Connect side: visitor places, parked interactions, codes and grants.
 
 Framework-free. Codes and refresh tokens are stored as SHA-256 digests (they carry 256 random bits,
-so no salt or slow hash is needed); a database leak yields nothing usable.
+so no salt or slow hash is needed); visitor ids and request ids as lookup tags, request ids also sealed
+(:mod:`idp.storage.hidden_ids`); codes and grants keep the visitor's pairwise ``sub`` for their client,
+never the visitor id. A database leak yields nothing usable. The records handed to callers hold the
+raw values: hashing and sealing happen here only.
 """
 
 from __future__ import annotations
@@ -15,7 +18,10 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from idp.clock import Clock
+from idp.crypto import LookupKey
+from idp.oidc.claims import Admission
 from idp.storage.db import Database
+from idp.storage.hidden_ids import HiddenIds
 from idp.storage.models import (
     OidcCode,
     OidcGrant,
@@ -50,6 +56,8 @@ class InteractionRecord:
     interaction_id: str
     client_id: str
     event_id: str
+    # The owner's visitor id when the reader proved it (``OidcRecords.interaction(id, visitor_id)``);
+    # empty otherwise: the table keeps only its lookup tag.
     visitor_id: str
     request_id: str
     queue_position: int
@@ -70,7 +78,8 @@ class CodeRecord:
     nonce: str | None
     code_challenge: str | None
     code_challenge_method: str | None
-    visitor_id: str
+    # The visitor's pairwise ``sub`` for ``client_id``.
+    subject: str
     event_id: str
     request_id: str
     queue_position: int
@@ -96,6 +105,9 @@ class CodeRecord:
     def get_amr(self) -> list[str] | None:
         return None
 
+    def admission(self) -> Admission:
+        return Admission("", self.event_id, self.request_id, self.queue_position, self.auth_time, self.subject)
+
 
 @dataclass(frozen=True)
 class GrantRecord:
@@ -103,7 +115,8 @@ class GrantRecord:
 
     grant_id: str
     client_id: str
-    visitor_id: str
+    # The visitor's pairwise ``sub`` for ``client_id``.
+    subject: str
     event_id: str
     request_id: str
     queue_position: int
@@ -127,20 +140,25 @@ class GrantRecord:
     def is_revoked(self) -> bool:
         return self.revoked_at is not None
 
-
-def _place(row: OidcPlace) -> Place:
-    return Place(
-        row.visitor_id, row.event_id, row.request_id, row.queue_position, row.generation, row.previous_request_id
-    )
+    def admission(self) -> Admission:
+        return Admission("", self.event_id, self.request_id, self.queue_position, self.auth_time, self.subject)
 
 
-def _interaction(row: OidcInteraction) -> InteractionRecord:
+def _place(ids: HiddenIds, row: OidcPlace, visitor_id: str) -> Place:
+    previous = None
+    if row.previous_request_id is not None and row.previous_sealed is not None:
+        previous = ids.open_request(row.previous_request_id, row.previous_sealed)
+    request_id = ids.open_request(row.request_id, row.request_sealed)
+    return Place(visitor_id, row.event_id, request_id, row.queue_position, row.generation, previous)
+
+
+def _interaction(ids: HiddenIds, row: OidcInteraction, visitor_id: str) -> InteractionRecord:
     return InteractionRecord(
         row.interaction_id,
         row.client_id,
         row.event_id,
-        row.visitor_id,
-        row.request_id,
+        visitor_id,
+        ids.open_request(row.request_id, row.request_sealed),
         row.queue_position,
         dict(row.params or {}),
         row.state,
@@ -149,7 +167,7 @@ def _interaction(row: OidcInteraction) -> InteractionRecord:
     )
 
 
-def _code(row: OidcCode) -> CodeRecord:
+def _code(ids: HiddenIds, row: OidcCode) -> CodeRecord:
     return CodeRecord(
         row.code_hash,
         row.client_id,
@@ -158,9 +176,9 @@ def _code(row: OidcCode) -> CodeRecord:
         row.nonce,
         row.code_challenge,
         row.code_challenge_method,
-        row.visitor_id,
+        row.subject,
         row.event_id,
-        row.request_id,
+        ids.open_request(row.request_id, row.request_sealed),
         row.queue_position,
         row.auth_time,
         row.created_at,
@@ -168,13 +186,13 @@ def _code(row: OidcCode) -> CodeRecord:
     )
 
 
-def _grant(row: OidcGrant) -> GrantRecord:
+def _grant(ids: HiddenIds, row: OidcGrant) -> GrantRecord:
     return GrantRecord(
         row.grant_id,
         row.client_id,
-        row.visitor_id,
+        row.subject,
         row.event_id,
-        row.request_id,
+        ids.open_request(row.request_id, row.request_sealed),
         row.queue_position,
         row.scope,
         row.auth_time,
@@ -196,9 +214,10 @@ class SessionState:
 
 
 class OidcRecords:
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(self, db: Database, clock: Clock, lookup: LookupKey) -> None:
         self.db = db
         self.clock = clock
+        self.ids = HiddenIds(lookup)
 
     def now(self) -> int:
         return int(self.clock.now())
@@ -207,36 +226,40 @@ class OidcRecords:
 
     def place(self, visitor_id: str, event_id: str) -> Place | None:
         with self.db.session(readonly=True) as session:
-            row = session.get(OidcPlace, (visitor_id, event_id))
-            return None if row is None else _place(row)
+            row = session.get(OidcPlace, (self.ids.visitor_tag(visitor_id), event_id))
+            return None if row is None else _place(self.ids, row, visitor_id)
 
     def save_place(self, place: Place) -> Place:
         """Record the browser's place; a concurrent writer of the same generation wins once."""
         try:
+            visitor_tag, request_tag = self.ids.visitor_tag(place.visitor_id), self.ids.request_tag(place.request_id)
             with self.db.session() as session:
-                row = session.get(OidcPlace, (place.visitor_id, place.event_id))
+                row = session.get(OidcPlace, (visitor_tag, place.event_id))
                 if row is None:
                     session.add(
                         OidcPlace(
-                            visitor_id=place.visitor_id,
+                            visitor_id=visitor_tag,
                             event_id=place.event_id,
-                            request_id=place.request_id,
+                            request_id=request_tag,
+                            request_sealed=self.ids.seal_request(place.request_id),
                             queue_position=place.queue_position,
                             generation=place.generation,
                             created_at=self.now(),
                         )
                     )
                 elif row.generation <= place.generation:
-                    if row.request_id != place.request_id and session.get(TokenRecord, row.request_id) is not None:
+                    if row.request_id != request_tag and session.get(TokenRecord, row.request_id) is not None:
                         # The replaced place had a session; a place that never had one leaves the
                         # earlier session (if any) to be ended by the next admission.
                         row.previous_request_id = row.request_id
-                    row.request_id = place.request_id
+                        row.previous_sealed = row.request_sealed
+                    row.request_id = request_tag
+                    row.request_sealed = self.ids.seal_request(place.request_id)
                     row.queue_position = place.queue_position
                     row.generation = place.generation
                     row.created_at = self.now()
                 else:
-                    return _place(row)
+                    return _place(self.ids, row, place.visitor_id)
         except IntegrityError:
             existing = self.place(place.visitor_id, place.event_id)
             if existing is not None:
@@ -250,11 +273,12 @@ class OidcRecords:
             session.execute(
                 update(OidcPlace)
                 .where(
-                    OidcPlace.visitor_id == place.visitor_id,
+                    OidcPlace.visitor_id == self.ids.visitor_tag(place.visitor_id),
                     OidcPlace.event_id == place.event_id,
-                    OidcPlace.previous_request_id == place.previous_request_id,
+                    OidcPlace.previous_request_id
+                    == (None if place.previous_request_id is None else self.ids.request_tag(place.previous_request_id)),
                 )
-                .values(previous_request_id=None)
+                .values(previous_request_id=None, previous_sealed=None)
             )
 
     # --- interactions ---------------------------------------------------------------------------
@@ -266,8 +290,9 @@ class OidcRecords:
                     interaction_id=record.interaction_id,
                     client_id=record.client_id,
                     event_id=record.event_id,
-                    visitor_id=record.visitor_id,
-                    request_id=record.request_id,
+                    visitor_id=self.ids.visitor_tag(record.visitor_id),
+                    request_id=self.ids.request_tag(record.request_id),
+                    request_sealed=self.ids.seal_request(record.request_id),
                     queue_position=record.queue_position,
                     params=record.params,
                     state=record.state,
@@ -276,10 +301,16 @@ class OidcRecords:
                 )
             )
 
-    def interaction(self, interaction_id: str) -> InteractionRecord | None:
+    def interaction(self, interaction_id: str, visitor_id: str | None = None) -> InteractionRecord | None:
+        """The interaction; its ``visitor_id`` is ``visitor_id`` when that browser owns it, else empty."""
         with self.db.session(readonly=True) as session:
             row = session.get(OidcInteraction, interaction_id)
-            return None if row is None else _interaction(row)
+            if row is None:
+                return None
+            owner = ""
+            if visitor_id is not None and secrets.compare_digest(row.visitor_id, self.ids.visitor_tag(visitor_id)):
+                owner = visitor_id
+            return _interaction(self.ids, row, owner)
 
     def move_interaction(self, interaction_id: str, from_states: tuple[str, ...], to_state: str) -> bool:
         """Compare-and-set the state; False when another request moved it first."""
@@ -293,9 +324,17 @@ class OidcRecords:
 
     # --- codes ----------------------------------------------------------------------------------
 
-    def save_code(self, code: str, **fields: Any) -> None:
+    def save_code(self, code: str, *, request_id: str, **fields: Any) -> None:
+        """Store a code (its digest) with the request id's tag and seal; ``fields`` name the other columns."""
         with self.db.session() as session:
-            session.add(OidcCode(code_hash=digest(code), **fields))
+            session.add(
+                OidcCode(
+                    code_hash=digest(code),
+                    request_id=self.ids.request_tag(request_id),
+                    request_sealed=self.ids.seal_request(request_id),
+                    **fields,
+                )
+            )
 
     def consume_code(self, code: str, client_id: str) -> tuple[CodeRecord | None, str | None]:
         """Use a code once. Returns (record, None) the first time; (None, grant_id_to_revoke) on reuse."""
@@ -314,7 +353,7 @@ class OidcRecords:
             )
             if not result.rowcount:  # type: ignore[attr-defined]
                 return None, ""
-            return _code(row), None
+            return _code(self.ids, row), None
 
     def purge(self, codes_before: int, interactions_before: int) -> None:
         """Drop codes (kept for reuse detection) and interactions nobody can use any more."""
@@ -332,9 +371,10 @@ class OidcRecords:
             row = OidcGrant(
                 grant_id=grant_id,
                 client_id=code.client_id,
-                visitor_id=code.visitor_id,
+                subject=code.subject,
                 event_id=code.event_id,
-                request_id=code.request_id,
+                request_id=self.ids.request_tag(code.request_id),
+                request_sealed=self.ids.seal_request(code.request_id),
                 queue_position=code.queue_position,
                 scope=code.scope,
                 auth_time=code.auth_time,
@@ -346,7 +386,7 @@ class OidcRecords:
             session.add(row)
             session.flush()
             session.execute(update(OidcCode).where(OidcCode.code_hash == code.code_hash).values(grant_id=grant_id))
-            return _grant(row)
+            return _grant(self.ids, row)
 
     def grant_place(self, grant_id: str, client_id: str) -> str | None:
         """The request id behind a live grant of ``client_id`` (for /verify), or None."""
@@ -358,14 +398,14 @@ class OidcRecords:
     def grant(self, grant_id: str) -> GrantRecord | None:
         with self.db.session(readonly=True) as session:
             row = session.get(OidcGrant, grant_id)
-            return None if row is None else _grant(row)
+            return None if row is None else _grant(self.ids, row)
 
     def grant_by_refresh(self, refresh_token: str) -> GrantRecord | None:
         with self.db.session(readonly=True) as session:
             row = session.execute(
                 select(OidcGrant).where(OidcGrant.refresh_hash == digest(refresh_token))
             ).scalar_one_or_none()
-            return None if row is None else _grant(row)
+            return None if row is None else _grant(self.ids, row)
 
     def rotate_refresh(self, grant: GrantRecord, old_token: str, new_token_value: str) -> bool:
         """Replace the grant's refresh token; False when ``old_token`` is no longer current (used already).
@@ -411,7 +451,9 @@ class OidcRecords:
             session.execute(
                 update(OidcGrant)
                 .where(
-                    OidcGrant.event_id == event_id, OidcGrant.request_id == request_id, OidcGrant.revoked_at.is_(None)
+                    OidcGrant.event_id == event_id,
+                    OidcGrant.request_id == self.ids.request_tag(request_id),
+                    OidcGrant.revoked_at.is_(None),
                 )
                 .values(revoked_at=self.now())
             )
@@ -420,7 +462,7 @@ class OidcRecords:
 
     def session_state(self, request_id: str) -> SessionState | None:
         with self.db.session(readonly=True) as session:
-            row = session.get(TokenRecord, request_id)
+            row = session.get(TokenRecord, self.ids.request_tag(request_id))
             if row is None:
                 return None
             active = row.session_status == 0 and row.expires_at > self.now()

@@ -291,7 +291,8 @@ class CodeGrant(AuthorizationCodeGrant):
             nonce=data.get("nonce") or None,
             code_challenge=data.get("code_challenge") or None,
             code_challenge_method=data.get("code_challenge_method") or None,
-            visitor_id=user.visitor_id,
+            # The pairwise sub for this client, never the visitor id (the browser's cookie).
+            subject=self.oidc.user_claims(user, request.client.get_client_id(), "")["sub"],
             event_id=user.event_id,
             request_id=user.request_id,
             queue_position=user.queue_position,
@@ -315,13 +316,7 @@ class CodeGrant(AuthorizationCodeGrant):
         """Codes are marked used when exchanged (kept for reuse detection until they expire)."""
 
     def authenticate_user(self, authorization_code: CodeRecord) -> Admission:
-        return Admission(
-            visitor_id=authorization_code.visitor_id,
-            event_id=authorization_code.event_id,
-            request_id=authorization_code.request_id,
-            queue_position=authorization_code.queue_position,
-            admitted_at=authorization_code.auth_time,
-        )
+        return authorization_code.admission()
 
     @hooked
     def create_token_response(self) -> Any:
@@ -374,13 +369,7 @@ class RefreshGrant(RefreshTokenGrant):
         self.oidc.revoke_grant_id(grant_id, finish=-1)
 
     def authenticate_user(self, refresh_token: GrantRecord) -> Admission:
-        return Admission(
-            refresh_token.visitor_id,
-            refresh_token.event_id,
-            refresh_token.request_id,
-            refresh_token.queue_position,
-            refresh_token.auth_time,
-        )
+        return refresh_token.admission()
 
     def revoke_old_credential(self, refresh_token: GrantRecord) -> None:
         """The refresh token stays valid for the session; it is not rotated."""
@@ -439,7 +428,7 @@ class Introspection(_TokenLookup, IntrospectionEndpoint):
         session = self.server.records.session_state(token.request_id)
         if session is None or not session.active:
             return {"active": False}
-        user = Admission(token.visitor_id, token.event_id, token.request_id, token.queue_position, token.auth_time)
+        user = token.admission()
         sub = self.server.user_claims(user, token.client_id, "")["sub"]
         claims = token.access_claims
         payload: dict[str, Any] = {
@@ -531,8 +520,7 @@ class ClientAccessToken:
 
     def get_user(self) -> ClientUser:
         grant = self.grant
-        admission = Admission(grant.visitor_id, grant.event_id, grant.request_id, grant.queue_position, grant.auth_time)
-        return ClientUser(admission, grant.client_id)
+        return ClientUser(grant.admission(), grant.client_id)
 
     def get_scope(self) -> str:
         return self.scope
@@ -699,7 +687,7 @@ class OidcServer(AuthorizationServer):
 
         now = self.now()
         exp = min(now + ACCESS_TOKEN_LIFETIME, session.expires_at)
-        user = Admission(grant.visitor_id, grant.event_id, grant.request_id, grant.queue_position, grant.auth_time)
+        user = grant.admission()
         claims = {
             "aud": grant.event_id,
             # The pairwise subject, as in the ID token: never the place's request id, which is a credential.

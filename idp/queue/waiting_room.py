@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from idp.cache import TTLCache
@@ -101,9 +102,10 @@ class WaitingRoom:
         if event.mode in ("passthrough", "when_busy") and admission.admit_at_door(self, event, entry):
             self._counters.invalidate(event.event_id)
 
-    def session_seen(self, event_id: str, request_id: str) -> bool:
-        """``/verify`` saw this session: renew its idle time; False when it had ended by being idle."""
-        return self.idle.seen(self.events.get(event_id), request_id)
+    def session_seen(self, event_id: str, request_tag: str) -> bool:
+        """``/verify`` saw this session (named by its request id's tag, the tokens row key): renew its
+        idle time; False when it had ended by being idle."""
+        return self.idle.seen(self.events.get(event_id), request_tag)
 
     def invalidate(self, event_id: str) -> None:
         """Forget this process's cached counters of an event (another part just changed them)."""
@@ -204,33 +206,36 @@ class WaitingRoom:
     def waiting(self, event_id: object) -> int:
         return self.counters(event_id).waiting
 
-    def status(self, event_id: object, request_id: object) -> tuple[EventConfig, PlaceStatus]:
-        """A place's state; unknown request ids raise RequestNotFoundError."""
+    def _place(
+        self, event_id: object, request_id: object, read: Callable[..., PlaceStatus]
+    ) -> tuple[EventConfig, PlaceStatus, PlaceStatus | None]:
+        """``read`` (the engine's status or claim) of a place, and its pre-queue status when the queue
+        does not know it; a place lost with the store raises RequestLostError, an unknown one
+        RequestNotFoundError."""
         event = self.events.get(event_id)
         try:
-            status = self.engine.status(event.event_id, request_id, event.policy)  # type: ignore[arg-type]
+            status = read(event.event_id, request_id, event.policy)
         except PlaceLostError:
             raise RequestLostError() from None
-        if status.state is PlaceState.UNKNOWN:
-            pending = self._pending_status(event, request_id)
-            if pending is None:
-                raise RequestNotFoundError()
-            return event, pending
-        return event, status
+        if status.state is not PlaceState.UNKNOWN:
+            return event, status, None
+        pending = self._pending_status(event, request_id)
+        if pending is None:
+            raise RequestNotFoundError()
+        return event, status, pending
+
+    def status(self, event_id: object, request_id: object) -> tuple[EventConfig, PlaceStatus]:
+        """A place's state; unknown request ids raise RequestNotFoundError."""
+        event, status, pending = self._place(event_id, request_id, self.engine.status)
+        return event, status if pending is None else pending
 
     def claim(self, event_id: object, request_id: object) -> tuple[EventConfig, PlaceStatus]:
         """Claim an admitted place (token issuance); idempotent."""
-        event = self.events.get(event_id)
-        try:
-            status = self.engine.claim(event.event_id, request_id, event.policy)  # type: ignore[arg-type]
-        except PlaceLostError:
-            raise RequestLostError() from None
-        if status.state is PlaceState.UNKNOWN:
-            pending = self._pending_status(event, request_id)
-            if pending is None:
-                raise RequestNotFoundError()
+        event, status, pending = self._place(event_id, request_id, self.engine.claim)
+        if pending is not None:
             if pending.state is PlaceState.PENDING:
                 raise NotServedError()
+            # The draw gave the pre-queue entry its place since: claim it there.
             status = self.engine.claim(event.event_id, request_id, event.policy)  # type: ignore[arg-type]
         return event, status
 

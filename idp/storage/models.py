@@ -231,7 +231,9 @@ class TokenRecord(Base):
     __tablename__ = "tokens"
     __table_args__ = (Index("ix_tokens_event_expires", "event_id", "expires_at"),)
 
+    # The request id's lookup tag (idp.storage.hidden_ids), and the request id sealed (to list and sign it).
     request_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    request_sealed: Mapped[bytes] = mapped_column(LargeBinary)
     event_id: Mapped[str] = mapped_column(String(64))
     queue_position: Mapped[int] = mapped_column()
     issued_at: Mapped[int] = mapped_column()
@@ -341,15 +343,18 @@ class OidcPlace(Base):
 
     __tablename__ = "oidc_places"
 
+    # Lookup tags of the visitor id and the request id (idp.storage.hidden_ids); the request id sealed.
     visitor_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     request_id: Mapped[str] = mapped_column(String(36))
+    request_sealed: Mapped[bytes] = mapped_column(LargeBinary)
     queue_position: Mapped[int] = mapped_column()
     # Bumped when the visitor must queue again (prompt=login, a stale max_age, an expired place).
     generation: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[int] = mapped_column(default=0)
     # The place this one replaced: its session ends when this place is admitted (one active slot).
     previous_request_id: Mapped[str | None] = mapped_column(String(36), nullable=True, default=None)
+    previous_sealed: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True, default=None)
 
 
 class OidcInteraction(Base):
@@ -361,8 +366,10 @@ class OidcInteraction(Base):
     interaction_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     client_id: Mapped[str] = mapped_column(String(64))
     event_id: Mapped[str] = mapped_column(String(64))
+    # Lookup tags of the visitor id and the request id (idp.storage.hidden_ids); the request id sealed.
     visitor_id: Mapped[str] = mapped_column(String(64))
     request_id: Mapped[str] = mapped_column(String(36))
+    request_sealed: Mapped[bytes] = mapped_column(LargeBinary)
     queue_position: Mapped[int] = mapped_column()
     # The authorization request's parameters, exactly as received.
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -385,9 +392,11 @@ class OidcCode(Base):
     nonce: Mapped[str | None] = mapped_column(Text, nullable=True)
     code_challenge: Mapped[str | None] = mapped_column(String(128), nullable=True)
     code_challenge_method: Mapped[str | None] = mapped_column(String(10), nullable=True)
-    visitor_id: Mapped[str] = mapped_column(String(64))
+    # The visitor's pairwise ``sub`` for this client (never the visitor id); the request id's tag and seal.
+    subject: Mapped[str] = mapped_column(String(64))
     event_id: Mapped[str] = mapped_column(String(64))
     request_id: Mapped[str] = mapped_column(String(36))
+    request_sealed: Mapped[bytes] = mapped_column(LargeBinary)
     queue_position: Mapped[int] = mapped_column()
     auth_time: Mapped[int] = mapped_column()
     created_at: Mapped[int] = mapped_column()
@@ -408,9 +417,11 @@ class OidcGrant(Base):
 
     grant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     client_id: Mapped[str] = mapped_column(String(64))
-    visitor_id: Mapped[str] = mapped_column(String(64))
+    # The visitor's pairwise ``sub`` for this client (never the visitor id); the request id's tag and seal.
+    subject: Mapped[str] = mapped_column(String(64))
     event_id: Mapped[str] = mapped_column(String(64))
     request_id: Mapped[str] = mapped_column(String(36))
+    request_sealed: Mapped[bytes] = mapped_column(LargeBinary)
     queue_position: Mapped[int] = mapped_column()
     scope: Mapped[str] = mapped_column(String(300), default="")
     auth_time: Mapped[int] = mapped_column()

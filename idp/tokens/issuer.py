@@ -30,20 +30,23 @@ from sqlalchemy.orm import Session
 from idp.cache import TTLCache
 from idp.clock import Clock
 from idp.config import Settings
-from idp.crypto import keyed_digest
+from idp.crypto import LookupKey, keyed_digest
 from idp.errors import ConflictError, IdpError, ValidationError
 from idp.events.service import MAX_PERIOD
 from idp.notify import outbox
 from idp.queue.engine import PlaceState, validate_request_id
 from idp.queue.waiting_room import NotServedError, PositionExpiredError, RequestNotFoundError, WaitingRoom
 from idp.storage.db import Database
+from idp.storage.hidden_ids import HiddenIds
+from idp.storage.lookup import StoredLookupKey
 from idp.storage.models import TokenRecord
 from idp.tokens.keys import DEFAULT_ALG, KeyManager, KeyUnavailableError, validate_alg
 from idp.tokens.verify import AccessTokenClaims, TokenRefused, verify_jwt
 
 TOKEN_USES = ("access", "refresh", "id")
 ISSUER_RE = re.compile(r"\Ahttps?://[\x21-\x7e]{1,290}\Z")
-_CURSOR_RE = re.compile(r"\A(\d{1,19}):([0-9a-f-]{36})\Z")
+# The cursor names the last row by its expiry and its request id's tag (earlier releases: the request id).
+_CURSOR_RE = re.compile(r"\A(\d{1,19}):([0-9a-f-]{32,36})\Z")
 
 
 class TokenExpiredError(IdpError):
@@ -132,8 +135,11 @@ class TokenService:
         *,
         alg: str = DEFAULT_ALG,
         grant_places: Callable[[str, str], str | None] | None = None,
+        lookup: LookupKey | None = None,
     ) -> None:
         self.db = db
+        # The tokens table keys rows by the request id's lookup tag and keeps the request id sealed.
+        self.ids = HiddenIds(lookup if lookup is not None else StoredLookupKey(db, settings.secret_keys))
         self.room = room
         self.keys = keys
         self.clock = clock
@@ -186,7 +192,7 @@ class TokenService:
             row = self._insert(event.event_id, rid, status.entry.position, iss, lifetime)
         if row.event_id != event.event_id:
             raise RequestNotFoundError()
-        return self._token_set(row)
+        return self._token_set(row, rid)
 
     def has_tokens(self, request_id: object) -> bool:
         """True when ``request_id`` already has its token record (a repeat call, which costs no new token)."""
@@ -196,14 +202,20 @@ class TokenService:
             return False
         return self._read(rid) is not None
 
+    def request_tag(self, request_id: str) -> str:
+        """The key of a request id's row in the tokens table (its lookup tag, never the request id)."""
+        return self.ids.request_tag(request_id)
+
     def _read(self, request_id: str) -> TokenRecord | None:
         with self.db.session(readonly=True) as session:
-            return session.get(TokenRecord, request_id)
+            return session.get(TokenRecord, self.ids.request_tag(request_id))
 
     def _insert(self, event_id: str, request_id: str, position: int, issuer: str, lifetime: int) -> TokenRecord:
         now = self._now()
+        tag = self.ids.request_tag(request_id)
         values = {
-            "request_id": request_id,
+            "request_id": tag,
+            "request_sealed": self.ids.seal_request(request_id),
             "event_id": event_id,
             "queue_position": position,
             "issued_at": now,
@@ -223,15 +235,16 @@ class TokenService:
             if created:
                 payload = {"event_id": event_id, "place": self.place_reference(event_id, request_id)}
                 outbox.record(session, event_id, "token_generated", payload, now=now)
-            stmt_read = select(TokenRecord).where(TokenRecord.request_id == request_id)
+            stmt_read = select(TokenRecord).where(TokenRecord.request_id == tag)
             row = session.execute(stmt_read.execution_options(populate_existing=True)).scalar_one()
             session.expunge(row)
         return row
 
-    def claims(self, row: TokenRecord, token_use: str) -> dict[str, Any]:
+    def claims(self, row: TokenRecord, token_use: str, request_id: str) -> dict[str, Any]:
         return {
             "aud": row.event_id,
-            "sub": row.request_id,
+            # AWS compatibility: the visitor's own token set names its place (the row keeps only a tag).
+            "sub": request_id,
             "queue_position": row.queue_position,
             "token_use": token_use,
             "iat": row.issued_at,
@@ -241,13 +254,13 @@ class TokenService:
             "jti": f"{row.jti}-{token_use}",
         }
 
-    def _token_set(self, row: TokenRecord) -> dict[str, Any]:
+    def _token_set(self, row: TokenRecord, request_id: str) -> dict[str, Any]:
         if row.session_status != 0:
             raise SessionFinishedError()
         now = self._now()
         if now >= row.expires_at:
             raise TokenExpiredError()
-        tokens = {use: sign_jwt(self.claims(row, use), self.keys, kid=row.kid) for use in TOKEN_USES}
+        tokens = {use: sign_jwt(self.claims(row, use, request_id), self.keys, kid=row.kid) for use in TOKEN_USES}
         return {
             "access_token": tokens["access"],
             "refresh_token": tokens["refresh"],
@@ -265,13 +278,14 @@ class TokenService:
         outcome = status
         event = self.room.events.get(event_id)
         rid = validate_request_id(request_id)
+        tag = self.ids.request_tag(rid)
         now = self._now()
         label = "completed" if outcome == 1 else "abandoned"
         with self.db.session() as session:
             result = session.execute(
                 update(TokenRecord)
                 .where(
-                    TokenRecord.request_id == rid,
+                    TokenRecord.request_id == tag,
                     TokenRecord.event_id == event.event_id,
                     TokenRecord.session_status == 0,
                 )
@@ -280,7 +294,7 @@ class TokenService:
             if result.rowcount != 1:  # type: ignore[attr-defined]
                 exists = session.execute(
                     select(TokenRecord.request_id).where(
-                        TokenRecord.request_id == rid, TokenRecord.event_id == event.event_id
+                        TokenRecord.request_id == tag, TokenRecord.event_id == event.event_id
                     )
                 ).first()
                 if exists is None:
@@ -328,7 +342,7 @@ class TokenService:
             after = (int(match.group(1)), match.group(2))
         now = self._now()
         stmt = (
-            select(TokenRecord.expires_at, TokenRecord.request_id)
+            select(TokenRecord.expires_at, TokenRecord.request_id, TokenRecord.request_sealed)
             .where(TokenRecord.event_id == event.event_id, TokenRecord.expires_at <= now)
             .order_by(TokenRecord.expires_at, TokenRecord.request_id)
             .limit(limit + 1)
@@ -344,7 +358,7 @@ class TokenService:
             rows = session.execute(stmt).all()
         page = rows[:limit]
         next_cursor = f"{page[-1][0]}:{page[-1][1]}" if len(rows) > limit else None
-        return [str(r[1]) for r in page], next_cursor
+        return [self.ids.open_request(r[1], r[2]) for r in page], next_cursor
 
     # --- verification -----------------------------------------------------------------------------
 

@@ -104,7 +104,7 @@ def verify() -> Response:
     if claims["aud"] not in accepted:
         return _refuse(InvalidTokenError("The access token is for another event."))
     event_id = str(claims["aud"])
-    if not svc.room.session_seen(event_id, request_id):
+    if not svc.room.session_seen(event_id, svc.tokens.request_tag(request_id)):
         return _refuse(InvalidTokenError("The session ended: it was idle longer than the event allows."))
     place = svc.tokens.place_reference(event_id, request_id)
     position = claims.get("queue_position")

@@ -15,9 +15,9 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from sqlalchemy import CursorResult, delete
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -36,6 +36,8 @@ from idp.worker.lease import DatabaseLease, Lease, RedisLease
 
 if TYPE_CHECKING:
     from idp.services import Services
+
+T = TypeVar("T")
 
 log = logging.getLogger("idp.worker")
 
@@ -90,6 +92,24 @@ def default_lease(services: Services, holder: str, ttl_ms: int) -> Lease:
     if isinstance(services.store, RedisQueueStore):
         return RedisLease(services.store.client, holder, ttl_ms)
     return DatabaseLease(services.db, services.clock, holder, ttl_ms)
+
+
+def _per_event(items: Iterable[tuple[str, T]], fn: Callable[[T], Any]) -> dict[str, Any]:
+    """``fn`` of each event's item, by event id. An event deleted meanwhile is left out; one that fails is
+    logged and the others go on, then the job fails with their count."""
+    results: dict[str, Any] = {}
+    errors = 0
+    for event_id, item in items:
+        try:
+            results[event_id] = fn(item)
+        except EventNotFoundError:
+            continue  # the event was deleted; its settings stay harmless
+        except Exception:  # noqa: BLE001 - one broken event must not stop the others
+            log.exception("worker job failed for an event", extra={"event_id": event_id})
+            errors += 1
+    if errors:
+        raise RuntimeError(f"{errors} event(s) failed")
+    return results
 
 
 class Worker:
@@ -204,17 +224,7 @@ class Worker:
     # --- jobs -----------------------------------------------------------------------------------
 
     def _each_event(self, fn: Callable[[EventConfig], Any]) -> dict[str, Any]:
-        results: dict[str, Any] = {}
-        errors = 0
-        for event in iter_events(self.services):
-            try:
-                results[event.event_id] = fn(event)
-            except Exception:  # noqa: BLE001 - one broken event must not stop the others
-                log.exception("worker job failed for an event", extra={"event_id": event.event_id})
-                errors += 1
-        if errors:
-            raise RuntimeError(f"{errors} event(s) failed")
-        return results
+        return _per_event(((event.event_id, event) for event in iter_events(self.services)), fn)
 
     def run_sweep(self, now: float) -> dict[str, Any]:
         """Expire unclaimed admitted positions; report automatic serving-counter increments."""
@@ -242,21 +252,8 @@ class Worker:
         return self._each_event(sweep)
 
     def run_periodic(self, now: float) -> dict[str, Any]:
-        results: dict[str, Any] = {}
-        errors = 0
-        for config in self.inlets.all():
-            if not config.periodic.enabled:
-                continue
-            try:
-                results[config.event_id] = self.periodic.run(config, now)
-            except EventNotFoundError:
-                continue  # the event was deleted; its settings stay harmless
-            except Exception:  # noqa: BLE001 - one broken event must not stop the others
-                log.exception("periodic inlet failed", extra={"event_id": config.event_id})
-                errors += 1
-        if errors:
-            raise RuntimeError(f"{errors} event(s) failed")
-        return results
+        enabled = ((config.event_id, config) for config in self.inlets.all() if config.periodic.enabled)
+        return _per_event(enabled, lambda config: self.periodic.run(config, now))
 
     def run_metrics(self, now: float) -> dict[str, Any]:
         """Write this minute's sample per event (once), and the metrics notification where enabled."""

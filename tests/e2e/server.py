@@ -20,7 +20,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ GUNICORN_CONF = REPO_ROOT / "idp" / "gunicorn_conf.py"
 APP_SPEC = "idp.app:create_app()"
 STARTUP_SECONDS = 60.0
 STOP_SECONDS = 15.0
+IDP = Path(sys.executable).with_name("idp")
 
 
 class ServerStartError(RuntimeError):
@@ -123,6 +125,42 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = STOP_SECONDS
         except ProcessLookupError:
             pass
         process.wait(timeout=timeout)
+
+
+@contextmanager
+def idp_serve(tmp_path: Path, port: int, *args: str, **env: str) -> Iterator[tuple[str, Path]]:
+    """``idp serve ARGS`` as an operator starts it: no ``IDP_*`` variable but ``env``, and an instance
+    folder of the test's own. Yields (``http://127.0.0.1:PORT``, its log) once ``/healthz`` answers on
+    ``port``; then stops the whole process group."""
+    import requests
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("IDP_", "PROMETHEUS_"))}
+    clean.update(IDP_INSTANCE_PATH=str(tmp_path / "instance"), **env)
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(  # noqa: S603 - our own command
+            [str(IDP), "serve", *args], env=clean, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while True:
+            assert process.poll() is None, log_tail(log)
+            try:
+                if requests.get(base + "/healthz", timeout=2).status_code == 200:
+                    break
+            except (requests.RequestException, OSError):
+                pass
+            assert time.monotonic() < deadline, log_tail(log)
+            time.sleep(0.2)
+        yield base, log
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=5)
 
 
 class Server:

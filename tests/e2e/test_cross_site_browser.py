@@ -69,7 +69,7 @@ class Room:
         from idp.oidc.records import OidcRecords
 
         self.services = server.services()
-        self.records = OidcRecords(self.services.db, self.services.clock)
+        self.records = OidcRecords(self.services.db, self.services.clock, self.services.lookup)
         _record, self.key = AdminKeyService(self.services.db, self.services.clock).create("csrf", ["admin"])
         self.callback = f"{attacker.url}/callback"
         assert requests.post(

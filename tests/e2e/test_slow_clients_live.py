@@ -6,65 +6,29 @@ A functional check with a generous bound (every probe answered within a second),
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.e2e.server import free_port, log_tail
+from tests.e2e.server import free_port, idp_serve, log_tail
 
 pytestmark = pytest.mark.e2e
 
-IDP = Path(sys.executable).with_name("idp")
 SLOW_CONNECTIONS = 50
 PROBES = 10
 
 
-def _start_serve(tmp_path: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("IDP_", "PROMETHEUS_"))}
-    # Nothing but a folder of the test's own: the worker model, worker count and timeouts are the defaults.
-    env.update(IDP_INSTANCE_PATH=str(tmp_path / "instance"))
-    log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(  # noqa: S603
-            [str(IDP), "serve", "--demo", "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        assert process.poll() is None, log_tail(log)
-        try:
-            if requests.get(base + "/healthz", timeout=2).status_code == 200:
-                return process, base, log
-        except (requests.RequestException, OSError):
-            pass
-        assert time.monotonic() < deadline, log_tail(log)
-        time.sleep(0.2)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=5)
-
-
 def test_fifty_slow_connections_do_not_delay_other_requests(tmp_path):
-    process, base, log = _start_serve(tmp_path)
-    port = int(base.rsplit(":", 1)[1])
+    port = free_port()
+    # Nothing but a folder of the test's own: the worker model, worker count and timeouts are the defaults.
+    with idp_serve(tmp_path, port, "--demo", "--port", str(port)) as (base, log):
+        _probe_with_slow_connections(base, port, log)
+
+
+def _probe_with_slow_connections(base: str, port: int, log: Path) -> None:
     slow: list[socket.socket] = []
     try:
         for index in range(SLOW_CONNECTIONS):
@@ -106,4 +70,3 @@ def test_fifty_slow_connections_do_not_delay_other_requests(tmp_path):
     finally:
         for sock in slow:
             sock.close()
-        _stop(process)

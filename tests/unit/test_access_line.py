@@ -29,3 +29,27 @@ def test_the_access_line_is_the_encoders_json(request_id: str, ms: float | None)
     expected = {"ts": parsed["ts"], "level": "info", "logger": "idp.http", "msg": "request", **fields}
     assert parsed == expected
     assert line == idp_logging._encode(expected) + "\n"
+
+
+def test_access_lines_are_written_in_batches_and_none_is_held_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import logging
+    import time
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    lines = idp_logging.AccessLines()
+    monkeypatch.setattr(idp_logging, "ACCESS_FLUSH_LINES", 3)
+    lines.add(handler, "one\n")
+    lines.add(handler, "two\n")
+    assert stream.getvalue() == ""  # pending: no write per request
+    lines.add(handler, "three\n")
+    assert stream.getvalue() == "one\ntwo\nthree\n"  # a full batch is one write
+    lines.add(handler, "four\n")
+    deadline = time.monotonic() + 5 * idp_logging.ACCESS_FLUSH_SECONDS + 2
+    while "four" not in stream.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert stream.getvalue() == "one\ntwo\nthree\nfour\n"  # the flusher writes what an idle process holds
+    lines.add(handler, "five\n")
+    lines.close()
+    assert stream.getvalue().endswith("four\nfive\n")
