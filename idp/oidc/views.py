@@ -85,7 +85,8 @@ def _secure() -> bool:
 
 
 def _serializer(salt: str) -> URLSafeSerializer:
-    return URLSafeSerializer(services().settings.secret_key, salt=salt)
+    # Signs with IDP_SECRET_KEY (itsdangerous signs with the last key) and reads what a previous secret signed.
+    return URLSafeSerializer(list(reversed(services().settings.secret_keys)), salt=salt)
 
 
 def _visitor() -> str | None:
@@ -211,8 +212,8 @@ class WaitTicket:
         return {"ui_locales": self.ui_locales} if self.ui_locales else {}
 
 
-def _owner_tag(visitor_id: str) -> str:
-    return keyed_digest(services().settings.secret_key, "waiting-page owner", visitor_id).hex()[:32]
+def _owner_tag(visitor_id: str, secret: str | None = None) -> str:
+    return keyed_digest(secret or services().settings.secret_key, "waiting-page owner", visitor_id).hex()[:32]
 
 
 def _ticket_of(record: InteractionRecord) -> WaitTicket:
@@ -251,7 +252,14 @@ def _read_ticket(raw: str | None, salt: str) -> WaitTicket | None:
 
 
 def _owned(ticket: WaitTicket, visitor_id: str | None) -> bool:
-    return visitor_id is not None and hmac.compare_digest(ticket.owner, _owner_tag(visitor_id))
+    if visitor_id is None:
+        return False
+    # A ticket made under a previous IDP_SECRET_KEY still names its owner.
+    owner = ticket.owner.encode("utf-8", "replace")
+    return any(
+        hmac.compare_digest(owner, _owner_tag(visitor_id, secret).encode())
+        for secret in services().settings.secret_keys
+    )
 
 
 def _status_url(ticket: WaitTicket) -> str:

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from idp.cache import TTLCache
 from idp.clock import Clock
 from idp.config import Settings
-from idp.crypto import LookupKey, keyed_digest
+from idp.crypto import LookupKey
 from idp.errors import ConflictError, IdpError, ValidationError
 from idp.events.service import MAX_PERIOD
 from idp.notify import outbox
@@ -379,7 +379,8 @@ class TokenService:
         """An opaque, stable value for one place: safe to hand to origins and subscribers.
 
         No endpoint accepts it as a credential, and it cannot be turned back into the request id."""
-        digest = keyed_digest(self.settings.secret_key, "place reference", f"{event_id}\x00{request_id}")
+        # Under the lookup key: the same value for a place whatever secret rotation happens meanwhile.
+        digest = self.ids.lookup.digest("place reference", f"{event_id}\x00{request_id}")
         return digest[:16].hex()
 
     def verify_place_token(self, token: object, event_id: str | None = None) -> tuple[dict[str, Any], str]:
