@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from idp.abuse.service import Defence, build_defence
 from idp.admin.audit import AuditLog
-from idp.admin.auth import AdminKeyService
+from idp.admin.keys import AdminKeyService
 from idp.admin.service import AdminService
 from idp.clients.service import ClientService
 from idp.clock import Clock, SystemClock

@@ -13,7 +13,7 @@ from typing import Any
 
 from idp import cli
 from idp.admin.audit import AuditLog
-from idp.admin.auth import SCOPES, AdminKeyService
+from idp.admin.keys import SCOPES, AdminKeyService
 from idp.config import Settings
 
 DEMO_KEY_NAME = "demo"

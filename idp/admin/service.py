@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select
 
 from idp.admin.audit import AuditLog
-from idp.admin.auth import AdminKeyRecord, AdminKeyService
+from idp.admin.keys import AdminKeyRecord, AdminKeyService
 from idp.clients.service import ClientService
 from idp.clock import Clock
 from idp.errors import ConflictError

@@ -14,7 +14,8 @@ from urllib.parse import urlencode, urlsplit
 from flask import Blueprint, Response, current_app, request, url_for
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from idp.admin.auth import SCOPES, current_admin_key, require_scope
+from idp.admin.auth import current_admin_key, require_scope
+from idp.admin.keys import SCOPES
 from idp.errors import ValidationError
 from idp.events.service import MAX_PERIOD
 from idp.queue.engine import validate_request_id

@@ -102,7 +102,7 @@ def test_a_five_second_flood_from_one_client_gets_at_most_100_places(live_server
 def gated(live_server: Any) -> Any:
     """A live server with a proof-of-work event at the default difficulty and a relying party for it."""
     server = live_server("redis")
-    from idp.admin.auth import AdminKeyService
+    from idp.admin.keys import AdminKeyService
 
     services = server.services()
     _record, key = AdminKeyService(services.db, services.clock).create("ops", ["admin"])
@@ -219,7 +219,7 @@ def test_a_replayed_browser_solution_is_refused(gated: Any) -> None:
 def test_the_dashboard_lists_the_client_addresses_refused_most(browser: Any, live_server: Any) -> None:
     from playwright.sync_api import expect
 
-    from idp.admin.auth import AdminKeyService
+    from idp.admin.keys import AdminKeyService
 
     server = live_server("sqlite", IDP_WORKERS=2)
     services = server.services()

@@ -96,7 +96,7 @@ def test_the_readme_example_runs_against_a_live_server(live_server: Any, backend
 def test_a_whole_event_against_gunicorn(live_server: Any) -> None:
     # A hundred visitors from one test address: the per-address join limit is not what this test is about.
     server = live_server("postgres", IDP_SESSION_CACHE_SECONDS=0, IDP_WORKERS=2, IDP_RATE_LIMITS="off")
-    from idp.admin.auth import AdminKeyService
+    from idp.admin.keys import AdminKeyService
 
     services = server.services()
     _record, key = AdminKeyService(services.db, services.clock).create("e2e", ["admin"])

@@ -30,7 +30,7 @@ def _axe(page: Any) -> list[dict[str, Any]]:
 def test_the_console_runs_an_event_from_the_browser(live_server, browser):
     from playwright.sync_api import expect
 
-    from idp.admin.auth import AdminKeyService
+    from idp.admin.keys import AdminKeyService
 
     if not AXE.exists():
         pytest.fail(f"axe-core is not installed: run `npm ci` in tests/e2e/js ({AXE} is missing)")

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from idp.admin.auth import AdminKeyService
+from idp.admin.keys import AdminKeyService
 from tests.e2e.static_site import SITES, static_site
 
 pytestmark = pytest.mark.e2e

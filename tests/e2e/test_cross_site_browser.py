@@ -63,7 +63,7 @@ def _auto_post(action: str, fields: dict[str, str]) -> str:
 
 class Room:
     def __init__(self, server: Any, attacker: Any) -> None:
-        from idp.admin.auth import AdminKeyService
+        from idp.admin.keys import AdminKeyService
 
         self.url = server.url
         from idp.oidc.records import OidcRecords

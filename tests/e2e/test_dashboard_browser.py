@@ -49,7 +49,7 @@ def simulate_traffic(services, clock):
 def test_dashboard_draws_charts_and_drives_the_room(live_server):
     from playwright.sync_api import expect, sync_playwright
 
-    from idp.admin.auth import AdminKeyService
+    from idp.admin.keys import AdminKeyService
 
     server = live_server("redis", IDP_WORKERS=2)
     clock = FrozenClock(time.time() - MINUTES * 60)

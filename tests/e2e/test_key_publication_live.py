@@ -60,7 +60,7 @@ def _id_token(server: Any, services: Any, secret: str) -> str:
 
 
 def test_every_worker_publishes_a_key_before_it_signs(live_server: Any) -> None:
-    from idp.admin.auth import AdminKeyService
+    from idp.admin.keys import AdminKeyService
 
     server = live_server("sqlite", IDP_WORKERS=4, IDP_JWKS_MAX_AGE=2, IDP_KEY_REFRESH_SECONDS=1)
     services = server.services()

@@ -35,7 +35,7 @@ def site() -> Iterator[str]:
 
 
 def test_a_whole_journey_leaves_no_secret_in_urls_pages_or_logs(browser: Any, live_server: Any, site: str) -> None:
-    from idp.admin.auth import AdminKeyService
+    from idp.admin.keys import AdminKeyService
     from idp.storage.models import OidcPlace, TokenRecord
 
     server = live_server("sqlite", IDP_LOG_LEVEL="INFO")

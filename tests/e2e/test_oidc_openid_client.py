@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from idp.admin.auth import AdminKeyService
+from idp.admin.keys import AdminKeyService
 from tests.conftest import IN_CI
 
 pytestmark = pytest.mark.e2e

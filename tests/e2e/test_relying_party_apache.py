@@ -154,7 +154,7 @@ def _start_shop(
 ) -> tuple[Any, Apache, dict[str, str], Any]:
     """The waiting room, the README's client registered, and Apache configured as the README says
     (less the directives named in ``without``, plus ``extra`` ones; ``client_changes`` patch the client)."""
-    from idp.admin.auth import AdminKeyService
+    from idp.admin.keys import AdminKeyService
 
     server = live_server("redis", IDP_WORKERS=2)
     services = server.services()

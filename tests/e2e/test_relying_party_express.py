@@ -41,7 +41,7 @@ def _node() -> str:
 
 @pytest.fixture
 def shop(live_server: Any, tmp_path: Path) -> Any:
-    from idp.admin.auth import AdminKeyService
+    from idp.admin.keys import AdminKeyService
 
     node = _node()
     server = live_server("redis", IDP_WORKERS=2)

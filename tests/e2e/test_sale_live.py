@@ -126,7 +126,7 @@ def rp_url() -> Iterator[str]:
 def test_when_busy_admits_at_once_under_max_active_and_the_worker_refills(
     live_server: Any, browser: Any, rp_url: str, tmp_path: Path, workers: list[subprocess.Popen[bytes]]
 ) -> None:
-    from idp.admin.auth import AdminKeyService
+    from idp.admin.keys import AdminKeyService
 
     server = live_server("redis")
     services = server.services()

@@ -158,7 +158,7 @@ def test_the_closed_pages(browser: Any, server: Any, language: str, javascript: 
 def test_the_dashboard_shows_the_targets_and_changes_them_live(browser: Any, server: Any) -> None:
     from playwright.sync_api import expect
 
-    from idp.admin.auth import AdminKeyService
+    from idp.admin.keys import AdminKeyService
 
     services = server.services()
     services.events.create({"event_id": "sale", "max_active": 3})

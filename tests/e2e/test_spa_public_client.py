@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from idp.admin.auth import AdminKeyService
+from idp.admin.keys import AdminKeyService
 from tests.conftest import IN_CI
 from tests.e2e.static_site import SITES, static_site
 

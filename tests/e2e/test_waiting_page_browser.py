@@ -42,7 +42,7 @@ class Room:
     def __init__(self, server: Any, rp: Any) -> None:
         self.server = server
         self.url = server.url
-        from idp.admin.auth import AdminKeyService
+        from idp.admin.keys import AdminKeyService
 
         self.services = server.services()
         _record, self.key = AdminKeyService(self.services.db, self.services.clock).create("pages", ["admin"])

@@ -30,7 +30,7 @@ def wait_for(condition, what):
 
 @pytest.mark.parametrize("backend", ["postgres"])
 def test_notifications_survive_a_killed_worker(live_server, backend, tmp_path):
-    from idp.admin.auth import AdminKeyService
+    from idp.admin.keys import AdminKeyService
 
     server = live_server(backend, IDP_WORKERS=2)
     services = server.services()

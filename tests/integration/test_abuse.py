@@ -41,7 +41,7 @@ def api(client: Any) -> ValidatingClient:
 
 @pytest.fixture
 def admin(services: Any) -> dict[str, str]:
-    from idp.admin.auth import AdminKeyService
+    from idp.admin.keys import AdminKeyService
 
     _record, key = AdminKeyService(services.db, services.clock).create("ops", ["admin"])
     return bearer(key)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from idp.admin.auth import IMPLIED, SCOPES
+from idp.admin.keys import IMPLIED, SCOPES
 from tests.admin_support import bearer, make_key
 from tests.openapi_check import ValidatingClient
 

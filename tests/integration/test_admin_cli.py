@@ -11,7 +11,7 @@ import pytest
 
 from idp import cli
 from idp.admin.audit import AuditLog
-from idp.admin.auth import AdminKeyService
+from idp.admin.keys import AdminKeyService
 from idp.clock import SystemClock
 from idp.storage.db import Database, upgrade_database
 from tests.conftest import TEST_SECRET

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from idp.admin.audit import scrub
-from idp.admin.auth import SCOPES, clean_name, clean_scopes, parse_key, require_scope, scope_granted
+from idp.admin.auth import require_scope
+from idp.admin.keys import SCOPES, clean_name, clean_scopes, parse_key, scope_granted
 from idp.errors import ValidationError
 from idp.web.bearer import bearer_token
 
