@@ -63,7 +63,7 @@ def _prepare(folder: Path, visitors: int) -> tuple[str, list[str]]:
     """Migrate a database, create the event and give every simulated visitor a real place."""
     from idp.app import build_services
     from idp.config import Settings
-    from idp.pages.web import _place_signature
+    from idp.pages.cookies import place_signature
     from idp.storage.db import upgrade_database
 
     url = f"sqlite:///{folder / 'idp.sqlite3'}"
@@ -78,7 +78,7 @@ def _prepare(folder: Path, visitors: int) -> tuple[str, list[str]]:
         entries = [services.engine.enqueue(EVENT) for _ in range(visitors)]
         # The cookie value the waiting page sets: request id, position and its signature.
         request_ids = [
-            f"{e.request_id}.{e.position}.{_place_signature(services.settings, EVENT, e.request_id, e.position)}"
+            f"{e.request_id}.{e.position}.{place_signature(services.settings, EVENT, e.request_id, e.position)}"
             for e in entries
         ]
     finally:

@@ -52,8 +52,8 @@ from idp.config import Settings
 from idp.crypto import LookupKey
 from idp.errors import ConflictError, NotFoundError
 from idp.oidc.claims import Admission, user_claims
-from idp.oidc.records import CodeRecord, GrantRecord, OidcRecords, SessionState, new_token
-from idp.tokens.issuer import InvalidTokenError, TokenService
+from idp.oidc.records import CodeRecord, GrantRecord, OidcRecords, new_token
+from idp.tokens.issuer import InvalidTokenError, SessionState, TokenService
 from idp.tokens.keys import KeyManager
 from idp.tokens.verify import TokenRefused, id_token_hint_claims
 from idp.web.bearer import request_bearer
