@@ -61,14 +61,14 @@ MAX_BACKOFF_S = 120.0
 
 def _prepare(folder: Path, visitors: int) -> tuple[str, list[str]]:
     """Migrate a database, create the event and give every simulated visitor a real place."""
-    from idp.pages.web import _place_signature
+    from idp.pages.cookies import place_signature
 
     with bench_services(folder) as (url, services):
         services.events.create({"event_id": EVENT, "name": "Polling benchmark", "enable_queue_position_expiry": False})
         entries = [services.engine.enqueue(EVENT) for _ in range(visitors)]
         # The cookie value the waiting page sets: request id, position and its signature.
         request_ids = [
-            f"{e.request_id}.{e.position}.{_place_signature(services.settings, EVENT, e.request_id, e.position)}"
+            f"{e.request_id}.{e.position}.{place_signature(services.settings, EVENT, e.request_id, e.position)}"
             for e in entries
         ]
     return url, request_ids

@@ -34,7 +34,12 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             "folder (dev_secret_key). Never run like this in production: set IDP_SECRET_KEY."
         )
     app = Flask("idp", static_folder=None)
-    app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, SECRET_KEY=settings.secret_key)
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        SECRET_KEY=settings.secret_key,
+        # What a previous IDP_SECRET_KEY signed still verifies.
+        SECRET_KEY_FALLBACKS=list(settings.secret_keys[1:]),
+    )
     app.session_interface = CachedSessionInterface()
     app.json.sort_keys = False  # type: ignore[attr-defined]
     if settings.proxy_hops:

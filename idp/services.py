@@ -24,11 +24,13 @@ from idp.oidc.decisions import SignIn
 from idp.oidc.interaction import Interactions
 from idp.oidc.records import OidcRecords
 from idp.oidc.server import OidcServer
+from idp.oidc.tickets import WaitTickets
 from idp.pages.history import ServingHistory
 from idp.pages.i18n import LANGUAGES, Catalogs
+from idp.pages.places import Places
 from idp.pages.render import PageRenderer
+from idp.pages.return_urls import ReturnUrls
 from idp.pages.status import WaitStatusService
-from idp.pages.web import ReturnUrls
 from idp.queue.engine import QueueEngine, QueueStore
 from idp.queue.ledger import Ledger
 from idp.queue.redis_store import RedisQueueStore
@@ -69,10 +71,12 @@ class Services:
     page_history: ServingHistory
     wait_status: WaitStatusService
     return_urls: ReturnUrls
+    places: Places
     oidc_records: OidcRecords
     oidc_interactions: Interactions
     oidc_server: OidcServer
     sign_in: SignIn
+    wait_tickets: WaitTickets
     defence: Defence
 
     def close(self) -> None:
@@ -155,9 +159,11 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         page_history=history,
         wait_status=WaitStatusService(room, history, clock),
         return_urls=ReturnUrls(clients, ttl),
+        places=Places(settings, room, interactions),
         oidc_records=records,
         oidc_interactions=interactions,
         oidc_server=oidc_server,
         sign_in=SignIn(settings, clock, clients, keys, interactions, oidc_server, lookup),
+        wait_tickets=WaitTickets(settings, room),
         defence=build_defence(settings, db, store, clock),
     )

@@ -126,8 +126,9 @@ def challenge_page(event: EventConfig, challenge: dict[str, object], return_to: 
 
 def decoy_page(event: EventConfig) -> Response:
     """The infinite queue: a normal waiting page for a place that never comes."""
+    from idp.pages.cookies import set_place_cookie
     from idp.pages.status import WAITING
-    from idp.pages.web import page_context, render_page, set_place_cookie, status_context
+    from idp.pages.web import page_context, render_page, status_context
     from idp.queue.engine import Entry, PlaceState, PlaceStatus
 
     svc = services()

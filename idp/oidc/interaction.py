@@ -23,7 +23,7 @@ import enum
 import logging
 import re
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -118,19 +118,6 @@ def new_visitor_id() -> str:
 
 def valid_visitor_id(value: object) -> str | None:
     return value if isinstance(value, str) and VISITOR_ID_RE.match(value) else None
-
-
-def read_visitor_cookie(cookies: Mapping[str, str], settings: Any) -> tuple[str | None, bool]:
-    """The browser's visitor id, and True when it came under the name used before ``__Host-`` cookies.
-
-    A browser that got its cookie before the service moved to ``__Host-`` names keeps its visitor id
-    (and so its ``sub`` at every relying party); the caller sets it again under the new name."""
-    name = settings.cookie_name(settings.visitor_cookie)
-    current = valid_visitor_id(cookies.get(name))
-    if current is not None or name == settings.visitor_cookie:
-        return current, False
-    legacy = valid_visitor_id(cookies.get(settings.visitor_cookie))
-    return legacy, legacy is not None
 
 
 @dataclass(frozen=True)

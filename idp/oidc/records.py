@@ -30,6 +30,7 @@ from idp.storage.models import (
     OidcUsedRefreshToken,
     TokenRecord,
 )
+from idp.tokens.issuer import SessionState
 
 
 def digest(value: str) -> str:
@@ -200,17 +201,6 @@ def _grant(ids: HiddenIds, row: OidcGrant) -> GrantRecord:
         row.expires_at,
         row.revoked_at,
     )
-
-
-@dataclass(frozen=True)
-class SessionState:
-    """The visitor's waiting-room session behind a login (the token record of its request id)."""
-
-    active: bool
-    expires_at: int
-    session_status: int
-    issuer: str
-    queue_position: int
 
 
 class OidcRecords:
@@ -465,5 +455,6 @@ class OidcRecords:
             row = session.get(TokenRecord, self.ids.request_tag(request_id))
             if row is None:
                 return None
-            active = row.session_status == 0 and row.expires_at > self.now()
-            return SessionState(active, row.expires_at, row.session_status, row.issuer, row.queue_position)
+            return SessionState(
+                row.event_id, row.queue_position, row.session_status, row.expires_at, row.issuer, self.now()
+            )

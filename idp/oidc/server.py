@@ -41,7 +41,6 @@ from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oauth2.rfc9207 import IssuerParameter
 from authlib.oidc.core import OpenIDCode, UserInfoEndpoint
-from authlib.oidc.core.util import create_half_hash
 from authlib.oidc.rpinitiated import EndSessionEndpoint
 from flask import Response
 from flask import g as flask_g
@@ -51,10 +50,10 @@ from idp.clients.service import ClientConfig, ClientService
 from idp.clock import Clock
 from idp.config import Settings
 from idp.crypto import LookupKey
-from idp.errors import IdpError
+from idp.errors import ConflictError, NotFoundError
 from idp.oidc.claims import Admission, user_claims
-from idp.oidc.records import CodeRecord, GrantRecord, OidcRecords, SessionState, new_token
-from idp.tokens.issuer import TokenService
+from idp.oidc.records import CodeRecord, GrantRecord, OidcRecords, new_token
+from idp.tokens.issuer import InvalidTokenError, SessionState, TokenService
 from idp.tokens.keys import KeyManager
 from idp.tokens.verify import TokenRefused, id_token_hint_claims
 from idp.web.bearer import request_bearer
@@ -89,6 +88,8 @@ class ClientUser:
 
     admission: Admission
     client_id: str
+    # The grant the tokens of this exchange belong to (the ID token's ``sid``); None at /userinfo.
+    grant_id: str | None = None
 
 
 class OidcClient(ClientMixin):
@@ -133,7 +134,11 @@ class OidcClient(ClientMixin):
 
 
 class _IssuerRequest(FlaskOAuth2Request):
-    """The Flask request, its URI rebuilt on IDP_ISSUER (a TLS proxy in front must not look insecure)."""
+    """The Flask request, its URI rebuilt on IDP_ISSUER (a TLS proxy in front must not look insecure).
+
+    OAuth2Request refuses an http URI in its constructor, so the URI is set before it runs rather than
+    after FlaskOAuth2Request built one from the proxied request.
+    """
 
     def __init__(self, issuer: str) -> None:
         path = flask_request.full_path if flask_request.query_string else flask_request.path
@@ -205,39 +210,21 @@ class IdToken(OpenIDCode):
     def get_encode_header(self, client: OidcClient) -> dict[str, Any]:
         return {"alg": self.get_client_algorithm(client), "typ": "JWT"}
 
-    def get_compatible_claims(self, request: OAuth2Request) -> dict[str, Any]:
+    def get_client_claims(self, client: OidcClient) -> dict[str, Any]:
+        # Times from the service clock: Authlib only fills in ``iat`` and ``exp`` when they are missing.
         now = self.server.now()
-        return {
-            "iss": self.server.issuer,
-            "aud": request.client.get_client_id(),
-            "iat": now,
-            "exp": now + ID_TOKEN_LIFETIME,
-        }
+        return {"iss": self.server.issuer, "aud": client.get_client_id(), "iat": now, "exp": now + ID_TOKEN_LIFETIME}
 
     def exists_nonce(self, nonce: str, request: OAuth2Request) -> bool:
         # Replays are stopped by single-use codes; a nonce is echoed, never a reason to refuse.
         return False
 
-    def generate_user_info(self, user: Admission, scope: str) -> dict[str, Any]:  # pragma: no cover
-        raise NotImplementedError("encode_id_token builds the claims with the client id")
-
-    def encode_id_token(self, token: dict[str, Any], request: OAuth2Request) -> str:
-        from idp.tokens.issuer import sign_jwt
-
-        alg = self.get_client_algorithm(request.client)
-        claims = self.get_compatible_claims(request)
-        if request.authorization_code:
-            claims.update(self.get_authorization_code_claims(request.authorization_code))
-        access_token = token.get("access_token")
-        if access_token:
-            at_hash = create_half_hash(access_token, alg)
-            if at_hash is not None:
-                claims["at_hash"] = at_hash.decode("ascii")
-        claims.update(self.server.user_claims(request.user, request.client.get_client_id(), token.get("scope") or ""))
-        if isinstance(request.credential, GrantRecord):
+    def generate_user_info(self, user: ClientUser, scope: str) -> dict[str, Any]:
+        claims = self.server.user_claims(user.admission, user.client_id, scope)
+        if user.grant_id is not None:
             # The session id names the grant, so logout can end the session from the hint alone.
-            claims["sid"] = request.credential.grant_id
-        return sign_jwt(claims, self.server.keys, alg)
+            claims["sid"] = user.grant_id
+        return claims
 
 
 class _AuthTime:
@@ -268,6 +255,10 @@ class CodeGrant(AuthorizationCodeGrant):
         return self.server  # type: ignore[no-any-return]
 
     def create_authorization_response(self, redirect_uri: str, grant_user: Admission | None) -> Any:
+        # Authlib's version builds the Location with add_params_to_uri, which re-encodes the query the
+        # redirect URI already has (WordPress registers ``admin-ajax.php?action=openid-connect-authorize``;
+        # RFC 6749 §3.1.2 keeps that query as registered) and drops an empty ``state`` the client sent.
+        # Here code and state are appended to the URI byte for byte, in a 303 that is not cached.
         if not grant_user:
             raise AccessDeniedError(redirect_uri=redirect_uri)
         self.request.user = grant_user
@@ -320,6 +311,9 @@ class CodeGrant(AuthorizationCodeGrant):
 
     @hooked
     def create_token_response(self) -> Any:
+        # Authlib's version asks the server's token generator, then save_token. Here the grant (with
+        # its hashed refresh token) is stored first because the access token names it (``gid``), and
+        # the exchange is refused once the visitor's waiting-room session has finished.
         client = self.request.client
         code: CodeRecord = self.request.authorization_code
         self.request.user = self.authenticate_user(code)
@@ -331,6 +325,7 @@ class CodeGrant(AuthorizationCodeGrant):
         token = self.oidc.access_token(grant, session)
         token["refresh_token"] = refresh
         self.request.credential = grant
+        self.request.user = ClientUser(self.request.user, client.get_client_id(), grant.grant_id)
         log.info("code exchanged", extra={"client_id": client.get_client_id()})
         return 200, token, self.TOKEN_RESPONSE_HEADER
 
@@ -376,16 +371,18 @@ class RefreshGrant(RefreshTokenGrant):
 
     @hooked
     def create_token_response(self) -> Any:
+        # As for the code: tokens bounded by the visitor's session and naming the grant; the refreshed
+        # ID token keeps the original ``auth_time`` (Core §12.2), which Authlib would set to now.
         grant: GrantRecord = self.request.refresh_token
         session = self.oidc.records.session_state(grant.request_id)
         if session is None or not session.active:
             raise InvalidGrantError("The visitor's session has finished.")
         scope = self.request.payload.scope or grant.scope
         grant = GrantRecord(**{**grant.__dict__, "scope": scope})
-        self.request.user = self.authenticate_user(grant)
+        client = self.request.client
+        self.request.user = ClientUser(self.authenticate_user(grant), client.get_client_id(), grant.grant_id)
         self.request.authorization_code = _AuthTime(grant.auth_time)
         self.request.credential = grant
-        client = self.request.client
         rotated: str | None = None
         if client.config.refresh_token_rotation:
             rotated = new_token()
@@ -548,7 +545,8 @@ class AccessTokenValidator(BearerTokenValidator):
     def authenticate_token(self, token_string: str) -> ClientAccessToken:
         try:
             claims, grant = self.server.verify_access_token(token_string)
-        except IdpError as exc:
+        except InvalidTokenError as exc:
+            # Only a refused token; a store that cannot answer stays a 503 with Retry-After.
             raise InvalidBearerError(exc.message) from None
         client = self.server.query_client(grant.client_id)
         if client is None:
@@ -588,7 +586,7 @@ class EndSession(EndSessionEndpoint):
     def get_server_jwks(self) -> Any:
         return self.server.keys.verification_keyset()
 
-    def _validate_id_token_hint(self, id_token_hint: str) -> dict[str, Any]:
+    def _validate_id_token_hint(self, id_token_hint: str) -> dict[str, Any]:  # Authlib's private hook
         # Authlib's check decodes with the system time and ignores the issuer; ours uses the service
         # clock, the issuer and the one verifier every JWT of this service goes through.
         try:
@@ -626,7 +624,6 @@ class OidcServer(AuthorizationServer):
         self.tokens = tokens
         self.records = records
         self.issuer: str = settings.issuer
-        self._query_client = self._find_client
         self.register_token_generator("default", self._no_generator)
         self.register_grant(CodeGrant, [IdToken(self), Pkce(required=True)])
         self.register_grant(RefreshGrant, [IdToken(self)])
@@ -643,7 +640,7 @@ class OidcServer(AuthorizationServer):
     def now(self) -> int:
         return int(self.clock.now())
 
-    def _find_client(self, client_id: Any) -> OidcClient | None:
+    def query_client(self, client_id: Any) -> OidcClient | None:
         config = self.clients.find(client_id)
         return None if config is None else OidcClient(config)
 
@@ -711,9 +708,7 @@ class OidcServer(AuthorizationServer):
         }
 
     def verify_access_token(self, token: Any) -> tuple[dict[str, Any], GrantRecord]:
-        """Claims and grant of a valid access token issued to a client; IdpError (401) otherwise."""
-        from idp.tokens.issuer import InvalidTokenError
-
+        """Claims and grant of a valid access token issued to a client; InvalidTokenError (401) otherwise."""
         claims = self.tokens.verify_access_token(token)
         grant_id = claims.get("gid")
         if not isinstance(grant_id, str) or not isinstance(claims.get("client_id"), str):
@@ -729,7 +724,7 @@ class OidcServer(AuthorizationServer):
         if token.count(".") == 2:
             try:
                 claims, grant = self.verify_access_token(token)
-            except IdpError:
+            except InvalidTokenError:
                 return None
             return GrantRecord(**{**grant.__dict__, "access_claims": claims})
         return self.records.grant_by_refresh(token)
@@ -747,5 +742,5 @@ class OidcServer(AuthorizationServer):
         self.records.revoke_session_grants(event_id, request_id)
         try:
             self.tokens.update_session(event_id, request_id, status)
-        except IdpError:
-            pass  # already finished, or never issued
+        except (ConflictError, NotFoundError):
+            pass  # already finished, never issued, or the event is gone; an outage still answers 503

@@ -8,25 +8,33 @@ The waiting page of a parked request:
   to the relying party (``code``, ``state``, ``iss``). A ``<meta http-equiv="refresh">`` reloads it, so
   it works without JavaScript.
 * ``GET /authorize/status/<ticket>`` is the JSON a script on that page may poll instead (see ``status``).
+
+The views parse and render: what to do with the browser is decided in ``idp.oidc.decisions``, the
+cookies are read and set by ``idp.oidc.cookies``, and the waiting page's signed tickets come from
+``idp.oidc.tickets``.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 from authlib.oauth2.rfc6749.errors import OAuth2Error
 from flask import Blueprint, Response, g, render_template, request
-from itsdangerous import BadSignature, URLSafeSerializer
 
-from idp.crypto import keyed_digest
 from idp.errors import IdpError
 from idp.oidc.claims import CLAIMS_SUPPORTED, Admission
+from idp.oidc.cookies import (
+    admission_cookie_events,
+    clear_admission_cookie,
+    read_admission_cookie,
+    read_visitor_cookie,
+    set_admission_cookie,
+    set_visitor_cookie,
+)
 from idp.oidc.decisions import (
     LOGOUT_FIELDS,
     AuthorizeAsk,
@@ -41,9 +49,8 @@ from idp.oidc.decisions import (
     Wait,
     Waiting,
 )
-from idp.oidc.interaction import Progress, State, read_visitor_cookie
-from idp.oidc.records import InteractionRecord
 from idp.oidc.server import AUTH_METHODS, PUBLIC_AUTH_METHODS, OidcServer, StoredRequest, append_params
+from idp.oidc.tickets import WaitTicket, WaitTickets
 from idp.web.cors import OIDC_HEADERS
 from idp.web.http import apply_cors, json_response, services
 
@@ -52,7 +59,6 @@ log = logging.getLogger("idp.oidc")
 TEMPLATES = str(Path(__file__).resolve().parents[2] / "waiting_pages" / "templates")
 bp = Blueprint("oidc", __name__, template_folder=TEMPLATES)
 
-VISITOR_COOKIE_SECONDS = 400 * 86400  # browsers cap cookie lifetimes at 400 days
 DISCOVERY_CACHE = "public, max-age=300"
 # What a browser app calls across origins (CORS for the registered clients' origins, idp.web.cors);
 # /authorize and /logout are navigations, /introspect is for servers.
@@ -80,68 +86,17 @@ def _issuer() -> str:
     return services().settings.issuer
 
 
-def _secure() -> bool:
-    return _issuer().startswith("https://")
-
-
-def _serializer(salt: str) -> URLSafeSerializer:
-    return URLSafeSerializer(services().settings.secret_key, salt=salt)
-
-
 def _visitor() -> str | None:
     return read_visitor_cookie(request.cookies, services().settings)[0]
 
 
-def _set_visitor(response: Response, visitor_id: str) -> None:
-    response.set_cookie(
-        services().settings.cookie_name(services().settings.visitor_cookie),
-        visitor_id,
-        max_age=VISITOR_COOKIE_SECONDS,
-        httponly=True,
-        samesite="Lax",
-        secure=_secure(),
-        path="/",
-    )
-
-
-def _admission_cookie_name(event_id: str) -> str:
-    settings = services().settings
-    return settings.cookie_name(settings.admission_cookie_prefix) + event_id
-
-
 def _read_admission_cookie(event_id: str) -> dict[str, Any] | None:
-    raw = request.cookies.get(_admission_cookie_name(event_id))
-    if not raw or len(raw) > 2000:
-        return None
-    try:
-        value = _serializer("idp-admission").loads(raw)
-    except BadSignature:
-        return None
-    return value if isinstance(value, dict) else None
+    return read_admission_cookie(request.cookies, services().settings, event_id)
 
 
 def _set_admission_cookie(response: Response, admission: Admission, expires_at: int) -> None:
-    payload = {
-        "v": admission.visitor_id,
-        "e": admission.event_id,
-        "r": admission.request_id,
-        "q": admission.queue_position,
-        "t": admission.admitted_at,
-    }
-    max_age = max(1, expires_at - int(services().clock.now()))
-    response.set_cookie(
-        _admission_cookie_name(admission.event_id),
-        _serializer("idp-admission").dumps(payload),
-        max_age=max_age,
-        httponly=True,
-        samesite="Lax",
-        secure=_secure(),
-        path="/",
-    )
-
-
-def _clear_admission_cookie(response: Response, event_id: str) -> None:
-    response.delete_cookie(_admission_cookie_name(event_id), path="/", httponly=True, samesite="Lax", secure=_secure())
+    svc = services()
+    set_admission_cookie(response, svc.settings, admission, expires_at - int(svc.clock.now()))
 
 
 def _redirect(location: str) -> Response:
@@ -190,98 +145,8 @@ def _as_303(response: Response) -> Response:
     return response
 
 
-@dataclass(frozen=True)
-class WaitTicket:
-    """What the waiting page of a parked request needs while the visitor waits, without a database read.
-
-    It travels in the page's URLs, signed but readable, so it holds no secret: no request id and no
-    cookie value. ``owner`` is a keyed hash of the visitor cookie: it lets the cookie of the browser
-    that owns the request be checked without revealing it.
-    """
-
-    interaction_id: str
-    event_id: str
-    owner: str
-    client_id: str
-    position: int
-    ui_locales: str
-
-    @property
-    def params(self) -> dict[str, str]:
-        return {"ui_locales": self.ui_locales} if self.ui_locales else {}
-
-
-def _owner_tag(visitor_id: str) -> str:
-    return keyed_digest(services().settings.secret_key, "waiting-page owner", visitor_id).hex()[:32]
-
-
-def _ticket_of(record: InteractionRecord) -> WaitTicket:
-    return WaitTicket(
-        record.interaction_id,
-        record.event_id,
-        _owner_tag(record.visitor_id),
-        record.client_id,
-        record.queue_position,
-        str(record.params.get("ui_locales", ""))[:100],
-    )
-
-
-def _ticket(ticket: WaitTicket, salt: str) -> str:
-    return _serializer(salt).dumps(
-        [ticket.interaction_id, ticket.event_id, ticket.owner, ticket.client_id, ticket.position, ticket.ui_locales]
-    )
-
-
-def _read_ticket(raw: str | None, salt: str) -> WaitTicket | None:
-    """The ticket a signed value names (no database read); None for anything else."""
-    if not raw or len(raw) > 1000:
-        return None
-    try:
-        value = _serializer(salt).loads(raw)
-    except BadSignature:
-        return None
-    if not (
-        isinstance(value, list)
-        and len(value) == 6
-        and type(value[4]) is int
-        and all(isinstance(v, str) for i, v in enumerate(value) if i != 4)
-    ):
-        return None
-    return WaitTicket(*value)
-
-
-def _owned(ticket: WaitTicket, visitor_id: str | None) -> bool:
-    return visitor_id is not None and hmac.compare_digest(ticket.owner, _owner_tag(visitor_id))
-
-
-def _status_url(ticket: WaitTicket) -> str:
-    return f"/authorize/status/{_ticket(ticket, 'idp-oidc-status')}"
-
-
-def wait_url(record: InteractionRecord | WaitTicket) -> str:
-    """The waiting page of a parked request; its signed ``w`` lets a waiting reload skip the database."""
-    ticket = record if isinstance(record, WaitTicket) else _ticket_of(record)
-    return f"/authorize/wait/{ticket.interaction_id}?w={_ticket(ticket, 'idp-oidc-wait')}"
-
-
-def _wait_ticket(interaction_id: str, visitor_id: str | None) -> WaitTicket | None:
-    """The ticket of a valid ``w`` of this browser's request, without a database read."""
-    ticket = _read_ticket(request.args.get("w"), "idp-oidc-wait")
-    if ticket is None or ticket.interaction_id != interaction_id or not _owned(ticket, visitor_id):
-        return None
-    return ticket
-
-
-def _still_waiting(ticket: WaitTicket) -> Progress | None:
-    """The progress of a place known to be waiting from the event's cached counters; None near the front.
-
-    Positions never change and a place above the serving counter is waiting, so a waiting visitor's
-    reloads and polls read neither the database nor the queue store.
-    """
-    counters = services().room.counters(ticket.event_id)
-    if counters.serving < ticket.position <= counters.queue:
-        return Progress(State.WAITING, ticket.position, counters.serving)
-    return None
+def _tickets() -> WaitTickets:
+    return services().wait_tickets
 
 
 # --- the waiting page --------------------------------------------------------------------------------
@@ -303,8 +168,8 @@ def waiting_context(ticket: WaitTicket, progress: Any) -> dict[str, Any]:
         "position": progress.position,
         "ahead": progress.ahead,
         "serving": progress.serving,
-        "status_url": _status_url(ticket),
-        "continue_url": wait_url(ticket),
+        "status_url": _tickets().status_url(ticket),
+        "continue_url": _tickets().wait_url(ticket),
         "poll_after_ms": poll_ms,
         "refresh_seconds": max(1, poll_ms // 1000),
         "interaction_id": ticket.interaction_id,
@@ -401,7 +266,7 @@ def _park(decision: Wait) -> Response:
         if refusal is None:
             raise
         return refusal
-    return _redirect(wait_url(record))
+    return _redirect(_tickets().wait_url(record))
 
 
 @bp.route("/authorize", methods=["GET", "POST"])
@@ -433,7 +298,7 @@ def authorize() -> Response:
     else:
         response = _park(decision)
     if decision.new_visitor or legacy_cookie:
-        _set_visitor(response, decision.visitor_id)
+        set_visitor_cookie(response, svc.settings, decision.visitor_id)
     return response
 
 
@@ -441,17 +306,18 @@ def authorize() -> Response:
 def wait(interaction_id: str) -> Response:
     """The waiting page: shows the place while waiting, finishes the sign-in once admitted."""
     visitor_id = _visitor()
-    ticket = _wait_ticket(interaction_id, visitor_id)
+    tickets = _tickets()
+    ticket = tickets.read_wait(request.args.get("w"), interaction_id, visitor_id)
     if ticket is not None:
         # Still waiting? Then only the cached counters are read; the database once near the front.
-        waiting = _still_waiting(ticket)
+        waiting = tickets.still_waiting(ticket)
         if waiting is not None:
             return render_waiting(waiting_context(ticket, waiting))
     decision = services().sign_in.resume(interaction_id, visitor_id)
     if isinstance(decision, ErrorPage):
         return _refusal(decision)
     if isinstance(decision, Waiting):
-        return render_waiting(waiting_context(_ticket_of(decision.record), decision.progress))
+        return render_waiting(waiting_context(tickets.of(decision.record), decision.progress))
     if isinstance(decision, Restart):
         response = _redirect(append_params(decision.initiate_login_uri, [("iss", _issuer())]))
     else:
@@ -484,19 +350,20 @@ def status(ticket: str) -> Response:
     was not used in time; ``continue_url`` shows why). An unknown ticket, or another browser's, is a
     404 JSON error.
     """
-    parsed = _read_ticket(ticket, "idp-oidc-status")
-    if parsed is None or not _owned(parsed, _visitor()):
-        return json_response({"error": "not_found", "message": "Unknown status ticket."}, 404, cache="no-store")
     svc = services()
+    tickets = svc.wait_tickets
+    parsed = tickets.read_status(ticket, _visitor())
+    if parsed is None:
+        return json_response({"error": "not_found", "message": "Unknown status ticket."}, 404, cache="no-store")
     request_id = None
-    if _still_waiting(parsed) is None:
+    if tickets.still_waiting(parsed) is None:
         record = svc.oidc_records.interaction(parsed.interaction_id)
         if record is None:
             return json_response({"error": "not_found", "message": "Unknown status ticket."}, 404, cache="no-store")
         request_id = record.request_id
     # The waiting pages' status (idp.pages.status): adds the estimate, waiting count and their schedule.
     payload = svc.wait_status.interaction_payload(
-        parsed.event_id, request_id, wait_url(parsed), position=parsed.position
+        parsed.event_id, request_id, tickets.wait_url(parsed), position=parsed.position
     )
     return json_response(payload, cache="no-store")
 
@@ -539,12 +406,6 @@ def userinfo() -> Response:
 # --- logout ----------------------------------------------------------------------------------------
 
 
-def _admission_cookie_events() -> list[str]:
-    """The events this browser holds an admitted cookie of."""
-    prefix = _admission_cookie_name("")
-    return [name[len(prefix) :] for name in request.cookies if name.startswith(prefix) and len(name) > len(prefix)]
-
-
 def _logout_page(*, confirm: bool, **context: Any) -> Response:
     body = render_template("oidc/logout.html", confirm=confirm, **context)
     return Response(body, status=200, mimetype="text/html", headers={"Cache-Control": "no-store"})
@@ -579,7 +440,7 @@ def logout() -> Response:
         client,
         end_request.id_token_claims,
         request.values.get("post_logout_redirect_uri", ""),
-        _admission_cookie_events(),
+        admission_cookie_events(request.cookies, services().settings),
         _read_admission_cookie,
     )
     decision = sign_in.logout(ask)
@@ -603,7 +464,7 @@ def logout() -> Response:
         result = Response(render_template("oidc/logout.html", confirm=False), status=200, mimetype="text/html")
     result = _as_303(result)
     for event_id in decision.ended:
-        _clear_admission_cookie(result, event_id)
+        clear_admission_cookie(result, services().settings, event_id)
     return result
 
 

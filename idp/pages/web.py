@@ -17,8 +17,6 @@ the same cookie ``/authorize`` reads, so queueing first and logging in later kee
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import hmac
 import secrets
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
@@ -27,104 +25,28 @@ from urllib.parse import parse_qsl, urlencode
 from flask import Blueprint, Flask, Response, current_app, g, redirect, request, send_from_directory
 
 from idp.abuse.web import browser_guard, browser_refusal, current_return_path, decoy_status
-from idp.cache import TTLCache
-from idp.errors import IdpError, ValidationError
+from idp.errors import IdpError
 from idp.events.service import EventConfig
+from idp.oidc.cookies import set_visitor_cookie
+from idp.pages.cookies import (
+    LANGUAGE_COOKIE,
+    holds_a_cookie,
+    read_place,
+    set_language_cookie,
+    set_place_cookie,
+)
 from idp.pages.i18n import Catalogs
 from idp.pages.render import estimate_kind, estimate_templates
 from idp.pages.status import ADMITTED, EXPIRED, FINISHED, UNKNOWN, WAITING, WaitStatus
 from idp.pages.theme import theme_css
-from idp.queue.engine import REQUEST_ID_RE, PlaceState, PlaceStatus
+from idp.queue.engine import PlaceState, PlaceStatus
 from idp.web.http import json_response, services
 
 if TYPE_CHECKING:
-    from idp.oidc.interaction import Interactions
+    from idp.pages.places import Places
     from idp.services import Services
 
 bp = Blueprint("pages", __name__)
-
-LANGUAGE_COOKIE = "idp_lang"
-# The browser's place per event, for the status endpoint (no database read while waiting).
-PLACE_COOKIE_PREFIX = "idp_place_"
-PLACE_COOKIE_MAX_AGE = 7 * 86400
-LANGUAGE_COOKIE_MAX_AGE = 365 * 86400
-
-
-class ReturnUrlError(ValidationError):
-    code = "invalid_return_url"
-    message = "The return address is not one this waiting room may send visitors to."
-
-
-# --- services ------------------------------------------------------------------------------------
-
-
-class ReturnUrls:
-    """Where an event may send admitted visitors: its allowed return URLs and its clients' login URIs."""
-
-    def __init__(self, clients: Any, ttl: float) -> None:
-        self.clients = clients
-        self._cache: TTLCache[frozenset[str]] = TTLCache(ttl)
-
-    def _load(self, event: EventConfig) -> frozenset[str]:
-        urls = set(event.allowed_return_urls)
-        after: str | None = None
-        while True:
-            batch = self.clients.list(event_id=event.event_id, limit=100, after=after)
-            urls.update(c.initiate_login_uri for c in batch if c.initiate_login_uri)
-            if len(batch) < 100:
-                break
-            after = batch[-1].client_id
-        return frozenset(urls)
-
-    def allowed(self, event: EventConfig, url: str) -> bool:
-        key = (event.event_id, event.updated_at)
-        return url in self._cache.get(key, lambda: self._load(event))
-
-
-def place_cookie_name(settings: Any, event_id: str) -> str:
-    return f"{settings.cookie_name(PLACE_COOKIE_PREFIX)}{event_id}"
-
-
-def _place_signature(settings: Any, event_id: str, request_id: str, position: int) -> str:
-    message = f"idp-place:{event_id}:{request_id}:{position}".encode()
-    return hmac.new(settings.secret_key.encode(), message, hashlib.sha256).hexdigest()[:32]
-
-
-def read_place(settings: Any, event_id: str) -> tuple[str | None, int | None]:
-    """This browser's place in the event from its cookie: the request id, and its position if signed.
-
-    The cookie is ``<request_id>.<position>.<signature>``: the position (fixed for the life of a place)
-    lets a waiting visitor's status be answered from the cached serving counter, with no queue-store
-    call; the signature keeps it honest. A bare request id is accepted, without the position.
-    """
-    value = request.cookies.get(place_cookie_name(settings, event_id), "")
-    request_id, _, rest = value.partition(".")
-    if not REQUEST_ID_RE.match(request_id):
-        return None, None
-    position_text, _, signature = rest.partition(".")
-    if not position_text.isdigit() or len(position_text) > 19:
-        return request_id, None
-    position = int(position_text)
-    expected = _place_signature(settings, event_id, request_id, position)
-    return request_id, (position if hmac.compare_digest(expected, signature) else None)
-
-
-def set_place_cookie(
-    response: Response, settings: Any, event_id: str, request_id: str, position: int | None = None
-) -> None:
-    value = request_id
-    if position is not None:
-        value = f"{request_id}.{position}.{_place_signature(settings, event_id, request_id, position)}"
-    response.set_cookie(
-        place_cookie_name(settings, event_id),
-        value,
-        max_age=PLACE_COOKIE_MAX_AGE,
-        path="/",
-        secure=settings.issuer.startswith("https://"),
-        httponly=True,
-        samesite="Lax",
-    )
-
 
 # --- request helpers -----------------------------------------------------------------------------
 
@@ -165,15 +87,7 @@ def secure_page(response: Response) -> Response:
     response.headers.setdefault("Cache-Control", "no-store")
     response.headers["Content-Language"] = _language()
     if request.args.get("lang") and services().page_catalogs.supports(request.args.get("lang")):
-        response.set_cookie(
-            LANGUAGE_COOKIE,
-            _language(),
-            max_age=LANGUAGE_COOKIE_MAX_AGE,
-            path="/",
-            secure=services().settings.issuer.startswith("https://"),
-            httponly=True,
-            samesite="Lax",
-        )
+        set_language_cookie(response, services().settings, _language())
     return response
 
 
@@ -240,12 +154,7 @@ def status_context(status: WaitStatus, status_url: str) -> dict[str, Any]:
 
 
 def _next_url(event: EventConfig) -> str | None:
-    raw = request.values.get("next")
-    if raw is None or raw == "":
-        return None
-    if len(raw) > 2000 or not services().return_urls.allowed(event, raw):
-        raise ReturnUrlError()
-    return raw
+    return services().return_urls.check(event, request.values.get("next"))
 
 
 def _page_path(event_id: str, next_url: str | None, **more: str) -> str:
@@ -257,73 +166,12 @@ def _page_path(event_id: str, next_url: str | None, **more: str) -> str:
 # --- views ---------------------------------------------------------------------------------------
 
 
-class Places:
-    """One place per browser per event, shared with ``/authorize``.
-
-    With the OpenID Connect part loaded, the browser's long-lived visitor cookie names its place in
-    each event (``oidc_interactions``), so queueing here first and signing in later keep one place.
-    The place's request id is also kept in a per-event cookie so the status endpoint needs no
-    database read. Without that part, the per-event cookie alone keeps the place.
-    """
-
-    def __init__(self, svc: Services) -> None:
-        self.svc = svc
-        self.interactions: Interactions | None = svc.oidc_interactions
-
-    def visitor(self) -> tuple[str | None, bool]:
-        """The visitor id from its cookie, or a new one (and True) when the OIDC part is loaded."""
-        if self.interactions is None:
-            return None, False
-        from idp.oidc.interaction import new_visitor_id, read_visitor_cookie
-
-        existing, legacy = read_visitor_cookie(request.cookies, self.svc.settings)
-        return (existing, legacy) if existing else (new_visitor_id(), True)
-
-    def current(self, visitor_id: str | None, event_id: str) -> str | None:
-        if self.interactions is None or visitor_id is None:
-            return None
-        place = self.interactions.records.place(visitor_id, event_id)
-        return None if place is None else str(place.request_id)
-
-    def join(self, visitor_id: str | None, event_id: str, guard: Callable[[], None] | None = None) -> tuple[str, int]:
-        """The browser's place, joining when it has none that can still admit: (request id, position).
-
-        ``guard`` runs just before a new place is taken (the abuse defence: rate limits, the join gate).
-        """
-        if self.interactions is None or visitor_id is None:
-            if guard is not None:
-                guard()
-            _, entry = self.svc.room.join(event_id)
-            return str(entry.request_id), int(entry.position)
-        place = self.interactions.ensure_place(visitor_id, event_id, guard=guard)
-        return str(place.request_id), int(place.queue_position)
-
-    def finished(self, request_id: str) -> bool:
-        """True when the place's token session has ended (completed, abandoned or expired)."""
-        if self.interactions is None:
-            return False
-        session = self.interactions.records.session_state(request_id)
-        return session is not None and not session.active
-
-
-def _set_visitor_cookie(response: Response, settings: Any, visitor_id: str) -> None:
-    response.set_cookie(
-        settings.cookie_name(settings.visitor_cookie),
-        visitor_id,
-        max_age=400 * 86400,
-        path="/",
-        secure=settings.issuer.startswith("https://"),
-        httponly=True,
-        samesite="Lax",
-    )
-
-
 def _find_status(
     places: Places, event: EventConfig, visitor_id: str | None, next_url: str | None
 ) -> tuple[str | None, WaitStatus | None]:
     """The browser's place and its status: the cookie first (no database read while waiting)."""
-    svc = places.svc
-    request_id, position = read_place(svc.settings, event.event_id)
+    svc = services()
+    request_id, position = read_place(request.cookies, svc.settings, event.event_id)
     status = decoy_status(event, request_id)
     if status is not None:
         return request_id, status
@@ -344,8 +192,8 @@ def wait_page(event_id: str) -> Response:
     svc = services()
     event = svc.events.get(event_id)
     next_url = _next_url(event)
-    places = Places(svc)
-    visitor_id, new_visitor = places.visitor()
+    places = svc.places
+    visitor_id, new_visitor = places.visitor(request.cookies)
     request_id, status = _find_status(places, event, visitor_id, next_url)
     if status is None or status.state == UNKNOWN:
         if request.method == "HEAD" or "prefetch" in request.headers.get("Sec-Purpose", ""):
@@ -386,8 +234,8 @@ def wait_page(event_id: str) -> Response:
         }.get(status.state, "wait.html")
         response = render_page(template, **context)
     set_place_cookie(response, svc.settings, event.event_id, request_id, status.position)
-    if new_visitor and visitor_id:
-        _set_visitor_cookie(response, svc.settings, visitor_id)
+    if new_visitor:
+        set_visitor_cookie(response, svc.settings, visitor_id)
     return response
 
 
@@ -462,7 +310,7 @@ def wait_status(event_id: str) -> Response:
     svc = services()
     event = svc.events.get(event_id)
     next_url = _next_url(event)
-    request_id, position = read_place(svc.settings, event.event_id)
+    request_id, position = read_place(request.cookies, svc.settings, event.event_id)
     decoy = decoy_status(event, request_id)
     if decoy is not None:
         return json_response(decoy.to_dict())
@@ -509,12 +357,12 @@ def rejoin(event_id: str) -> Response:
     svc = services()
     event = svc.events.get(event_id)
     next_url = _next_url(event)
-    if not _holds_a_cookie(svc.settings, event.event_id):
+    if not holds_a_cookie(request.cookies, svc.settings, event.event_id):
         # A cross-site POST arrives without the SameSite=Lax cookies: joining here would replace the
         # browser's place. The page itself (a same-site GET) finds the place, or joins for a new browser.
         return _see_other(_page_path(event.event_id, next_url))
-    places = Places(svc)
-    visitor_id, new_visitor = places.visitor()
+    places = svc.places
+    visitor_id, new_visitor = places.visitor(request.cookies)
     request_id, status = _find_status(places, event, visitor_id, next_url)
     position = status.position if status is not None else None
     if status is None or status.state not in (WAITING, ADMITTED):
@@ -528,20 +376,9 @@ def rejoin(event_id: str) -> Response:
     response = _see_other(_page_path(event.event_id, next_url))
     if request_id:
         set_place_cookie(response, svc.settings, event.event_id, request_id, position)
-    if new_visitor and visitor_id:
-        _set_visitor_cookie(response, svc.settings, visitor_id)
+    if new_visitor:
+        set_visitor_cookie(response, svc.settings, visitor_id)
     return response
-
-
-def _holds_a_cookie(settings: Any, event_id: str) -> bool:
-    """True when the request carries this service's visitor or place cookie (or their older names)."""
-    names = (
-        settings.cookie_name(settings.visitor_cookie),
-        settings.visitor_cookie,
-        place_cookie_name(settings, event_id),
-        f"{PLACE_COOKIE_PREFIX}{event_id}",
-    )
-    return any(request.cookies.get(name) for name in names)
 
 
 def _see_other(location: str) -> Response:
@@ -693,15 +530,11 @@ def init_app(app: Flask, svc: Services) -> None:
 
 
 __all__ = [
-    "ReturnUrlError",
     "bp",
     "error_page",
     "init_app",
     "page_context",
-    "place_cookie_name",
-    "read_place",
     "render_interaction_page",
     "render_page",
-    "set_place_cookie",
     "status_context",
 ]

@@ -19,7 +19,7 @@ def counters(event_id: str) -> str:
 
 
 def places(event_id: str) -> str:
-    """Hash: 16-byte request id -> queue position."""
+    """Hash: 16-byte keyed hash of the request id (:mod:`idp.queue.at_rest`) -> queue position."""
     return _key(event_id, "p")
 
 
@@ -39,7 +39,7 @@ def claimed(event_id: str) -> str:
 
 
 def idempotency(event_id: str) -> str:
-    """Hash: client idempotency key -> 16-byte request id."""
+    """Hash: idempotency key -> the request id's 16-byte hash then the request id sealed (16 bytes)."""
     return _key(event_id, "i")
 
 
@@ -49,7 +49,7 @@ def serving_marks(event_id: str) -> str:
 
 
 def pending(event_id: str) -> str:
-    """Hash: 16-byte request id of a pre-queue join -> "entry_id:joined_at" (kept after the draw)."""
+    """Hash: 16-byte hash of a pre-queue join's request id -> "entry_id:joined_at" (kept after the draw)."""
     return _key(event_id, "w")
 
 

@@ -13,7 +13,8 @@ The answers are the ones redis-py gives for the same call (bytes for bulk string
 lists for arrays, None for nil) and errors raise the same exception classes (``NoScriptError``,
 ``ResponseError``; ``ConnectionError``/``TimeoutError`` when the server cannot be reached). As redis-py
 does, a call that finds its pooled connection closed by the server (a restarted Redis) is sent once
-more on a new connection; a timeout is never retried (the script may have run). Works under gevent: the
+more on a new connection (the other idle connections are dropped too); a timeout is never retried (the
+script may have run). Works under gevent: the
 sockets are the standard library's, which gevent's worker makes cooperative.
 """
 
@@ -191,7 +192,10 @@ class ScriptCaller:
             except _ClosedBeforeReply as exc:
                 conn.disconnect()
                 if reused and attempt == 0:
-                    continue  # a pooled connection the server had closed (a restarted Redis): once more, anew
+                    # A pooled connection the server had closed (a restarted Redis): the other idle ones
+                    # were most likely closed with it. Nothing ran; send once more on a new connection.
+                    self.close()
+                    continue
                 raise RedisConnectionError(str(exc)) from exc
             except BaseException:
                 conn.disconnect()  # its state is unknown (a timeout, a broken reply, an interrupted greenlet)

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from idp.cache import TTLCache
 from idp.clock import Clock
 from idp.config import Settings
-from idp.crypto import LookupKey, keyed_digest
+from idp.crypto import LookupKey
 from idp.errors import ConflictError, IdpError, ValidationError
 from idp.events.service import MAX_PERIOD
 from idp.notify import outbox
@@ -102,12 +102,23 @@ def sign_jwt(claims: dict[str, Any], keys: KeyManager, alg: str = DEFAULT_ALG, *
 
 @dataclass(frozen=True)
 class SessionState:
+    """A place's waiting-room session (its token record) as read at ``read_at``.
+
+    The one description of a visitor's session, for the token side and the sign-in side alike
+    (``idp.oidc.records`` reads it for the interaction, the grants and the waiting pages)."""
+
     event_id: str
     queue_position: int
-    session_status: int
+    session_status: int  # 0 open, 1 completed, -1 abandoned
     expires_at: int
     # IDP_ISSUER, or the override an operator gave at issuance.
     issuer: str
+    read_at: int = 0
+
+    @property
+    def active(self) -> bool:
+        """Open and not expired when read: the session can still lead to a login."""
+        return self.session_status == 0 and self.expires_at > self.read_at
 
 
 def _validity(value: object) -> int:
@@ -367,7 +378,9 @@ class TokenService:
             row = self._read(request_id)
             if row is None:
                 return None
-            return SessionState(row.event_id, row.queue_position, row.session_status, row.expires_at, row.issuer)
+            return SessionState(
+                row.event_id, row.queue_position, row.session_status, row.expires_at, row.issuer, self._now()
+            )
 
         return self._sessions.get(request_id, load)
 
@@ -379,7 +392,8 @@ class TokenService:
         """An opaque, stable value for one place: safe to hand to origins and subscribers.
 
         No endpoint accepts it as a credential, and it cannot be turned back into the request id."""
-        digest = keyed_digest(self.settings.secret_key, "place reference", f"{event_id}\x00{request_id}")
+        # Under the lookup key: the same value for a place whatever secret rotation happens meanwhile.
+        digest = self.ids.lookup.digest("place reference", f"{event_id}\x00{request_id}")
         return digest[:16].hex()
 
     def verify_place_token(self, token: object, event_id: str | None = None) -> tuple[dict[str, Any], str]:

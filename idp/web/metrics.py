@@ -20,12 +20,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
-from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from idp.errors import UnavailableError
 from idp.queue.engine import StoreLostError
-from idp.storage.models import WorkerJobStat
+from idp.queue.redis_store import RedisQueueStore
 
 if TYPE_CHECKING:
     from idp.services import Services
@@ -99,7 +98,7 @@ class StoreCollector(Collector):
             return False
 
     def collect(self) -> Iterator[Metric]:
-        from idp.worker.jobs import active_tokens, default_lease
+        from idp.worker.jobs import active_tokens, default_lease, job_stats
 
         svc = self.services
         now = int(svc.clock.now())
@@ -131,7 +130,7 @@ class StoreCollector(Collector):
         )
         if database_ok and store_ok:
             try:
-                ledger = getattr(svc.store, "ledger", None)
+                ledger = svc.store.ledger if isinstance(svc.store, RedisQueueStore) else None
                 rows = {row.event_id: row for row in ledger.all()} if ledger is not None else {}
                 for event in svc.events.list(limit=MAX_EVENTS):
                     eid = event.event_id
@@ -160,11 +159,10 @@ class StoreCollector(Collector):
         lease: list[int] = []
         if database_ok:
             try:
-                with svc.db.session(readonly=True) as session:
-                    for stat in session.execute(select(WorkerJobStat).order_by(WorkerJobStat.job)).scalars():
-                        runs.add_metric([stat.job], stat.runs)
-                        failures.add_metric([stat.job], stat.failures)
-                        last.add_metric([stat.job], stat.last_run_at)
+                for stat in job_stats(svc.db):
+                    runs.add_metric([stat.job], stat.runs)
+                    failures.add_metric([stat.job], stat.failures)
+                    last.add_metric([stat.job], stat.last_run_at)
                 if store_ok or not svc.settings.redis_url:
                     lease.append(int(default_lease(svc, "metrics", 0).held()))
             except _UNAVAILABLE as exc:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from sqlalchemy import CursorResult, delete
+from sqlalchemy import CursorResult, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -36,6 +36,7 @@ from idp.worker.lease import DatabaseLease, Lease, RedisLease
 
 if TYPE_CHECKING:
     from idp.services import Services
+    from idp.storage.db import Database
 
 T = TypeVar("T")
 
@@ -71,6 +72,23 @@ class TickReport:
     ran: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     results: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JobStat:
+    """How often a worker job ran and failed, and when it last ran."""
+
+    job: str
+    runs: int
+    failures: int
+    last_run_at: int
+
+
+def job_stats(db: Database) -> list[JobStat]:
+    """The worker's job statistics, by job name (for ``/metrics``)."""
+    with db.session(readonly=True) as session:
+        rows = session.execute(select(WorkerJobStat).order_by(WorkerJobStat.job)).scalars()
+        return [JobStat(row.job, row.runs, row.failures, row.last_run_at) for row in rows]
 
 
 def active_tokens(services: Services, event_id: str, now: int) -> int:

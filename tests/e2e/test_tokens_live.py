@@ -20,10 +20,10 @@ from idp.tokens.issuer import TokenService
 pytestmark = pytest.mark.e2e
 
 
-def start(live_server: Any, backend: str) -> tuple[Any, Any]:
-    # Re-read key metadata on every request and let caches keep the JWKS one second, so a rotation
-    # made here is published at once and signs a few seconds later.
-    server = live_server(backend, IDP_KEY_REFRESH_SECONDS=0, IDP_JWKS_MAX_AGE=1)
+def start(live_server: Any, backend: str, jwks_max_age: int = 1) -> tuple[Any, Any]:
+    # Re-read key metadata on every request and let caches keep the JWKS ``jwks_max_age`` seconds, so a
+    # rotation made here is published at once and signs that long (plus a second) later.
+    server = live_server(backend, IDP_KEY_REFRESH_SECONDS=0, IDP_JWKS_MAX_AGE=jwks_max_age)
     services = server.services()
     services.events.create({"event_id": "sale", "name": "Sale"})
     return server, services
@@ -81,7 +81,9 @@ def test_rs256_and_es256_tokens_verify_with_pyjwt_and_jwcrypto(live_server, back
 
 
 def test_a_token_signed_before_idp_keys_rotate_still_verifies_after_it(live_server):
-    server, services = start(live_server, "sqlite")
+    # The command line starts a Python process; on a busy machine that alone takes seconds, so the new
+    # key must not be due to sign before the checks that the old one still signs have run.
+    server, services = start(live_server, "sqlite", jwks_max_age=8)
     old_rid, old = admitted_token_set(server, services)
     old_kid = pyjwt.get_unverified_header(old["access_token"])["kid"]
     env = {**os.environ, **server.env}

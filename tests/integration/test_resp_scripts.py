@@ -101,6 +101,17 @@ def test_a_connection_the_server_closed_is_replaced_without_an_error(
     assert int(client.get("idp:t:{x}:n") or 0) == 2
 
 
+def test_after_a_restart_every_idle_connection_is_replaced(client: redis.Redis, caller: resp.ScriptCaller) -> None:
+    import time
+
+    sha = client.script_load(SCRIPTS["incr"])
+    idle = [caller._connection()[0] for _ in range(3)]  # three idle connections, as after a busy moment
+    caller._free.extend((conn, time.monotonic()) for conn in idle)
+    assert client.client_kill_filter(_type="normal", skipme=True) >= 3
+    assert caller.evalsha(sha, ["idp:t:{x}:n"], [1]) == 1  # not refused because the next idle one was closed too
+    assert caller.evalsha(sha, ["idp:t:{x}:n"], [1]) == 2
+
+
 def test_an_unreachable_server_raises_a_connection_error() -> None:
     client = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=1)
     caller = resp.ScriptCaller(client)

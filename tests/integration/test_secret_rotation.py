@@ -27,7 +27,8 @@ from idp.notify.webhooks import SecretCipher, verify
 from idp.storage.models import Event, LookupKeyRecord, SigningKey, WebhookSubscription
 from idp.tokens.keys import KeyCipher
 from tests.conftest import TEST_SECRET
-from tests.oidc_flow import auth_params, decode_id_token, exchange, login, make_client
+from tests.leaks import urls_in_html
+from tests.oidc_flow import REDIRECT, admit_everyone, auth_params, decode_id_token, exchange, login, make_client
 from tests.worker_support import admitted_with_tokens, make_worker, webhook_receiver
 
 SECRET_B = "the-next-secret-key-of-this-service-0123456789abcdef"
@@ -83,6 +84,17 @@ def test_a_rotated_secret_keeps_keys_webhooks_captcha_and_subjects(backend_setti
         assert claims["sub"] == old_sub(TEST_SECRET, visitor, "rp")
         rid = admitted_with_tokens(services, "sale", 1)[0]
         first_tokens = services.tokens.issue("sale", rid)
+        place_value = services.tokens.place_reference("sale", rid)
+        # A second browser is parked on its waiting page when the secret changes.
+        services.room.join("sale")  # someone ahead, so it waits
+        waiting = app.test_client()
+        parked = waiting.get("/authorize", query_string=auth_params("rp"))
+        wait_url = parked.headers["Location"]
+        page = waiting.get(wait_url)
+        assert wait_url.startswith("/authorize/wait/") and page.status_code == 200
+        status_url = next(u for u in urls_in_html(page.get_data(as_text=True)) if u.startswith("/authorize/status/"))
+        assert waiting.get(status_url).status_code == 200
+        waiting_visitor = waiting.get_cookie("idp_visitor").value
         jwks = app.test_client().get("/jwks.json").get_json()
         make_worker(services).tick()
         assert receiver.received and verify(
@@ -98,6 +110,15 @@ def test_a_rotated_secret_keeps_keys_webhooks_captcha_and_subjects(backend_setti
         with services.db.session() as session:
             session.get(WebhookSubscription, subscription["id"]).url = receiver.url
         assert app.test_client().get("/jwks.json").get_json() == jwks
+        assert services.tokens.place_reference("sale", rid) == place_value, "X-Queue-Place stays the same"
+        # The waiting page signed under A still belongs to its browser and finishes the sign-in.
+        waiting = app.test_client()
+        waiting.set_cookie("idp_visitor", waiting_visitor)
+        assert waiting.get(wait_url).status_code == 200
+        assert waiting.get(status_url).status_code == 200, "the status ticket signed under A still reads"
+        admit_everyone(services)
+        finished = waiting.get(wait_url)
+        assert finished.status_code == 303 and finished.headers["Location"].startswith(REDIRECT)
         # The same row signs the same claims again: RS256 is deterministic, so the bytes are equal.
         assert services.tokens.issue("sale", rid)["id_token"] == first_tokens["id_token"]
         again_visitor, claims = sign_in(app, visitor, "rp", rp_secret)

@@ -175,7 +175,10 @@ def check_answers(load: Load) -> None:
 
 
 def check_token_records(app: Any, load: Load) -> None:
-    db = app.extensions["idp"].db
+    svc = app.extensions["idp"]
+    db = svc.db
+    # Token records are found by the request id's tag (the request id itself is not kept readable).
+    places = {svc.lookup.hex_tag("request id", rid): position for rid, position in load.places.items()}
     with db.session(readonly=True) as session:
         doubled = session.execute(
             select(TokenRecord.queue_position)
@@ -184,10 +187,10 @@ def check_token_records(app: Any, load: Load) -> None:
             .having(func.count() > 1)
         ).all()
         assert doubled == [], "a position is held by two token records"
-        for rid, position in session.execute(
+        for tag, position in session.execute(
             select(TokenRecord.request_id, TokenRecord.queue_position).where(TokenRecord.event_id == E)
         ):
-            assert load.places[rid] == position
+            assert places[tag] == position
 
 
 def place_answers(app: Any, places: dict[str, int]) -> dict[str, int]:

@@ -177,3 +177,12 @@ def test_settings_are_frozen():
     settings = Settings(env="test")
     with pytest.raises(AttributeError):
         settings.env = "production"  # type: ignore[misc]
+
+
+def test_previous_secrets_follow_the_current_one_without_blanks_or_repeats():
+    settings = Settings.from_env(
+        {"IDP_SECRET_KEY": "current-secret", "IDP_PREVIOUS_SECRET_KEYS": " older , , current-secret,oldest "}
+    )
+    assert settings.previous_secret_keys == ("older", "current-secret", "oldest")
+    assert settings.secret_keys == ("current-secret", "older", "oldest")
+    assert Settings(secret_key="only").secret_keys == ("only",)

@@ -7,6 +7,8 @@ are plain Python a unit test or a worker can use without an application or a req
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -121,3 +123,32 @@ def test_the_check_finds_a_query_or_a_private_reach(source: str, found: bool) ->
 @pytest.mark.parametrize("module", VIEW_MODULES)
 def test_views_run_no_queries_and_touch_no_private_attribute(module: str) -> None:
     assert _queries_or_private_reach((IDP / module).read_text(encoding="utf-8")) == []
+
+
+# The services and decisions a view calls load without Flask, even through what they import.
+FLASK_FREE = (
+    "idp.admin.service",
+    "idp.oidc.cookies",
+    "idp.oidc.decisions",
+    "idp.oidc.interaction",
+    "idp.oidc.tickets",
+    "idp.pages.cookies",
+    "idp.pages.places",
+    "idp.pages.return_urls",
+    "idp.queue.engine",
+    "idp.tokens.issuer",
+)
+
+
+def test_services_and_decisions_load_without_flask() -> None:
+    script = (
+        "import importlib, sys\n"
+        f"for name in {FLASK_FREE!r}:\n"
+        "    importlib.import_module(name)\n"
+        "    loaded = sorted(m for m in sys.modules if m == 'flask' or m.startswith('flask.'))\n"
+        "    assert not loaded, (name, loaded)\n"
+    )
+    result = subprocess.run(  # noqa: S603 - this interpreter, a fixed script
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr

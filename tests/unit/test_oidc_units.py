@@ -99,3 +99,12 @@ def test_pairwise_subjects_under_the_lookup_key_equal_those_derived_from_the_sec
     old_key = hmac.new(SECRET.encode(), b"idp pairwise subject v1", hashlib.sha256).digest()
     old_sub = base64.urlsafe_b64encode(hmac.new(old_key, f"{visitor}\x00a".encode(), hashlib.sha256).digest())
     assert pairwise_sub(LOOKUP, visitor, "a") == old_sub.rstrip(b"=").decode()
+
+
+def test_a_session_is_active_while_open_and_unexpired_when_read() -> None:
+    from idp.tokens.issuer import SessionState
+
+    assert SessionState("sale", 1, 0, 100, "https://idp.example", read_at=99).active
+    assert not SessionState("sale", 1, 0, 100, "https://idp.example", read_at=100).active
+    assert not SessionState("sale", 1, 1, 100, "https://idp.example", read_at=0).active
+    assert not SessionState("sale", 1, -1, 100, "https://idp.example", read_at=0).active
