@@ -50,10 +50,10 @@ from idp.clients.service import ClientConfig, ClientService
 from idp.clock import Clock
 from idp.config import Settings
 from idp.crypto import LookupKey
-from idp.errors import IdpError
+from idp.errors import ConflictError, NotFoundError
 from idp.oidc.claims import Admission, user_claims
 from idp.oidc.records import CodeRecord, GrantRecord, OidcRecords, new_token
-from idp.tokens.issuer import SessionState, TokenService
+from idp.tokens.issuer import InvalidTokenError, SessionState, TokenService
 from idp.tokens.keys import KeyManager
 from idp.tokens.verify import TokenRefused, id_token_hint_claims
 from idp.web.bearer import request_bearer
@@ -545,7 +545,8 @@ class AccessTokenValidator(BearerTokenValidator):
     def authenticate_token(self, token_string: str) -> ClientAccessToken:
         try:
             claims, grant = self.server.verify_access_token(token_string)
-        except IdpError as exc:
+        except InvalidTokenError as exc:
+            # Only a refused token; a store that cannot answer stays a 503 with Retry-After.
             raise InvalidBearerError(exc.message) from None
         client = self.server.query_client(grant.client_id)
         if client is None:
@@ -707,9 +708,7 @@ class OidcServer(AuthorizationServer):
         }
 
     def verify_access_token(self, token: Any) -> tuple[dict[str, Any], GrantRecord]:
-        """Claims and grant of a valid access token issued to a client; IdpError (401) otherwise."""
-        from idp.tokens.issuer import InvalidTokenError
-
+        """Claims and grant of a valid access token issued to a client; InvalidTokenError (401) otherwise."""
         claims = self.tokens.verify_access_token(token)
         grant_id = claims.get("gid")
         if not isinstance(grant_id, str) or not isinstance(claims.get("client_id"), str):
@@ -725,7 +724,7 @@ class OidcServer(AuthorizationServer):
         if token.count(".") == 2:
             try:
                 claims, grant = self.verify_access_token(token)
-            except IdpError:
+            except InvalidTokenError:
                 return None
             return GrantRecord(**{**grant.__dict__, "access_claims": claims})
         return self.records.grant_by_refresh(token)
@@ -743,5 +742,5 @@ class OidcServer(AuthorizationServer):
         self.records.revoke_session_grants(event_id, request_id)
         try:
             self.tokens.update_session(event_id, request_id, status)
-        except IdpError:
-            pass  # already finished, or never issued
+        except (ConflictError, NotFoundError):
+            pass  # already finished, never issued, or the event is gone; an outage still answers 503

@@ -138,3 +138,28 @@ def test_good_token_answers_the_id_token_claims(client: Any, services: Any, rp: 
         expected = {"sub", "preferred_username", "queue_position", "event_id", "admitted_at", "email", "email_verified"}
         assert set(info) == expected
         assert all(info[name] == claims[name] for name in expected)
+
+
+def test_an_unavailable_store_is_503_not_an_invalid_token(
+    client: Any, services: Any, rp: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from idp.errors import UnavailableError
+
+    client_id, secret = rp
+    tokens = _tokens(client, services, rp)
+
+    def down(*_args: object, **_kwargs: object) -> Any:
+        raise UnavailableError()
+
+    monkeypatch.setattr(services.oidc_server.records, "grant", down)
+    bearer = {"Authorization": "Bearer " + tokens["access_token"]}
+    for response in (
+        client.get("/userinfo", headers=bearer),
+        client.post(
+            "/introspect", data={"token": tokens["access_token"], "client_id": client_id, "client_secret": secret}
+        ),
+        client.post("/revoke", data={"token": tokens["access_token"], "client_id": client_id, "client_secret": secret}),
+    ):
+        assert response.status_code == 503, response.data
+        assert response.headers["Retry-After"].isdigit()
+        assert response.get_json()["error"] == "service_unavailable"
