@@ -45,6 +45,7 @@ __all__ = [
     "add_wrk_arguments",
     "base_environment",
     "bench_folder",
+    "bench_services",
     "flush_bench_redis",
     "free_port",
     "gunicorn_environment",
@@ -148,8 +149,9 @@ def flush_bench_redis() -> None:
         client.close()
 
 
-def _prepare_database(folder: Path) -> str:
-    """A fresh SQLite database with the benchmark's event ``bench``; returns its URL."""
+@contextmanager
+def bench_services(folder: Path) -> Iterator[tuple[str, Any]]:
+    """A fresh SQLite database in ``folder`` and the services on it and the benchmark Redis: (URL, services)."""
     from idp.app import build_services
     from idp.config import Settings
     from idp.storage.db import upgrade_database
@@ -162,9 +164,15 @@ def _prepare_database(folder: Path) -> str:
         )
     )
     try:
-        services.events.create({"event_id": "bench", "name": "Benchmark"})
+        yield url, services
     finally:
         services.close()
+
+
+def _prepare_database(folder: Path) -> str:
+    """A fresh SQLite database with the benchmark's event ``bench``; returns its URL."""
+    with bench_services(folder) as (url, services):
+        services.events.create({"event_id": "bench", "name": "Benchmark"})
     return url
 
 

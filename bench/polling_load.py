@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
     BENCH_REDIS_URL,
-    BENCH_SECRET,
+    bench_services,
     flush_bench_redis,
     free_port,
     idp_environment,
@@ -61,19 +61,9 @@ MAX_BACKOFF_S = 120.0
 
 def _prepare(folder: Path, visitors: int) -> tuple[str, list[str]]:
     """Migrate a database, create the event and give every simulated visitor a real place."""
-    from idp.app import build_services
-    from idp.config import Settings
     from idp.pages.cookies import place_signature
-    from idp.storage.db import upgrade_database
 
-    url = f"sqlite:///{folder / 'idp.sqlite3'}"
-    upgrade_database(url)
-    services = build_services(
-        Settings(
-            env="test", database_url=url, redis_url=BENCH_REDIS_URL, secret_key=BENCH_SECRET, instance_path=str(folder)
-        )
-    )
-    try:
+    with bench_services(folder) as (url, services):
         services.events.create({"event_id": EVENT, "name": "Polling benchmark", "enable_queue_position_expiry": False})
         entries = [services.engine.enqueue(EVENT) for _ in range(visitors)]
         # The cookie value the waiting page sets: request id, position and its signature.
@@ -81,8 +71,6 @@ def _prepare(folder: Path, visitors: int) -> tuple[str, list[str]]:
             f"{e.request_id}.{e.position}.{place_signature(services.settings, EVENT, e.request_id, e.position)}"
             for e in entries
         ]
-    finally:
-        services.close()
     return url, request_ids
 
 
