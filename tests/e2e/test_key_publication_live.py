@@ -33,7 +33,9 @@ def _published_everywhere(server: Any, kid: str) -> None:
         answer = requests.get(server.url + "/jwks.json", timeout=10, headers={"Connection": "close"})
         assert answer.status_code == 200
         kids = {k["kid"] for k in answer.json()["keys"]}
-        assert kid in kids, (number, kid, kids)
+        if kid not in kids:
+            stored = [(k["kid"], k["status"], k.get("active_from")) for k in server.services().keys.list_keys()]
+            pytest.fail(f"answer {number} lacks {kid}: {kids}; stored {stored}; {time.time()}\n{server.log()[-4000:]}")
 
 
 def _id_token(server: Any, services: Any, secret: str) -> str:
