@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from schemathesis import checks
 
 from idp.app import create_app
@@ -58,9 +58,24 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, str]
     services.close()
 
 
-@schema.parametrize()
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
-def test_every_answer_is_one_the_document_describes(case: Any, served: tuple[Any, str]) -> None:
+# One test per operation, each with its own id: schemathesis's own parametrisation gives every
+# operation the same node id, and pytest-xdist then runs only one of them.
+OPERATIONS = [result.ok() for result in schema.get_all_operations()]
+
+
+def test_the_document_describes_operations() -> None:
+    assert len(OPERATIONS) > 50
+    assert len({operation.label for operation in OPERATIONS}) == len(OPERATIONS)
+
+
+@pytest.mark.parametrize("operation", OPERATIONS, ids=[operation.label for operation in OPERATIONS])
+def test_every_answer_is_one_the_document_describes(operation: Any, served: tuple[Any, str]) -> None:
     app, key = served
-    response = case.call(app=app, headers={"Authorization": f"Bearer {key}"})
-    case.validate_response(response, checks=CHECKS)
+
+    @given(case=operation.as_strategy())
+    @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    def answers(case: Any) -> None:
+        response = case.call(app=app, headers={"Authorization": f"Bearer {key}"})
+        case.validate_response(response, checks=CHECKS)
+
+    answers()
