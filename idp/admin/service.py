@@ -89,13 +89,7 @@ class AdminService:
         counters = self.room.counters(event.event_id, fresh=True)
         return {
             "event_id": event.event_id,
-            "queue": counters.queue,
-            "serving": counters.serving,
-            "waiting": counters.waiting,
-            "tokens": counters.tokens,
-            "expired": counters.expired,
-            "completed": counters.completed,
-            "abandoned": counters.abandoned,
+            **_counter_fields(counters),
             "max_expired": counters.max_expired,
             "active_tokens": int(self.tokens.active_count(event.event_id)),
             "lost": counters.lost,
@@ -134,13 +128,7 @@ class AdminService:
             "event_id": eid,
             "now": now,
             "counters": {
-                "queue": counters.queue,
-                "serving": counters.serving,
-                "waiting": counters.waiting,
-                "tokens": counters.tokens,
-                "expired": counters.expired,
-                "completed": counters.completed,
-                "abandoned": counters.abandoned,
+                **_counter_fields(counters),
                 "active": int(self.tokens.active_count(eid)),
             },
             "inlet": self.inlets.get(eid).to_dict(),
@@ -197,3 +185,16 @@ class AdminService:
             record = self.admin_keys.revoke(key_id, session=session)
             self.audit.add(session, key_id=actor, action="admin_key.revoke", target=record.key_id)
         return record
+
+
+def _counter_fields(counters: Counters) -> dict[str, int]:
+    """The counters the stats and the dashboard both show, under their AWS-compatible names."""
+    return {
+        "queue": counters.queue,
+        "serving": counters.serving,
+        "waiting": counters.waiting,
+        "tokens": counters.tokens,
+        "expired": counters.expired,
+        "completed": counters.completed,
+        "abandoned": counters.abandoned,
+    }
