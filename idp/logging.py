@@ -15,6 +15,8 @@ import os
 import sys
 import threading
 import time
+import weakref
+from collections import deque
 from typing import Any
 
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
@@ -67,6 +69,9 @@ def configure_logging(level: str = "INFO") -> None:
 _ACCESS = logging.getLogger("idp.http")
 
 
+_INFO = logging.INFO
+
+
 def access_log(request_id: str, method: str, path: str, status: int, ms: float | None) -> None:
     """Write the one line per request; the same JSON a log record would give, without the record.
 
@@ -75,12 +80,13 @@ def access_log(request_id: str, method: str, path: str, status: int, ms: float |
     (at most ``ACCESS_FLUSH_SECONDS`` later); otherwise it goes through the logging module like any
     other record.
     """
-    if not _ACCESS.isEnabledFor(logging.INFO):
+    access = _ACCESS
+    if not access.isEnabledFor(_INFO):
         return
     handler = _HANDLER
-    if handler is None or _ACCESS.handlers or not _ACCESS.propagate:
+    if handler is None or access.handlers or not access.propagate:
         fields = {"request_id": request_id, "method": method, "path": path, "status": status, "ms": ms}
-        _ACCESS.info("request", extra=fields)
+        access.info("request", extra=fields)
         return
     ACCESS_LINES.add(handler, _access_line(request_id, method, path, status, ms))
 
@@ -97,53 +103,72 @@ class AccessLines:
     A batch is written when ``ACCESS_FLUSH_LINES`` are pending, by a daemon thread every
     ``ACCESS_FLUSH_SECONDS`` (under gevent a greenlet), and when the process exits; so a line reaches
     the log at most that long after its request, and an idle worker holds none back.
+
+    Adding a line takes no lock and no system call: the pending lines are a deque (whose append and
+    popleft are atomic), and a forked child forgets its parent's lines and flusher in a fork hook
+    rather than by comparing process ids on every line.
     """
 
     def __init__(self) -> None:
-        self._pending: list[str] = []
+        self._pending: deque[str] = deque()
         self._handler: logging.StreamHandler | None = None  # type: ignore[type-arg]
-        self._pid = 0
-        # Made in the process that writes, once it writes: this module may be imported before gevent
-        # patches threading (gunicorn's post_fork), and a lock made then would block the whole worker.
-        self._lock: Any = contextlib.nullcontext()
+        # Whether this process runs the flusher. It is started in the process that writes, once it
+        # writes: this module may be imported before gevent patches threading (gunicorn's post_fork),
+        # and a thread started then would not be a greenlet (nor survive the fork).
+        self._running = False
+        self._generation = 0
+        _ACCESS_LINE_SETS.add(self)
 
     def add(self, handler: logging.StreamHandler, line: str) -> None:  # type: ignore[type-arg]
-        if self._pid != os.getpid():
-            self._start(handler)
+        if not self._running:
+            self._start()
         self._handler = handler
-        with self._lock:
-            self._pending.append(line)
-            full = len(self._pending) >= ACCESS_FLUSH_LINES
-        if full:
+        pending = self._pending
+        pending.append(line)
+        if len(pending) >= ACCESS_FLUSH_LINES:
             self.flush()
 
-    def _start(self, handler: logging.StreamHandler) -> None:  # type: ignore[type-arg]
-        self._lock = threading.Lock()
-        self._pending = []  # a forked child does not write its parent's lines
-        self._handler = handler
-        self._pid = os.getpid()
-        threading.Thread(target=self._run, name="idp-access-log", daemon=True).start()
+    def _start(self) -> None:
+        # No lock: under gevent starting a thread switches to it, and a lock made before gevent patched
+        # threading would then block the whole worker. Two threads that start one each at once leave
+        # the older one to end at its next wake (its generation is no longer current).
+        self._running = True
+        self._generation += 1
+        threading.Thread(target=self._run, args=(self._generation,), name="idp-access-log", daemon=True).start()
 
-    def _run(self) -> None:
-        pid = os.getpid()
-        while self._pid == pid:
+    def _run(self, generation: int) -> None:
+        while self._generation == generation:
             time.sleep(ACCESS_FLUSH_SECONDS)
             # A log stream failing must not end the flusher: the next batch tries again.
             with contextlib.suppress(Exception):
                 self.flush()
 
+    def _after_fork_in_child(self) -> None:
+        # A forked child does not write its parent's lines; the parent's flusher (a greenlet the fork
+        # copied, say) ends and the child starts its own with its first line.
+        self._pending = deque()
+        self._generation += 1
+        self._running = False
+
     def close(self) -> None:
         """Write what is pending and stop the flusher (a later line starts it again)."""
         self.flush()
-        self._pid = 0
+        self._generation += 1
+        self._running = False
 
     def flush(self) -> None:
         """Write every pending line now."""
         handler = self._handler
-        if handler is None or not self._pending:
+        pending = self._pending
+        if handler is None or not pending:
             return
-        with self._lock:
-            lines, self._pending = self._pending, []
+        popleft = pending.popleft
+        lines = []
+        try:
+            for _ in range(len(pending)):
+                lines.append(popleft())
+        except IndexError:  # another flush took the rest
+            pass
         if not lines:
             return
         with handler.lock:  # type: ignore[union-attr]
@@ -152,25 +177,77 @@ class AccessLines:
             stream.flush()
 
 
+_ACCESS_LINE_SETS: weakref.WeakSet[AccessLines] = weakref.WeakSet()
+
+
+def _access_lines_after_fork_in_child() -> None:
+    for lines in list(_ACCESS_LINE_SETS):
+        lines._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_access_lines_after_fork_in_child)
+
 ACCESS_LINES = AccessLines()
-atexit.register(ACCESS_LINES.flush)
+
+
+def _flush_at_exit() -> None:
+    # The stream may be gone by now (closed by its owner): there is nowhere left to write the lines.
+    with contextlib.suppress(ValueError, OSError):
+        ACCESS_LINES.flush()
+
+
+atexit.register(_flush_at_exit)
 
 
 # Values that JSON writes as themselves between quotes (no escaping): request ids we make, methods, routes.
 _PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:")
+# Methods and routes, quoted once each: a few distinct values, every request.
+_QUOTED: dict[str, str] = {}
 
 
 def _quoted(value: str) -> str:
-    return f'"{value}"' if _PLAIN.issuperset(value) else _encode(value)
+    # Letters and digits only (the request ids we make) are checked without going character by character.
+    plain = (value.isascii() and value.isalnum()) or _PLAIN.issuperset(value)
+    return f'"{value}"' if plain else _encode(value)
+
+
+def _quoted_name(value: str) -> str:
+    quoted = _QUOTED.get(value)
+    if quoted is None:
+        quoted = _quoted(value)
+        if len(_QUOTED) < 1024:  # methods are whatever clients send: the cache stays bounded
+            _QUOTED[value] = quoted
+    return quoted
+
+
+# The last timestamp written, as (from, until, text): every time in [from, until) rounds to the same
+# millisecond, so the requests of one millisecond round and format it once.
+_TS: tuple[float, float, str] = (0.0, 0.0, "")
+
+
+def _timestamp(now: float) -> str:
+    """``repr(round(now, 3))``, as ``JsonFormatter`` writes ``ts``.
+
+    ``round`` is monotonic and rounds ``now`` to ``r`` up to the decimal midpoint ``r + 0.0005``; the
+    limit stays a microsecond short of it, far more than the float error of computing it (a time near
+    2**31 seconds has a resolution of about 2.4e-7 s), so every time in the range rounds to ``r``.
+    """
+    global _TS
+    start, until, text = _TS
+    if start <= now < until:
+        return text
+    rounded = round(now, 3)
+    text = repr(rounded)
+    _TS = (now, rounded + 0.0005 - 1e-6, text)
+    return text
 
 
 def _access_line(request_id: str, method: str, path: str, status: int, ms: float | None) -> str:
     """The access line, as ``JsonFormatter`` would write it, built from a template (one line per request)."""
-    elapsed = "null" if ms is None else repr(ms)
     return (
-        f'{{"ts":{round(time.time(), 3)!r},"level":"info","logger":"idp.http","msg":"request",'
-        f'"request_id":{_quoted(request_id)},"method":{_quoted(method)},"path":{_quoted(path)},'
-        f'"status":{int(status)},"ms":{elapsed}}}\n'
+        f'{{"ts":{_timestamp(time.time())},"level":"info","logger":"idp.http","msg":"request",'
+        f'"request_id":{_quoted(request_id)},"method":{_quoted_name(method)},"path":{_quoted_name(path)},'
+        f'"status":{int(status)},"ms":{"null" if ms is None else repr(ms)}}}\n'
     )
 
 

@@ -9,11 +9,16 @@ whichever worker answers and need no process to remember anything.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import threading
 import time
+import weakref
+from bisect import bisect_left
+from collections import deque
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -41,7 +46,18 @@ def multiprocess_dir() -> str | None:
 
 
 class HttpMetrics:
-    """Requests by endpoint (the URL rule, never the raw path), method and status; latency histograms."""
+    """Requests by endpoint (the URL rule, never the raw path), method and status; latency histograms.
+
+    A request only appends its observation to a queue (``observe``): writing the samples themselves
+    (three values, each under a lock and, under gunicorn, packed into a memory-mapped file) cost a
+    request as much as building its log line. The queue is folded into the counter and the histogram,
+    one write per child for all the requests since the last fold, by a daemon thread every
+    ``FOLD_SECONDS`` (under gevent a greenlet), right before this process renders ``/metrics`` and when
+    the process exits. The samples are then exactly those observing each request would have written: the
+    same counts, the same buckets and the same float sum, added in the order the requests were observed.
+    So another worker's requests reach a scrape at most ``FOLD_SECONDS`` late, and an idle worker holds
+    none back.
+    """
 
     def __init__(self) -> None:
         self.requests = Counter(
@@ -60,17 +76,156 @@ class HttpMetrics:
 
         # The labelled children, looked up once: labels() validates and locks on every call. Bounded by
         # the routes, methods and statuses the app answers (unmatched paths share one endpoint label).
-        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._counters: dict[tuple[str, str, int], Counter] = {}
+        self._histograms: dict[str, Histogram] = {}
+        # Observations not yet folded, oldest first: deque.append and popleft are atomic, so requests
+        # on several threads (or greenlets) queue them without a lock.
+        self._pending: deque[tuple[str, str, int, float]] = deque()
+        # Folds one at a time: a histogram's sum is read, added to and written back.
+        self._fold_lock = threading.Lock()
+        _register(self)
 
     def observe(self, endpoint: str, method: str, status: int, seconds: float) -> None:
-        key = (endpoint, method, status)
-        children = self._children.get(key)
-        if children is None:
-            children = (self.requests.labels(endpoint, method, str(status)), self.latency.labels(endpoint))
-            if len(self._children) < 10_000:
-                self._children[key] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        self._pending.append((endpoint, method, status, seconds))
+        if not _flusher.running:
+            _flusher.start()
+
+    def fold(self) -> None:
+        """Write every observation queued so far into the counter and the histogram."""
+        pending = self._pending
+        if not pending:
+            return
+        with self._fold_lock:
+            counts: dict[tuple[str, str, int], int] = {}
+            latencies: dict[str, list[float]] = {}
+            popleft = pending.popleft
+            # Only what is queued now: requests that keep coming wait for the next fold.
+            for _ in range(len(pending)):
+                endpoint, method, status, seconds = popleft()
+                key = (endpoint, method, status)
+                counts[key] = counts.get(key, 0) + 1
+                values = latencies.get(endpoint)
+                if values is None:
+                    latencies[endpoint] = [seconds]
+                else:
+                    values.append(seconds)
+            for key, count in counts.items():
+                self._counter(key).inc(count)
+            for endpoint, values in latencies.items():
+                _observe_all(self._histogram(endpoint), values)
+
+    def _counter(self, key: tuple[str, str, int]) -> Counter:
+        child = self._counters.get(key)
+        if child is None:
+            endpoint, method, status = key
+            child = self.requests.labels(endpoint, method, str(status))
+            if len(self._counters) < 10_000:
+                self._counters[key] = child
+        return child
+
+    def _histogram(self, endpoint: str) -> Histogram:
+        child = self._histograms.get(endpoint)
+        if child is None:
+            child = self.latency.labels(endpoint)
+            if len(self._histograms) < 10_000:
+                self._histograms[endpoint] = child
+        return child
+
+
+def _observe_all(child: Histogram, values: list[float]) -> None:
+    """``child.observe(v)`` for every value in order, writing each bucket and the sum once.
+
+    ``Histogram.observe`` adds the value to the sum and counts it in the first bucket whose upper bound
+    is at least the value (buckets are stored per bucket, made cumulative when collected); a NaN, which
+    no bound is at least, adds to the sum and to no bucket. The sum is added value by value, as that
+    would, so the float result is the same to the last bit.
+    """
+    bounds: list[float] | None = getattr(child, "_upper_bounds", None)
+    buckets: list[Any] | None = getattr(child, "_buckets", None)
+    total_value: Any = getattr(child, "_sum", None)
+    if bounds is None or buckets is None or total_value is None or len(bounds) != len(buckets):
+        for value in values:  # a prometheus_client laid out otherwise: its own observe, one by one
+            child.observe(value)
+        return
+    last = len(bounds)
+    hits = [0] * last
+    total = total_value.get()
+    for value in values:
+        total += value
+        index = bisect_left(bounds, value)
+        if index < last and value == value:  # noqa: PLR0124 - NaN lands in no bucket
+            hits[index] += 1
+    total_value.set(total)
+    for index, count in enumerate(hits):
+        if count:
+            buckets[index].inc(count)
+
+
+# Every HttpMetrics of this process, for the flusher, the fold at exit and the reset in a forked child.
+_instances: weakref.WeakSet[HttpMetrics] = weakref.WeakSet()
+_instances_lock = threading.Lock()
+
+
+def _register(metrics: HttpMetrics) -> None:
+    with _instances_lock:
+        _instances.add(metrics)
+
+
+def fold_all() -> None:
+    """Fold the observations every ``HttpMetrics`` of this process holds (the flusher; process exit)."""
+    with _instances_lock:
+        instances = list(_instances)
+    for metrics in instances:
+        try:
+            metrics.fold()
+        except Exception:  # noqa: BLE001 - one failing write must not stop the others (or the flusher)
+            log.warning("could not count requests")
+
+
+# Observations wait at most about this long before a fold writes them.
+FOLD_SECONDS = 0.25
+
+
+class _Flusher:
+    """The daemon thread (a greenlet under gevent) that folds every ``FOLD_SECONDS``, one per process.
+
+    Started by the first observation in the process that serves, not at import: under gunicorn this
+    module may be imported before gevent patches threading, and a worker forked from a process that
+    ran one does not inherit the thread (a forked child starts its own).
+    """
+
+    def __init__(self) -> None:
+        self.running = False
+        self._generation = 0
+
+    def start(self) -> None:
+        # No lock: under gevent starting a thread switches to it, and a lock made before gevent patched
+        # threading would then block the whole worker. Two threads that start one each at once leave
+        # the older one to end at its next wake (its generation is no longer current).
+        self.running = True
+        self._generation += 1
+        threading.Thread(target=self._run, args=(self._generation,), name="idp-metrics-fold", daemon=True).start()
+
+    def _run(self, generation: int) -> None:
+        while self._generation == generation:
+            time.sleep(FOLD_SECONDS)
+            fold_all()
+
+    def after_fork_in_child(self) -> None:
+        # Only the forking thread lives on: locks another thread held are made anew, and the parent's
+        # queued observations are the parent's to write (this process writes its own samples).
+        global _instances_lock
+        self._generation += 1  # a flusher greenlet copied by the fork ends
+        self.running = False
+        _instances_lock = threading.Lock()
+        for metrics in list(_instances):
+            metrics._pending = deque()
+            metrics._fold_lock = threading.Lock()
+
+
+_flusher = _Flusher()
+os.register_at_fork(after_in_child=_flusher.after_fork_in_child)
+atexit.register(fold_all)
 
 
 # Failures a scrape survives: the figures it cannot read are left out and the *_up gauges say why.
@@ -252,6 +407,11 @@ def init_app(app: Flask, services: Services) -> None:
 
     @app.get("/metrics")
     def metrics() -> Response:
+        # This process's requests so far; other workers fold theirs every FOLD_SECONDS.
+        try:
+            http.fold()
+        except Exception:  # noqa: BLE001 - a scrape still answers, as a request is never failed by counting
+            log.warning("could not count requests")
         registry = CollectorRegistry(auto_describe=False)
         folder = multiprocess_dir()
         if folder:

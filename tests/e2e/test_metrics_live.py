@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -41,10 +42,14 @@ def test_metrics_merge_all_gunicorn_workers(live_server, backend, tmp_path):
     with ThreadPoolExecutor(max_workers=6) as pool:
         statuses = list(pool.map(get_serving, [server.url] * count))
     assert statuses == [200] * count
+    key = ("idp_http_requests_total", (("endpoint", "/api/serving_num"), ("method", "GET"), ("status", "200")))
+    # Each worker writes its requests' samples within FOLD_SECONDS; then every scrape shows all of them.
+    deadline = time.monotonic() + 10
+    while scrape(server.url).get(key) != count and time.monotonic() < deadline:
+        time.sleep(0.1)
     writers = {path.name.rsplit("_", 1)[1] for path in folder.glob("counter_*.db")}
     assert "1.db" not in writers
     assert len(writers) >= 2, "the requests were served by more than one worker process"
-    key = ("idp_http_requests_total", (("endpoint", "/api/serving_num"), ("method", "GET"), ("status", "200")))
     for _ in range(5):  # several scrapes, answered by different workers, agree
         samples = scrape(server.url)
         assert samples[key] == count
@@ -52,3 +57,30 @@ def test_metrics_merge_all_gunicorn_workers(live_server, backend, tmp_path):
         assert samples[("idp_event_waiting", (("event_id", "sale"),))] == 5
         assert samples[("idp_event_serving", (("event_id", "sale"),))] == 0
         assert ("idp_event_active_tokens", (("event_id", "sale"),)) in samples
+
+
+@pytest.mark.parametrize("worker_class", ["gevent", "gthread", "sync"])
+def test_a_worker_that_restarts_keeps_the_requests_it_counted(live_server, worker_class, tmp_path):
+    """A worker writes the requests it has not yet folded when it exits (here: restarted after max requests)."""
+    folder = tmp_path / "prometheus"
+    folder.mkdir()
+    server = live_server(
+        "sqlite",
+        IDP_WORKERS=1,
+        IDP_WORKER_CLASS=worker_class,
+        IDP_THREADS=2,
+        IDP_MAX_REQUESTS=20,
+        PROMETHEUS_MULTIPROC_DIR=str(folder),
+    )
+    server.services().events.create({"event_id": "sale"})
+    count = 60
+    for _ in range(count):  # spread out: the worker stops taking connections a moment after its 20th
+        assert get_serving(server.url) == 200
+        time.sleep(0.05)
+    key = ("idp_http_requests_total", (("endpoint", "/api/serving_num"), ("method", "GET"), ("status", "200")))
+    deadline = time.monotonic() + 15
+    while (seen := scrape(server.url).get(key)) != count and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert seen == count
+    writers = {path.name for path in folder.glob("counter_*.db")}
+    assert len(writers) >= 2, "the worker was restarted"

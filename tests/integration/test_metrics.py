@@ -146,3 +146,50 @@ def test_an_event_whose_queue_store_lost_its_places_is_reported(client, services
     text = client.get("/metrics").get_data(as_text=True)
     assert 'idp_queue_store_lost{event_id="sale"} 1.0' in text
     assert 'idp_event_queue{event_id="sale"}' not in text  # no figure that may be wrong
+
+
+def test_scraped_request_samples_are_those_of_observing_each_request(app, client, event):
+    """Requests are queued and folded into the samples later; a scrape shows every one, exactly once."""
+    from collections import deque
+
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+    from idp.web.metrics import LATENCY_BUCKETS
+
+    http = app.extensions["idp_metrics"]
+    seen = []
+
+    class Recording(deque):
+        def append(self, item):
+            seen.append(item)
+            super().append(item)
+
+    http.fold()
+    assert not http._counters, "no request counted before this test's"
+    http._pending = Recording()
+    for _ in range(120):  # the fast path
+        assert client.get("/api/serving_num", query_string={"event_id": "sale"}).status_code == 200
+    for _ in range(30):
+        assert client.post("/api/assign_queue_num", json={"event_id": "sale"}).status_code == 200
+    for _ in range(10):  # Flask views and an unmatched path
+        client.get("/api/serving_num", query_string={"event_id": "sale", "x": "1"})
+        client.get("/no/such/path")
+    observed = list(seen)
+    text = client.get("/metrics").get_data(as_text=True)
+
+    registry = CollectorRegistry(auto_describe=False)
+    requests_ = Counter("idp_http_requests", "x", ["endpoint", "method", "status"], registry=registry)
+    latency = Histogram(
+        "idp_http_request_duration_seconds", "x", ["endpoint"], buckets=LATENCY_BUCKETS, registry=registry
+    )
+    for endpoint, method, status, seconds in observed:
+        requests_.labels(endpoint, method, str(status)).inc()
+        latency.labels(endpoint).observe(seconds)
+    expected = {
+        line
+        for line in generate_latest(registry).decode().splitlines()
+        if line.startswith("idp_http_") and "_created" not in line
+    }
+    scraped = {line for line in text.splitlines() if line.startswith("idp_http_") and "_created" not in line}
+    assert len(observed) == 170
+    assert scraped == expected
