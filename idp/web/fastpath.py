@@ -23,6 +23,7 @@ from idp.abuse.limits import client_address
 from idp.abuse.service import api_attempt, guard_api_join
 from idp.events.service import EVENT_ID_RE, EventConfig, EventNotFoundError
 from idp.logging import access_log
+from idp.queue.engine import REQUEST_ID_RE, Entry
 from idp.web import edge
 from idp.web.cors import response_headers as cors_response_headers
 
@@ -140,15 +141,16 @@ class FastPath:
             event, entry = self.services.room.join(event_id)
         except EventNotFoundError:
             raise _Delegate from None
-        body = edge.json_text(
-            {
-                "api_request_id": entry.request_id,
-                "queue_number": entry.position,
-                "entry_time": entry.entry_time,
-                "event_id": event.event_id,
-            }
-        ).encode()
-        return self._respond(environ, start_response, _JOIN_ROUTE, 200, body, edge.NO_STORE, started, event=event)
+        return self._respond(
+            environ,
+            start_response,
+            _JOIN_ROUTE,
+            200,
+            _join_body(entry, event.event_id),
+            edge.NO_STORE,
+            started,
+            event=event,
+        )
 
     def _error(
         self, environ: dict[str, Any], start_response: StartResponse, route: str, exc: Exception, started: float
@@ -208,6 +210,23 @@ class FastPath:
                 log.warning("could not count a request")
         access_log(request_id, environ.get("REQUEST_METHOD", ""), route, status, round(elapsed * 1000.0, 2))
         return [body]
+
+
+def _join_body(entry: Entry, event_id: str) -> bytes:
+    """The join's answer, byte for byte what ``edge.json_text`` gives for the view's dict."""
+    if REQUEST_ID_RE.match(entry.request_id) and EVENT_ID_RE.match(event_id):
+        # Both are plain ASCII that JSON writes as itself; the two numbers are ints.
+        return (
+            f'{{"api_request_id":"{entry.request_id}","queue_number":{int(entry.position)},'
+            f'"entry_time":{int(entry.entry_time)},"event_id":"{event_id}"}}'
+        ).encode()
+    payload = {
+        "api_request_id": entry.request_id,
+        "queue_number": entry.position,
+        "entry_time": entry.entry_time,
+        "event_id": event_id,
+    }
+    return edge.json_text(payload).encode()
 
 
 def _reason(status: int) -> str:
