@@ -320,7 +320,7 @@ class RedisQueueStore:
 
         ``create``: an event the ledger does not know yet gets its identity (writes); reads raise _NoState.
         """
-        script_keys = [*keys.event_keys(event_id), *extra_keys]
+        script_keys = (*keys.event_keys(event_id), *extra_keys) if extra_keys else keys.event_keys(event_id)
         for _attempt in range(4):
             known = self._known_for(event_id)
             try:

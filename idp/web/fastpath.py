@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -35,6 +36,12 @@ WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 _STATUS_LINES = {200: "200 OK", 503: "503 Service Unavailable"}
 _COUNTER_ROUTES = {"/api/serving_num": "serving_counter", "/api/waiting_num": "waiting_num"}
 _JOIN_ROUTE = "/api/assign_queue_num"
+# A join body that is exactly one event id (JSON whitespace allowed): the id is plain ASCII, no escapes.
+_PLAIN_JOIN = re.compile(
+    rb"[ \t\r\n]*".join(
+        (rb"\A", rb"\{", rb'"event_id"', rb":", rb'"([A-Za-z0-9][A-Za-z0-9_.-]{0,63})"', rb"\}", rb"\Z")
+    )
+)
 
 
 class _Delegate(Exception):
@@ -119,10 +126,14 @@ class FastPath:
         # From here on Flask must see the same body if it takes over.
         environ["wsgi.input"] = io.BytesIO(raw)
         environ["CONTENT_LENGTH"] = str(len(raw))
-        try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            raise _Delegate from None
+        plain = _PLAIN_JOIN.match(raw)
+        if plain is not None:  # the usual body, {"event_id": "..."}: what json.loads gives, without it
+            data: Any = {"event_id": plain.group(1).decode("ascii")}
+        else:
+            try:
+                data = json.loads(raw)
+            except (ValueError, UnicodeDecodeError, RecursionError):
+                raise _Delegate from None
         event_id = data.get("event_id") if isinstance(data, dict) else None
         if not isinstance(event_id, str) or not EVENT_ID_RE.match(event_id):
             raise _Delegate
