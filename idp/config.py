@@ -86,6 +86,8 @@ class Settings:
     # store loss skips at most this many unused ones), and whether a lost store recovers by itself.
     queue_block_size: int = 500
     queue_auto_recover: bool = True
+    # Redis queue: at most this many joins of one event that arrive together go in one call (1: one each).
+    queue_join_batch: int = 64
     visitor_cookie: str = "idp_visitor"
     admission_cookie_prefix: str = "idp_admit_"
     verify_cookie: str = "idp_access"
@@ -191,6 +193,8 @@ class Settings:
                 raise ConfigError("production needs an https:// IDP_ISSUER")
         if not 1 <= self.queue_block_size <= 1_000_000:
             raise ConfigError("IDP_QUEUE_BLOCK_SIZE must be between 1 and 1000000")
+        if not 1 <= self.queue_join_batch <= 1000:
+            raise ConfigError("IDP_QUEUE_JOIN_BATCH must be between 1 and 1000")
         from idp.abuse.limits import LimitSpec
 
         try:
@@ -261,6 +265,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "retry_after_seconds": ("IDP_RETRY_AFTER_SECONDS", int),
     "queue_block_size": ("IDP_QUEUE_BLOCK_SIZE", int),
     "queue_auto_recover": ("IDP_QUEUE_AUTO_RECOVER", _bool),
+    "queue_join_batch": ("IDP_QUEUE_JOIN_BATCH", int),
     "visitor_cookie": ("IDP_VISITOR_COOKIE", str.strip),
     "admission_cookie_prefix": ("IDP_ADMISSION_COOKIE_PREFIX", str.strip),
     "verify_cookie": ("IDP_VERIFY_COOKIE", str.strip),

@@ -35,6 +35,9 @@ def derive_key(secret: str | bytes, purpose: str, *, salt: bytes = b"idp-keys") 
 
 
 _DERIVED: dict[tuple[str | bytes, str], bytes] = {}
+# A keyed HMAC per (secret, purpose) with the key already absorbed: copying it skips the key's padding
+# and the two hash set-ups that ``hmac.new`` does on every call (a join hashes its request id).
+_KEYED: dict[tuple[str | bytes, str], hmac.HMAC] = {}
 
 
 def _cached_key(secret: str | bytes, purpose: str) -> bytes:
@@ -49,7 +52,14 @@ def _cached_key(secret: str | bytes, purpose: str) -> bytes:
 def keyed_digest(secret: str | bytes, purpose: str, value: str | bytes) -> bytes:
     """HMAC-SHA256 of ``value`` under a key derived from ``secret`` for ``purpose`` (32 bytes)."""
     data = value.encode("utf-8", "surrogatepass") if isinstance(value, str) else value
-    return hmac.new(_cached_key(secret, purpose), data, hashlib.sha256).digest()
+    keyed = _KEYED.get((secret, purpose))
+    if keyed is None:
+        keyed = hmac.new(_cached_key(secret, purpose), None, hashlib.sha256)
+        if len(_KEYED) < 256:
+            _KEYED[(secret, purpose)] = keyed
+    mac = keyed.copy()
+    mac.update(data)
+    return mac.digest()
 
 
 Secrets = str | bytes | Sequence[str | bytes]

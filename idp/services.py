@@ -99,6 +99,7 @@ def build_store(settings: Settings, db: Database, lookup: LookupKey) -> QueueSto
             auto_recover=settings.queue_auto_recover,
             wait_replicas=settings.redis_wait_replicas,
             wait_timeout_ms=settings.redis_wait_timeout_ms,
+            join_batch=settings.queue_join_batch,
         )
     return SqlQueueStore(db, lookup)
 

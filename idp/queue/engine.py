@@ -15,8 +15,8 @@ Semantics (DESIGN.md §4):
 from __future__ import annotations
 
 import enum
+import os
 import re
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -26,6 +26,17 @@ from idp.errors import IdpError, NotFoundError, UnavailableError, ValidationErro
 
 INT64_MAX = 2**63 - 1
 REQUEST_ID_RE = re.compile(r"\A[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+
+
+def new_request_id() -> str:
+    """A random version-4 UUID in canonical form: ``str(uuid.uuid4())`` without building UUID objects."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 IDEMPOTENCY_KEY_RE = re.compile(r"\A[\x21-\x7e]{1,200}\Z")
 MARK_RE = re.compile(r"\A[\x21-\x7e]{1,100}\Z")
 
@@ -258,7 +269,7 @@ class QueueEngine:
 
     def enqueue(self, event_id: str, idempotency_key: str | None = None) -> Entry:
         key = validate_idempotency_key(idempotency_key)
-        return self.store.enqueue(event_id, str(uuid.uuid4()), self._now(), key)
+        return self.store.enqueue(event_id, new_request_id(), self._now(), key)
 
     def entry(self, event_id: str, request_id: str) -> Entry | None:
         return self.store.entry(event_id, validate_request_id(request_id))
@@ -304,7 +315,7 @@ class QueueEngine:
     ) -> Pending | None:
         """Join the pre-queue with a new request id; None when the draw has happened already."""
         key = validate_idempotency_key(idempotency_key)
-        return self.store.enqueue_pending(event_id, str(uuid.uuid4()), entry_id_of, self._now(), key)
+        return self.store.enqueue_pending(event_id, new_request_id(), entry_id_of, self._now(), key)
 
     def pending(self, event_id: str, request_id: str) -> Pending | None:
         return self.store.pending(event_id, validate_request_id(request_id))

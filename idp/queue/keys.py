@@ -6,6 +6,8 @@ the store runs unchanged on Redis Cluster.
 
 from __future__ import annotations
 
+import functools
+
 PREFIX = "idp"
 
 
@@ -53,16 +55,17 @@ def pending(event_id: str) -> str:
     return _key(event_id, "w")
 
 
-def event_keys(event_id: str) -> list[str]:
-    """Keys in the order every script expects them."""
-    return [
+@functools.lru_cache(maxsize=4096)
+def event_keys(event_id: str) -> tuple[str, ...]:
+    """Keys in the order every script expects them (built once per event: every join names them)."""
+    return (
         counters(event_id),
         places(event_id),
         entry_times(event_id),
         issues(event_id),
         claimed(event_id),
         idempotency(event_id),
-    ]
+    )
 
 
 def lease(name: str) -> str:

@@ -31,7 +31,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from idp.crypto import LookupKey
 from idp.errors import UnavailableError
 from idp.queue import at_rest, keys, resp
+from idp.queue.coalesce import Coalescer, CoalesceTimeout
 from idp.queue.engine import (
+    REQUEST_ID_RE,
     CounterOverflowError,
     Counters,
     DrawOutcome,
@@ -56,6 +58,7 @@ MARK_RETENTION_SECONDS = 7 * 86400
 _COUNTER_FIELDS = ("queue", "serving", "tokens", "expired", "completed", "abandoned", "max_expired", "lost")
 _SCRIPTS = (
     "enqueue",
+    "enqueue_many",
     "entry",
     "increment",
     "increment_once",
@@ -100,8 +103,19 @@ def _unavailable(func: Callable[..., T]) -> Callable[..., T]:
     return wrapper
 
 
+@dataclass(frozen=True, slots=True)
+class _Join:
+    """One join without an idempotency key, waiting to go to Redis (maybe with others)."""
+
+    request_id: str
+    now: int
+    deadline: int
+
+
 def tagged_request_id(request_id: str, generation: int) -> str:
     """The request id with the event's store generation in its first four bytes (the rest stays random)."""
+    if 0 <= generation <= 0xFFFFFFFF and REQUEST_ID_RE.match(request_id):
+        return f"{generation:08x}{request_id[8:]}"  # canonical already: replace the first eight hex digits
     raw = uuid.UUID(request_id).bytes
     return str(uuid.UUID(bytes=generation.to_bytes(4, "big") + raw[4:]))
 
@@ -162,7 +176,9 @@ class _NoState(Exception):
 # Scripts whose answer acknowledges a change to a visitor or an operator: with ``wait_replicas`` each
 # waits for the replicas. Bookkeeping the database already covers (install, extend) does not: failing
 # it after the primary applied it would leave Redis and the database disagreeing.
-_ACKNOWLEDGED_SCRIPTS = frozenset({"enqueue", "increment", "increment_once", "enqueue_pending", "draw", "admit_up_to"})
+_ACKNOWLEDGED_SCRIPTS = frozenset(
+    {"enqueue", "enqueue_many", "increment", "increment_once", "enqueue_pending", "draw", "admit_up_to"}
+)
 
 
 class RedisQueueStore:
@@ -186,6 +202,7 @@ class RedisQueueStore:
         join_deadline_ms: int = 1500,
         wait_replicas: int = 0,
         wait_timeout_ms: int = 500,
+        join_batch: int = 64,
     ) -> None:
         if wait_replicas and isinstance(client, RedisCluster):
             raise ValueError("waiting for replicas needs a single primary (redis:// or redis+sentinel://)")
@@ -204,6 +221,9 @@ class RedisQueueStore:
         self._lean = resp.ScriptCaller(client) if resp.supported(client) else None
         self._known: dict[str, _Known] = {}
         self._offset: tuple[float, float] | None = None  # (measured at, redis ms - local ms)
+        # Joins without an idempotency key that arrive while a join of the same event is in flight go
+        # together in the next call (idp.queue.coalesce): one round trip and one identity check for many.
+        self._joins: Coalescer[_Join, Entry] = Coalescer(self._enqueue_batch, max_batch=join_batch)
 
     @staticmethod
     def client_for(url: str) -> Any:
@@ -222,6 +242,7 @@ class RedisQueueStore:
         auto_recover: bool = True,
         wait_replicas: int = 0,
         wait_timeout_ms: int = 500,
+        join_batch: int = 64,
     ) -> RedisQueueStore:
         """A store on a single Redis, a Redis Cluster or a Sentinel-managed primary (``idp.queue.redis_client``)."""
         timeout = SOCKET_TIMEOUT
@@ -239,6 +260,7 @@ class RedisQueueStore:
             join_deadline_ms=deadline_ms,
             wait_replicas=wait_replicas,
             wait_timeout_ms=wait_timeout_ms,
+            join_batch=join_batch,
         )
 
     # -- plumbing --------------------------------------------------------------------------------
@@ -298,7 +320,7 @@ class RedisQueueStore:
 
         ``create``: an event the ledger does not know yet gets its identity (writes); reads raise _NoState.
         """
-        script_keys = [*keys.event_keys(event_id), *extra_keys]
+        script_keys = (*keys.event_keys(event_id), *extra_keys) if extra_keys else keys.event_keys(event_id)
         for _attempt in range(4):
             known = self._known_for(event_id)
             try:
@@ -365,7 +387,15 @@ class RedisQueueStore:
 
     @_unavailable
     def enqueue(self, event_id: str, request_id: str, now: int, idempotency_key: str | None) -> Entry:
-        ikey = idempotency_key or ""
+        if not idempotency_key:
+            deadline = self._deadline_ms() if self.join_deadline_ms > 0 else 0
+            try:
+                return self._joins.submit(event_id, _Join(request_id, now, deadline))
+            except CoalesceTimeout as exc:
+                raise UnavailableError(
+                    "The queue store is too busy; the join was not made.", retry_after=self.retry_after
+                ) from exc
+        ikey = idempotency_key
         for _attempt in range(4):
             deadline = self._deadline_ms() if self.join_deadline_ms > 0 else 0
             made: list[str] = []
@@ -391,6 +421,44 @@ class RedisQueueStore:
             rid = self._kept_request_id(event_id, ikey, bytes(kept)) if int(found) else made[-1]
             return Entry(rid, int(pos), int(entry_time))
         raise UnavailableError("The queue store could not reserve positions.", retry_after=self.retry_after)
+
+    def _enqueue_batch(self, event_id: str, joins: Sequence[_Join]) -> list[Entry | BaseException]:
+        """Joins without an idempotency key, in one call (enqueue_many.lua): an outcome for each, in order."""
+        outcomes: list[Entry | BaseException | None] = [None] * len(joins)
+        todo = list(range(len(joins)))
+        for _attempt in range(4):
+            made: dict[int, str] = {}
+
+            def args(known: _Known, todo: list[int] = todo, made: dict[int, str] = made) -> list[Any]:
+                out: list[Any] = [len(todo)]
+                for i in todo:
+                    rid = tagged_request_id(joins[i].request_id, known.generation)
+                    made[i] = rid
+                    out += (at_rest.redis_tag(self.lookup, rid), joins[i].now, joins[i].deadline)
+                return out
+
+            flat = self._call("enqueue_many", event_id, args, create=True)
+            blocked: list[int] = []
+            for k, i in enumerate(todo):
+                status, pos, entry_time = int(flat[3 * k]), int(flat[3 * k + 1]), int(flat[3 * k + 2])
+                if status == 0:
+                    outcomes[i] = Entry(made[i], pos, entry_time)
+                elif status == 1:
+                    outcomes[i] = UnavailableError(
+                        "The queue store answered too late; the join was not made.", retry_after=self.retry_after
+                    )
+                else:
+                    blocked.append(i)
+            if not blocked:
+                break
+            self._reserve(event_id, self._known_for(event_id), max(joins[i].now for i in blocked))
+            todo = blocked
+        else:
+            for i in todo:
+                outcomes[i] = UnavailableError(
+                    "The queue store could not reserve positions.", retry_after=self.retry_after
+                )
+        return [o if o is not None else RuntimeError("a join had no outcome") for o in outcomes]
 
     @_unavailable
     def check(self, event_id: str) -> None:

@@ -377,7 +377,9 @@ class KeyManager:
         return longest
 
     def rotate(self, alg: str = DEFAULT_ALG) -> str:
-        """Publish a new key for ``alg`` at once; it signs from ``active_from(kid)`` on.
+        """Publish a new key for ``alg``; it signs from ``active_from(kid)`` on.
+
+        This process lists it at once, every other instance within ``refresh_seconds``: before it signs.
 
         Until then the current key signs; afterwards it verifies until its tokens have expired. A key
         from an earlier rotation that has not started signing yet is withdrawn (it never signed)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -23,6 +24,7 @@ from idp.abuse.limits import client_address
 from idp.abuse.service import api_attempt, guard_api_join
 from idp.events.service import EVENT_ID_RE, EventConfig, EventNotFoundError
 from idp.logging import access_log
+from idp.queue.engine import REQUEST_ID_RE, Entry
 from idp.web import edge
 from idp.web.cors import response_headers as cors_response_headers
 
@@ -34,6 +36,12 @@ WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 _STATUS_LINES = {200: "200 OK", 503: "503 Service Unavailable"}
 _COUNTER_ROUTES = {"/api/serving_num": "serving_counter", "/api/waiting_num": "waiting_num"}
 _JOIN_ROUTE = "/api/assign_queue_num"
+# A join body that is exactly one event id (JSON whitespace allowed): the id is plain ASCII, no escapes.
+_PLAIN_JOIN = re.compile(
+    rb"[ \t\r\n]*".join(
+        (rb"\A", rb"\{", rb'"event_id"', rb":", rb'"([A-Za-z0-9][A-Za-z0-9_.-]{0,63})"', rb"\}", rb"\Z")
+    )
+)
 
 
 class _Delegate(Exception):
@@ -118,10 +126,14 @@ class FastPath:
         # From here on Flask must see the same body if it takes over.
         environ["wsgi.input"] = io.BytesIO(raw)
         environ["CONTENT_LENGTH"] = str(len(raw))
-        try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            raise _Delegate from None
+        plain = _PLAIN_JOIN.match(raw)
+        if plain is not None:  # the usual body, {"event_id": "..."}: what json.loads gives, without it
+            data: Any = {"event_id": plain.group(1).decode("ascii")}
+        else:
+            try:
+                data = json.loads(raw)
+            except (ValueError, UnicodeDecodeError, RecursionError):
+                raise _Delegate from None
         event_id = data.get("event_id") if isinstance(data, dict) else None
         if not isinstance(event_id, str) or not EVENT_ID_RE.match(event_id):
             raise _Delegate
@@ -140,15 +152,16 @@ class FastPath:
             event, entry = self.services.room.join(event_id)
         except EventNotFoundError:
             raise _Delegate from None
-        body = edge.json_text(
-            {
-                "api_request_id": entry.request_id,
-                "queue_number": entry.position,
-                "entry_time": entry.entry_time,
-                "event_id": event.event_id,
-            }
-        ).encode()
-        return self._respond(environ, start_response, _JOIN_ROUTE, 200, body, edge.NO_STORE, started, event=event)
+        return self._respond(
+            environ,
+            start_response,
+            _JOIN_ROUTE,
+            200,
+            _join_body(entry, event.event_id),
+            edge.NO_STORE,
+            started,
+            event=event,
+        )
 
     def _error(
         self, environ: dict[str, Any], start_response: StartResponse, route: str, exc: Exception, started: float
@@ -208,6 +221,23 @@ class FastPath:
                 log.warning("could not count a request")
         access_log(request_id, environ.get("REQUEST_METHOD", ""), route, status, round(elapsed * 1000.0, 2))
         return [body]
+
+
+def _join_body(entry: Entry, event_id: str) -> bytes:
+    """The join's answer, byte for byte what ``edge.json_text`` gives for the view's dict."""
+    if REQUEST_ID_RE.match(entry.request_id) and EVENT_ID_RE.match(event_id):
+        # Both are plain ASCII that JSON writes as itself; the two numbers are ints.
+        return (
+            f'{{"api_request_id":"{entry.request_id}","queue_number":{int(entry.position)},'
+            f'"entry_time":{int(entry.entry_time)},"event_id":"{event_id}"}}'
+        ).encode()
+    payload = {
+        "api_request_id": entry.request_id,
+        "queue_number": entry.position,
+        "entry_time": entry.entry_time,
+        "event_id": event_id,
+    }
+    return edge.json_text(payload).encode()
 
 
 def _reason(status: int) -> str:

@@ -94,21 +94,25 @@ def test_idempotency_key_returns_the_same_place(engine: QueueEngine) -> None:
 
 
 def test_concurrent_joins_have_no_gaps(engine: QueueEngine) -> None:
-    results: list[int] = []
+    results: list[Any] = []
     lock = threading.Lock()
 
-    def worker() -> None:
-        for _ in range(20):
-            entry = engine.enqueue(E)
+    def worker(n: int) -> None:
+        for i in range(20):
+            # Joins with and without an idempotency key, at once (Redis sends keyless ones together).
+            entry = engine.enqueue(E, idempotency_key=f"k-{n}-{i}" if i % 5 == 0 else None)
             with lock:
-                results.append(entry.position)
+                results.append(entry)
 
-    threads = [threading.Thread(target=worker) for _ in range(8)]
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert sorted(results) == list(range(1, 161))
+    assert sorted(e.position for e in results) == list(range(1, 161))
+    assert len({e.request_id for e in results}) == 160
+    for e in results:  # every visitor holds the position it was told, under its own request id
+        assert engine.entry(E, e.request_id) == e
 
 
 def test_increment_serving_validates_and_counts(engine: QueueEngine) -> None:

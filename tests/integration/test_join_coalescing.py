@@ -1,0 +1,112 @@
+"""Joins of one event that arrive together go to Redis in one call (IDP_QUEUE_JOIN_BATCH), on every topology.
+
+Each join still gets a place of its own, in order of arrival, findable under its own request id; a call
+that crosses the end of the positions the database reserved reserves more and goes on; a join past its
+deadline in a call gets no place while the others do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pytest
+
+from idp.clock import FrozenClock
+from idp.config import Settings
+from idp.errors import UnavailableError
+from idp.queue.engine import Entry, new_request_id
+from idp.queue.redis_store import RedisQueueStore, _Join
+from idp.services import Services
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.parametrize("backend_settings", ["redis", "redis-cluster", "redis-sentinel"], indirect=True),
+]
+
+E = "drop"
+
+
+@pytest.fixture
+def services(backend_settings: Settings, clock: FrozenClock) -> Iterator[Services]:
+    from idp.app import build_services
+
+    svc = build_services(dataclasses.replace(backend_settings, queue_block_size=3), clock)
+    yield svc
+    svc.close()
+
+
+def test_joins_that_wait_for_a_call_go_in_the_next_one_each_with_its_own_place(services: Services) -> None:
+    store = services.store
+    assert isinstance(store, RedisQueueStore)
+    coalescer = store._joins
+    real_run = coalescer._run
+    calls: list[int] = []
+    entered, release = threading.Event(), threading.Event()
+
+    def gated(key: str, joins: Sequence[_Join]) -> Sequence[Entry | BaseException]:
+        calls.append(len(joins))
+        if len(calls) == 1:
+            entered.set()
+            assert release.wait(30)
+        return real_run(key, joins)
+
+    coalescer._run = gated
+    entries: dict[int, Entry] = {}
+
+    def join(n: int) -> None:
+        entries[n] = services.engine.enqueue(E)
+
+    first = threading.Thread(target=join, args=(0,))
+    first.start()
+    assert entered.wait(30)
+    others = []
+    for n in range(1, 11):  # one at a time: the arrival order is known
+        t = threading.Thread(target=join, args=(n,))
+        t.start()
+        others.append(t)
+        deadline = time.monotonic() + 30
+        while len(coalescer._queues.get(E) or []) < n:
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+    release.set()
+    for t in [first, *others]:
+        t.join(30)
+    assert calls == [1, 10]
+    # Positions in order of arrival, across three reservations of 3 positions within the second call.
+    assert [entries[n].position for n in range(11)] == list(range(1, 12))
+    assert len({e.request_id for e in entries.values()}) == 11
+    for e in entries.values():
+        assert services.engine.entry(E, e.request_id) == e
+    assert services.engine.counters(E).queue == 11
+
+
+def test_a_join_past_its_deadline_gets_no_place_and_the_others_do(services: Services, clock: FrozenClock) -> None:
+    store = services.store
+    assert isinstance(store, RedisQueueStore)
+    now = int(clock.now())
+    services.engine.enqueue(E)  # the event's identity and first reservation
+    ids = [new_request_id() for _ in range(3)]
+    late = 1  # 1 ms after the epoch on the Redis server's clock: long past
+    outcomes = store._enqueue_batch(E, [_Join(ids[0], now, 0), _Join(ids[1], now, late), _Join(ids[2], now, 0)])
+    assert isinstance(outcomes[0], Entry) and outcomes[0].position == 2
+    assert isinstance(outcomes[1], UnavailableError)
+    assert isinstance(outcomes[2], Entry) and outcomes[2].position == 3
+    assert services.engine.counters(E).queue == 3
+    for outcome in (outcomes[0], outcomes[2]):
+        assert isinstance(outcome, Entry)
+        assert services.engine.entry(E, outcome.request_id) == outcome
+
+
+def test_one_join_at_a_time_when_the_batch_is_one(backend_settings: Settings, clock: FrozenClock) -> None:
+    from idp.app import build_services
+
+    svc: Any = build_services(dataclasses.replace(backend_settings, queue_join_batch=1), clock)
+    try:
+        assert svc.store._joins.max_batch == 1
+        assert [svc.engine.enqueue(E).position for _ in range(3)] == [1, 2, 3]
+    finally:
+        svc.close()

@@ -1,0 +1,206 @@
+"""Calls that arrive together go together (idp.queue.coalesce): outcomes, order, limits and failures."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+import pytest
+
+from idp.queue.coalesce import Coalescer, CoalesceTimeout
+
+pytestmark = pytest.mark.unit
+
+
+class Gate:
+    """A runner that records its calls and holds the first one until released."""
+
+    def __init__(self, answer: Callable[[int], int | BaseException] = lambda item: item * 10) -> None:
+        self.calls: list[list[int]] = []
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.answer = answer
+
+    def __call__(self, key: str, items: Sequence[int]) -> list[int | BaseException]:
+        self.calls.append(list(items))
+        if len(self.calls) == 1:
+            self.entered.set()
+            assert self.release.wait(10)
+        return [self.answer(i) for i in items]
+
+
+def run_in_threads(
+    coalescer: Coalescer[int, int], key: str, items: Sequence[int]
+) -> tuple[dict[int, object], list[threading.Thread]]:
+    """Submit each item from a thread of its own: their outcomes (filled as they finish) and the threads."""
+    outcomes: dict[int, object] = {}
+
+    def one(item: int) -> None:
+        try:
+            outcomes[item] = coalescer.submit(key, item)
+        except BaseException as exc:  # noqa: BLE001 - the outcome under test
+            outcomes[item] = exc
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in items]
+    for t in threads:
+        t.start()
+    return outcomes, threads
+
+
+def join_all(*groups: list[threading.Thread]) -> None:
+    for group in groups:
+        for t in group:
+            t.join(10)
+            assert not t.is_alive()
+
+
+def queued(coalescer: Coalescer[int, int], key: str) -> int:
+    with coalescer._lock:
+        return len(coalescer._queues.get(key) or [])
+
+
+def wait_until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.001)
+
+
+def test_a_lone_call_goes_at_once_and_alone() -> None:
+    gate = Gate()
+    gate.release.set()
+    coalescer: Coalescer[int, int] = Coalescer(gate)
+    assert coalescer.submit("e", 1) == 10
+    assert coalescer.submit("e", 2) == 20
+    assert gate.calls == [[1], [2]]
+
+
+def test_items_that_arrive_during_a_call_go_together_in_arrival_order() -> None:
+    gate = Gate()
+    coalescer: Coalescer[int, int] = Coalescer(gate)
+    first, first_threads = run_in_threads(coalescer, "e", [0])
+    assert gate.entered.wait(10)
+    results: dict[int, int] = {}
+    threads = []
+    for i in range(1, 6):  # one at a time, so the arrival order is known
+        t = threading.Thread(target=lambda i=i: results.__setitem__(i, coalescer.submit("e", i)))
+        t.start()
+        threads.append(t)
+        wait_until(lambda i=i: queued(coalescer, "e") == i)
+    gate.release.set()
+    join_all(threads, first_threads)
+    assert gate.calls == [[0], [1, 2, 3, 4, 5]]
+    assert results == {i: i * 10 for i in range(1, 6)}
+    assert first[0] == 0
+    assert coalescer.calls == 2 and coalescer.items == 6
+    assert coalescer._queues == {}  # the key is free again
+
+
+def test_keys_do_not_wait_for_each_other() -> None:
+    gate = Gate()
+    coalescer: Coalescer[int, int] = Coalescer(gate)
+    first, first_threads = run_in_threads(coalescer, "a", [1])
+    assert gate.entered.wait(10)
+    assert coalescer.submit("b", 2) == 20  # "a" is still held
+    gate.release.set()
+    join_all(first_threads)
+    assert first[1] == 10
+
+
+def test_a_batch_holds_at_most_max_batch_items_and_the_rest_follow() -> None:
+    gate = Gate()
+    coalescer: Coalescer[int, int] = Coalescer(gate, max_batch=3)
+    first, first_threads = run_in_threads(coalescer, "e", [0])
+    assert gate.entered.wait(10)
+    rest, rest_threads = run_in_threads(coalescer, "e", list(range(1, 8)))
+    wait_until(lambda: queued(coalescer, "e") == 7)
+    gate.release.set()
+    join_all(first_threads, rest_threads)
+    assert [len(c) for c in gate.calls] == [1, 3, 3, 1]
+    assert sorted(i for c in gate.calls for i in c) == list(range(8))
+    assert all(rest[i] == i * 10 for i in range(1, 8))
+
+
+def test_each_item_gets_its_own_outcome_and_a_failed_call_fails_only_its_batch() -> None:
+    def answer(item: int) -> int | BaseException:
+        return ValueError(f"item {item}") if item % 2 else item
+
+    gate = Gate(answer)
+    coalescer: Coalescer[int, int] = Coalescer(gate)
+    first, first_threads = run_in_threads(coalescer, "e", [0])
+    assert gate.entered.wait(10)
+    rest, rest_threads = run_in_threads(coalescer, "e", [1, 2, 3])
+    wait_until(lambda: queued(coalescer, "e") == 3)
+    gate.release.set()
+    join_all(first_threads, rest_threads)
+    assert first[0] == 0 and rest[2] == 2
+    assert isinstance(rest[1], ValueError) and str(rest[1]) == "item 1"
+    assert isinstance(rest[3], ValueError) and str(rest[3]) == "item 3"
+
+
+def test_a_call_that_raises_fails_every_item_of_its_batch_and_the_key_goes_on() -> None:
+    calls: list[list[int]] = []
+    entered, release = threading.Event(), threading.Event()
+
+    def run(key: str, items: Sequence[int]) -> list[int | BaseException]:
+        calls.append(list(items))
+        if len(calls) == 1:
+            entered.set()
+            assert release.wait(10)
+        if len(calls) == 2:
+            raise ConnectionError("the store went away")
+        return list(items)
+
+    coalescer: Coalescer[int, int] = Coalescer(run)
+    first, first_threads = run_in_threads(coalescer, "e", [0])
+    assert entered.wait(10)
+    rest, rest_threads = run_in_threads(coalescer, "e", [1, 2])
+    wait_until(lambda: queued(coalescer, "e") == 2)
+    release.set()
+    join_all(first_threads, rest_threads)
+    assert first[0] == 0
+    assert isinstance(rest[1], ConnectionError) and isinstance(rest[2], ConnectionError)
+    assert coalescer.submit("e", 3) == 3  # the key was handed on, not left busy
+    assert coalescer._queues == {}
+
+
+def test_an_interrupted_leader_settles_its_batch_and_hands_the_key_on() -> None:
+    class Interrupted(BaseException):
+        pass
+
+    calls: list[list[int]] = []
+
+    def run(key: str, items: Sequence[int]) -> list[int | BaseException]:
+        calls.append(list(items))
+        raise Interrupted
+
+    coalescer: Coalescer[int, int] = Coalescer(run)
+    with pytest.raises(Interrupted):
+        coalescer.submit("e", 1)
+    assert coalescer._queues == {}
+
+
+def test_a_wrong_number_of_outcomes_fails_the_batch() -> None:
+    coalescer: Coalescer[int, int] = Coalescer(lambda key, items: [1, 2])
+    with pytest.raises(RuntimeError, match="wrong number"):
+        coalescer.submit("e", 1)
+
+
+def test_an_item_never_sent_in_time_is_withdrawn_and_told_so() -> None:
+    gate = Gate()
+    coalescer: Coalescer[int, int] = Coalescer(gate, wait_seconds=0.05)
+    first, first_threads = run_in_threads(coalescer, "e", [0])
+    assert gate.entered.wait(10)
+    with pytest.raises(CoalesceTimeout):
+        coalescer.submit("e", 1)
+    assert queued(coalescer, "e") == 0
+    gate.release.set()
+    join_all(first_threads)
+    assert gate.calls == [[0]]  # the withdrawn item never went out
+    assert coalescer._queues == {}
+
+
+def test_max_batch_must_be_positive() -> None:
+    with pytest.raises(ValueError):
+        Coalescer(lambda key, items: [], max_batch=0)
