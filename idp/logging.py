@@ -229,8 +229,9 @@ def _timestamp(now: float) -> str:
     """``repr(round(now, 3))``, as ``JsonFormatter`` writes ``ts``.
 
     ``round`` is monotonic and rounds ``now`` to ``r`` up to the decimal midpoint ``r + 0.0005``; the
-    limit stays a microsecond short of it, far more than the float error of computing it (a time near
-    2**31 seconds has a resolution of about 2.4e-7 s), so every time in the range rounds to ``r``.
+    limit stays a microsecond short of it, more than the float error of computing it (a time before
+    2**32 seconds, the year 2106, has a resolution of 4.8e-7 s or finer), so every time in the range
+    rounds to ``r``.
     """
     global _TS
     start, until, text = _TS
@@ -246,7 +247,8 @@ def _access_line(request_id: str, method: str, path: str, status: int, ms: float
     """The access line, as ``JsonFormatter`` would write it, built from a template (one line per request)."""
     return (
         f'{{"ts":{_timestamp(time.time())},"level":"info","logger":"idp.http","msg":"request",'
-        f'"request_id":{_quoted(request_id)},"method":{_quoted_name(method)},"path":{_quoted_name(path)},'
+        f'"request_id":{_quoted(request_id)},"method":{_QUOTED.get(method) or _quoted_name(method)},'
+        f'"path":{_QUOTED.get(path) or _quoted_name(path)},'
         f'"status":{int(status)},"ms":{"null" if ms is None else repr(ms)}}}\n'
     )
 
