@@ -20,18 +20,28 @@ class TTLCache(Generic[V]):
         self._lock = threading.Lock()
 
     def get(self, key: Hashable, load: Callable[[], V]) -> V:
+        return self.entry(key, load)[1]
+
+    def entry(self, key: Hashable, load: Callable[[], V]) -> tuple[float, V]:
+        """Like :meth:`get`, with the cache's own record of the value (its expiry, the value): while
+        :meth:`current` says that record is the live one (not expired, not invalidated), a caller may keep
+        what it derived from the value. With ``ttl`` <= 0 nothing is kept and no record is current."""
         if self.ttl <= 0:
-            return load()
+            return (0.0, load())
         now = time.monotonic()
         hit = self._data.get(key)
         if hit is not None and hit[0] > now:
-            return hit[1]
-        value = load()
+            return hit
+        record = (now + self.ttl, load())
         with self._lock:
             if len(self._data) >= self.max_entries:
                 self._data.clear()
-            self._data[key] = (now + self.ttl, value)
-        return value
+            self._data[key] = record
+        return record
+
+    def current(self, key: Hashable, record: tuple[float, V]) -> bool:
+        """True while ``record`` (from :meth:`entry`) is the live value of ``key``."""
+        return self._data.get(key) is record and record[0] > time.monotonic()
 
     def invalidate(self, key: Hashable | None = None) -> None:
         with self._lock:

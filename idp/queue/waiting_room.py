@@ -200,6 +200,15 @@ class WaitingRoom:
             self._counters.invalidate(event.event_id)
         return self._counters.get(event.event_id, lambda: self.engine.counters(event.event_id))
 
+    def counters_record(self, event_id: object) -> tuple[EventConfig, tuple[float, Counters]]:
+        """The event and its cached counters' record: an answer built from them may be kept while
+        :meth:`counters_current` says so (as long as the counters themselves, never longer)."""
+        event = self.events.get(event_id)
+        return event, self._counters.entry(event.event_id, lambda: self.engine.counters(event.event_id))
+
+    def counters_current(self, event_id: str, record: tuple[float, Counters]) -> bool:
+        return self._counters.current(event_id, record)
+
     def serving(self, event_id: object) -> int:
         return self.counters(event_id).serving
 

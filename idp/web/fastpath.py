@@ -17,6 +17,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -42,6 +43,20 @@ _PLAIN_JOIN = re.compile(
         (rb"\A", rb"\{", rb'"event_id"', rb":", rb'"([A-Za-z0-9][A-Za-z0-9_.-]{0,63})"', rb"\}", rb"\Z")
     )
 )
+
+
+# Counter answers kept per (path, event id, Origin): bounded, cleared when full.
+_MAX_ANSWERS = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class _CounterAnswer:
+    """A counter answer's body and CORS headers, valid while the counters record it came from is live."""
+
+    event_id: str
+    record: tuple[float, Any]
+    body: bytes
+    cors: tuple[tuple[str, str], ...]
 
 
 class _Delegate(Exception):
@@ -80,6 +95,7 @@ class FastPath:
         # Every answer's fixed headers, built once.
         self._fixed_headers = (*edge.SECURITY_HEADERS, *self.transport)
         self.retry_after = retry_after
+        self._answers: dict[tuple[str, str, str | None], _CounterAnswer] = {}
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -104,14 +120,31 @@ class FastPath:
         if environ.get("CONTENT_LENGTH") not in (None, "", "0") or environ.get("HTTP_TRANSFER_ENCODING"):
             raise _Delegate
         event_id = _event_id_from_query(environ.get("QUERY_STRING", ""))
-        try:
-            counters = self.services.room.counters(event_id)
-        except EventNotFoundError:
-            raise _Delegate from None
-        field = _COUNTER_ROUTES[path]
-        value = counters.serving if field == "serving_counter" else counters.waiting
-        body = f'{{"{field}":{value}}}'.encode()
-        return self._respond(environ, start_response, path, 200, body, "public, max-age=1", started, event_id=event_id)
+        origin = environ.get("HTTP_ORIGIN")
+        key = (path, event_id, origin)
+        kept = self._answers.get(key)
+        room = self.services.room
+        if kept is None or not room.counters_current(kept.event_id, kept.record):
+            # Build the answer from the cached counters and keep it exactly as long as they are cached.
+            try:
+                event, record = room.counters_record(event_id)
+            except EventNotFoundError:
+                raise _Delegate from None
+            field = _COUNTER_ROUTES[path]
+            counters = record[1]
+            value = counters.serving if field == "serving_counter" else counters.waiting
+            kept = _CounterAnswer(
+                event.event_id,
+                record,
+                f'{{"{field}":{value}}}'.encode(),
+                tuple(cors_response_headers(self.services.cors.queue_api(event), origin)),
+            )
+            if len(self._answers) >= _MAX_ANSWERS:
+                self._answers.clear()
+            self._answers[key] = kept
+        return self._respond(
+            environ, start_response, path, 200, kept.body, "public, max-age=1", started, cors=kept.cors
+        )
 
     def _join(self, environ: dict[str, Any], start_response: StartResponse, started: float) -> Iterable[bytes]:
         if environ.get("HTTP_IDEMPOTENCY_KEY") is not None or environ.get("HTTP_TRANSFER_ENCODING"):
@@ -194,6 +227,7 @@ class FastPath:
         request_id: str | None = None,
         event_id: str | None = None,
         event: EventConfig | None = None,
+        cors: tuple[tuple[str, str], ...] | None = None,
     ) -> Iterable[bytes]:
         if request_id is None:
             request_id = edge.request_id(environ.get("HTTP_X_REQUEST_ID"))
@@ -205,11 +239,15 @@ class FastPath:
             *self._fixed_headers,
             *extra,
             # The same CORS headers as the Flask views (idp.web.cors): every answer, errors included.
-            *cors_response_headers(
-                self.services.cors.queue_api(event)
-                if event is not None
-                else self.services.cors.queue_api_for(event_id),
-                environ.get("HTTP_ORIGIN"),
+            *(
+                cors
+                if cors is not None
+                else cors_response_headers(
+                    self.services.cors.queue_api(event)
+                    if event is not None
+                    else self.services.cors.queue_api_for(event_id),
+                    environ.get("HTTP_ORIGIN"),
+                )
             ),
         ]
         start_response(_STATUS_LINES.get(status) or f"{status} {_reason(status)}", headers)

@@ -204,7 +204,7 @@ def test_preflights_and_cors_headers_hold_to_openapi(client: Any, services: Any,
 @pytest.mark.parametrize(
     "call",
     [
-        ("counters", "GET", "/api/serving_num?event_id=sale", None, {}),  # the fast path
+        ("counters_record", "GET", "/api/serving_num?event_id=sale", None, {}),  # the fast path
         ("serving", "GET", "/api/serving_num?event_id=sale&event_id=sale", None, {}),  # Flask
         ("enter", "POST", "/api/assign_queue_num", b'{"event_id": "sale"}', {}),  # the fast path
         ("enter", "POST", "/api/assign_queue_num", b'{"event_id": "sale"}', {"Idempotency-Key": "k"}),  # Flask

@@ -34,7 +34,7 @@ FLASK_JOIN = (
     {"Idempotency-Key": "k-1", "X-Request-Id": "flask-2"},
 )
 PAIRS = [
-    pytest.param(("counters", FAST_SERVING), ("serving", FLASK_SERVING), id="serving_num"),
+    pytest.param(("counters_record", FAST_SERVING), ("serving", FLASK_SERVING), id="serving_num"),
     pytest.param(("enter", FAST_JOIN), ("enter", FLASK_JOIN), id="assign_queue_num"),
 ]
 COMPARED_HEADERS = ("Content-Type", "Cache-Control", "Retry-After", "X-Content-Type-Options", "Referrer-Policy")
@@ -128,7 +128,7 @@ def test_a_missing_table_is_a_defect_not_an_outage(
     client: Any, services: Any, event: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     missing = OperationalError("SELECT * FROM events", {}, Exception("no such table: events"))
-    _fail_on_both(monkeypatch, services, ("counters", "serving"), missing)
+    _fail_on_both(monkeypatch, services, ("counters_record", "serving"), missing)
     assert _ask(client, FAST_SERVING).status_code == 500
     assert _ask(client, FLASK_SERVING).status_code == 500
 

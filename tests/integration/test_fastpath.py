@@ -80,3 +80,37 @@ def test_fast_answers_are_counted_in_metrics(client: Any, event: Any) -> None:
     text = client.get("/metrics").get_data(as_text=True)
     assert 'endpoint="/api/serving_num",method="GET",status="200"' in text
     assert 'endpoint="/api/assign_queue_num",method="POST",status="200"' in text
+
+
+def test_a_kept_counter_answer_lives_exactly_as_long_as_the_cached_counters(tmp_path: Any) -> None:
+    import dataclasses
+
+    from idp.app import create_app
+    from idp.config import Settings
+    from idp.storage.db import upgrade_database
+    from tests.conftest import TEST_SECRET
+
+    url = f"sqlite:///{tmp_path / 'idp.sqlite3'}"
+    upgrade_database(url)
+    settings = Settings(
+        env="test", secret_key=TEST_SECRET, database_url=url, instance_path=str(tmp_path), log_level="WARNING"
+    )
+    app = create_app(dataclasses.replace(settings, cache_ttl_ms=60_000))
+    try:
+        svc = app.extensions["idp"]
+        svc.events.create({"event_id": "kept", "name": "Kept"})
+        client = app.test_client()
+
+        def serving() -> Any:
+            return client.get("/api/serving_num?event_id=kept").get_json()["serving_counter"]
+
+        assert serving() == 0
+        svc.engine.increment_serving("kept", 2)  # another process: this one's counters stay cached
+        assert serving() == 0
+        svc.room.invalidate("kept")  # what an increment made in this process does
+        assert serving() == 2
+        svc.engine.increment_serving("kept", 1)
+        svc.room.counters("kept", fresh=True)  # the counters are read again: the kept answer goes with them
+        assert serving() == 3
+    finally:
+        app.extensions["idp"].close()

@@ -90,3 +90,27 @@ def test_the_cache_never_holds_more_than_max_entries(ticker):
         assert len(cache._data) <= 3
     # The newest key survives the clearing.
     assert cache.get(9, lambda: -1) == 9
+
+
+def test_a_record_is_current_until_its_value_expires_or_is_invalidated(ticker):
+    cache: TTLCache[int] = TTLCache(ttl=1.0)
+    record = cache.entry("k", lambda: 7)
+    assert record[1] == 7
+    assert cache.entry("k", lambda: 8) is record  # a hit gives the same record
+    assert cache.current("k", record)
+    ticker.now += 0.99
+    assert cache.current("k", record)
+    ticker.now += 0.02
+    assert not cache.current("k", record)  # expired
+    fresh = cache.entry("k", lambda: 9)
+    assert fresh[1] == 9 and cache.current("k", fresh) and not cache.current("k", record)
+    cache.invalidate("k")
+    assert not cache.current("k", fresh)
+    assert not cache.current("other", fresh)
+
+
+def test_with_no_ttl_no_record_is_ever_current(ticker):
+    cache: TTLCache[int] = TTLCache(ttl=0)
+    record = cache.entry("k", lambda: 1)
+    assert record[1] == 1
+    assert not cache.current("k", record)
