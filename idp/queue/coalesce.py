@@ -8,8 +8,8 @@ in the next call together, in their order of arrival; so a burst of joins costs 
 Nothing waits when there is nothing to wait for: the first call for a key goes out at once, and a call
 goes out as soon as the one before it returns, with whatever arrived meanwhile (at most ``max_batch``).
 Under gunicorn's gevent worker the waiting is cooperative (``threading`` is patched before the app
-loads); under threads it is real. Every caller gets its own outcome (a result or an exception); a caller
-whose item was never sent gets :class:`CoalesceTimeout`.
+loads); under threads it is real. Every caller gets its own outcome (a result or an exception); with
+``wait_seconds``, a caller whose item was not sent within that time gets :class:`CoalesceTimeout`.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class _Waiter(Generic[I, R]):
 class Coalescer(Generic[I, R]):
     """Runs ``run(key, items)`` for items submitted under ``key``, several at once when they queue up."""
 
-    def __init__(self, run: Runner[I, R], *, max_batch: int = 64, wait_seconds: float = 10.0) -> None:
+    def __init__(self, run: Runner[I, R], *, max_batch: int = 64, wait_seconds: float | None = None) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         self._run = run
@@ -92,7 +92,11 @@ class Coalescer(Generic[I, R]):
         """Wait until the waiter is settled (None) or handed a batch to run (the batch)."""
         done = waiter.done
         assert done is not None
-        if not done.wait(self.wait_seconds):
+        if self.wait_seconds is None:
+            # A call always settles its batch and hands the key on (see _lead), and the store's own
+            # timeouts bound how long a call takes: no timer per waiter (one costs a join noticeably).
+            done.wait()
+        elif not done.wait(self.wait_seconds):
             with self._lock:
                 queue = self._queues.get(key)
                 if queue is not None and waiter in queue:

@@ -31,7 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from idp.crypto import LookupKey
 from idp.errors import UnavailableError
 from idp.queue import at_rest, keys, resp
-from idp.queue.coalesce import Coalescer, CoalesceTimeout
+from idp.queue.coalesce import Coalescer
 from idp.queue.engine import (
     REQUEST_ID_RE,
     CounterOverflowError,
@@ -389,12 +389,7 @@ class RedisQueueStore:
     def enqueue(self, event_id: str, request_id: str, now: int, idempotency_key: str | None) -> Entry:
         if not idempotency_key:
             deadline = self._deadline_ms() if self.join_deadline_ms > 0 else 0
-            try:
-                return self._joins.submit(event_id, _Join(request_id, now, deadline))
-            except CoalesceTimeout as exc:
-                raise UnavailableError(
-                    "The queue store is too busy; the join was not made.", retry_after=self.retry_after
-                ) from exc
+            return self._joins.submit(event_id, _Join(request_id, now, deadline))
         ikey = idempotency_key
         for _attempt in range(4):
             deadline = self._deadline_ms() if self.join_deadline_ms > 0 else 0
