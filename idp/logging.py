@@ -75,10 +75,10 @@ _INFO = logging.INFO
 def access_log(request_id: str, method: str, path: str, status: int, ms: float | None) -> None:
     """Write the one line per request; the same JSON a log record would give, without the record.
 
-    Every request pays for this line, so when our JSON handler is the one installed the line is
-    formatted here and handed to :data:`ACCESS_LINES`, which writes the lines of many requests at once
-    (at most ``ACCESS_FLUSH_SECONDS`` later); otherwise it goes through the logging module like any
-    other record.
+    Every request pays for this line, so when our JSON handler is the one installed its fields (and
+    the time) are handed to :data:`ACCESS_LINES`, which formats and writes the lines of many requests at
+    once (at most ``ACCESS_FLUSH_SECONDS`` later); otherwise it goes through the logging module like
+    any other record.
     """
     access = _ACCESS
     if not access.isEnabledFor(_INFO):
@@ -88,8 +88,12 @@ def access_log(request_id: str, method: str, path: str, status: int, ms: float |
         fields = {"request_id": request_id, "method": method, "path": path, "status": status, "ms": ms}
         access.info("request", extra=fields)
         return
-    ACCESS_LINES.add(handler, _access_line(request_id, method, path, status, ms))
+    # The line is formatted when its batch is written (idp.logging.AccessLines.flush), off the request.
+    ACCESS_LINES.add(handler, (time.time(), request_id, method, path, status, ms))
 
+
+# What access_log queues for one request: (time, request id, method, path, status, ms).
+AccessFields = tuple[float, str, str, str, int, float | None]
 
 # Access lines wait at most this long, or until this many are pending, before they are written.
 ACCESS_FLUSH_SECONDS = 0.2
@@ -110,7 +114,7 @@ class AccessLines:
     """
 
     def __init__(self) -> None:
-        self._pending: deque[str] = deque()
+        self._pending: deque[str | AccessFields] = deque()
         self._handler: logging.StreamHandler | None = None  # type: ignore[type-arg]
         # Whether this process runs the flusher. It is started in the process that writes, once it
         # writes: this module may be imported before gevent patches threading (gunicorn's post_fork),
@@ -119,7 +123,8 @@ class AccessLines:
         self._generation = 0
         _ACCESS_LINE_SETS.add(self)
 
-    def add(self, handler: logging.StreamHandler, line: str) -> None:  # type: ignore[type-arg]
+    def add(self, handler: logging.StreamHandler, line: str | AccessFields) -> None:  # type: ignore[type-arg]
+        """Queue a line: its text, or the fields of :func:`access_log` (formatted when written)."""
         if not self._running:
             self._start()
         self._handler = handler
@@ -163,10 +168,11 @@ class AccessLines:
         if handler is None or not pending:
             return
         popleft = pending.popleft
-        lines = []
+        lines: list[str] = []
         try:
             for _ in range(len(pending)):
-                lines.append(popleft())
+                item = popleft()
+                lines.append(item if isinstance(item, str) else _line_of(item))
         except IndexError:  # another flush took the rest
             pass
         if not lines:
@@ -243,10 +249,19 @@ def _timestamp(now: float) -> str:
     return text
 
 
-def _access_line(request_id: str, method: str, path: str, status: int, ms: float | None) -> str:
+def _line_of(fields: AccessFields) -> str:
+    try:
+        return _access_line(*fields[1:], at=fields[0])
+    except Exception:  # noqa: BLE001 - one odd value must not cost the batch its other lines
+        return _access_line(str(fields[1]), "?", "?", 0, None, at=fields[0])
+
+
+def _access_line(
+    request_id: str, method: str, path: str, status: int, ms: float | None, *, at: float | None = None
+) -> str:
     """The access line, as ``JsonFormatter`` would write it, built from a template (one line per request)."""
     return (
-        f'{{"ts":{_timestamp(time.time())},"level":"info","logger":"idp.http","msg":"request",'
+        f'{{"ts":{_timestamp(time.time() if at is None else at)},"level":"info","logger":"idp.http","msg":"request",'
         f'"request_id":{_quoted(request_id)},"method":{_QUOTED.get(method) or _quoted_name(method)},'
         f'"path":{_QUOTED.get(path) or _quoted_name(path)},'
         f'"status":{int(status)},"ms":{"null" if ms is None else repr(ms)}}}\n'

@@ -159,3 +159,24 @@ def test_the_timestamp_is_the_rounded_time_for_every_time() -> None:
         times.append(round(now, 3) + 0.0005)  # on or next to the midpoint itself
     for moment in times:
         assert idp_logging._timestamp(moment) == repr(round(moment, 3)), moment
+
+
+def test_queued_fields_are_written_as_the_line_of_their_own_time() -> None:
+    import io
+    import logging
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    lines = idp_logging.AccessLines()
+    at = 1_800_000_000.1234
+    lines.add(handler, (at, "rid-1", "GET", "/api/serving_num", 200, 0.42))
+    lines.add(handler, "text\n")
+    lines.add(handler, (at + 1, 'odd "id"', "POST", "/api/assign_queue_num", 503, None))
+    lines.close()
+    written = stream.getvalue().splitlines(keepends=True)
+    assert written == [
+        idp_logging._access_line("rid-1", "GET", "/api/serving_num", 200, 0.42, at=at),
+        "text\n",
+        idp_logging._access_line('odd "id"', "POST", "/api/assign_queue_num", 503, None, at=at + 1),
+    ]
+    assert json.loads(written[0])["ts"] == round(at, 3)
