@@ -429,7 +429,10 @@ class RedisQueueStore:
         """Joins without an idempotency key, in one call (enqueue_many.lua): an outcome for each, in order."""
         outcomes: list[Entry | BaseException | None] = [None] * len(joins)
         todo = list(range(len(joins)))
-        for _attempt in range(4):
+        # A call may cross several reserved blocks (more joins than a block holds): a round that placed or
+        # settled a join does not count against the attempts, only one that got nowhere does.
+        attempts = 0
+        while attempts < 4:
             made: dict[int, str] = {}
 
             def args(known: _Known, todo: list[int] = todo, made: dict[int, str] = made) -> list[Any]:
@@ -463,6 +466,7 @@ class RedisQueueStore:
                     blocked.append(i)
             if not blocked:
                 break
+            attempts = attempts + 1 if len(blocked) == len(todo) else 0
             try:
                 self._reserve(event_id, self._known_for(event_id), max(joins[i].now for i in blocked))
             except Exception as exc:

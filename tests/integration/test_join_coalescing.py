@@ -179,3 +179,16 @@ def test_a_join_whose_call_was_cut_off_in_another_caller_answers_503(services: S
     led, waited = (outcomes[1], outcomes[2])
     assert isinstance(led, KeyboardInterrupt)  # only the caller that was stopped sees the interruption
     assert isinstance(waited, UnavailableError) and waited.retry_after > 0  # 503 with Retry-After
+
+
+def test_a_call_with_more_joins_than_a_few_blocks_reserves_until_every_join_has_a_place(
+    services: Services, clock: FrozenClock
+) -> None:
+    store = services.store
+    assert isinstance(store, RedisQueueStore)
+    now = int(clock.now())
+    services.engine.enqueue(E)  # positions 1..3 reserved, 1 used
+    joins = [_Join(new_request_id(), now, 0) for _ in range(20)]  # seven blocks of 3 and more
+    outcomes = store._enqueue_batch(E, joins)
+    assert [o.position if isinstance(o, Entry) else o for o in outcomes] == list(range(2, 22))
+    assert services.engine.counters(E).queue == 21
