@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from idp.clock import FrozenClock
 from idp.config import Settings
@@ -192,3 +193,125 @@ def test_a_call_with_more_joins_than_a_few_blocks_reserves_until_every_join_has_
     outcomes = store._enqueue_batch(E, joins)
     assert [o.position if isinstance(o, Entry) else o for o in outcomes] == list(range(2, 22))
     assert services.engine.counters(E).queue == 21
+
+
+def test_a_store_lost_between_the_rounds_of_a_call_fails_only_the_joins_without_a_place(
+    services: Services, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from idp.queue import keys
+    from idp.queue.engine import PlaceLostError, StoreLostError
+    from idp.queue.redis_store import generation_of
+
+    store = services.store
+    assert isinstance(store, RedisQueueStore)
+    now = int(clock.now())
+    before = services.engine.enqueue(E)  # positions 1..3 reserved, 1 used
+    generation = generation_of(before.request_id)
+    real_reserve = store._reserve
+    lost = []
+
+    def lose_then_reserve(*args: Any) -> None:
+        if not lost:  # the store is lost between the call's rounds (after two joins took 2 and 3)
+            lost.append(True)
+            store.client.delete(*keys.event_keys(E))
+        real_reserve(*args)
+
+    monkeypatch.setattr(store, "_reserve", lose_then_reserve)
+    outcomes = store._enqueue_batch(E, [_Join(new_request_id(), now, 0) for _ in range(5)])
+    assert lost
+    first = [o for o in outcomes[:2] if isinstance(o, Entry)]
+    assert [e.position for e in first] == [2, 3]  # placed before the loss: answered as made
+    assert all(generation_of(e.request_id) == generation for e in first)
+    # The joins that found the loss get the 503 of a lost store (it recovers meanwhile), no place.
+    assert all(isinstance(o, StoreLostError) for o in outcomes[2:])
+    for e in first:  # lost with the store: told so, never given to anyone else
+        with pytest.raises(PlaceLostError):
+            services.engine.entry(E, e.request_id)
+    again = store._enqueue_batch(E, [_Join(new_request_id(), now, 0) for _ in range(3)])
+    entries = [o for o in again if isinstance(o, Entry)]
+    assert len(entries) == 3
+    assert all(generation_of(e.request_id) > generation and e.position > 3 for e in entries)
+    for e in entries:
+        assert services.engine.entry(E, e.request_id) == e
+
+
+def test_a_call_sent_under_an_identity_another_process_recovered_is_made_again_under_the_new_generation(
+    services: Services, clock: FrozenClock
+) -> None:
+    from idp.queue import keys
+    from idp.queue.engine import StoreLostError
+    from idp.queue.redis_store import generation_of
+
+    store = services.store
+    assert isinstance(store, RedisQueueStore)
+    now = int(clock.now())
+    before = services.engine.enqueue(E)
+    stale = store._known[E]
+    store.client.delete(*keys.event_keys(E))
+    with pytest.raises(StoreLostError):  # the join that finds the loss recovers the store and answers 503
+        services.engine.enqueue(E)
+    store._known[E] = stale  # as in a process that has not heard of the recovery
+    outcomes = store._enqueue_batch(E, [_Join(new_request_id(), now, 0) for _ in range(4)])
+    entries = [o for o in outcomes if isinstance(o, Entry)]
+    assert len(entries) == 4
+    assert all(generation_of(e.request_id) > generation_of(before.request_id) for e in entries)
+    assert len({e.position for e in entries}) == 4 and all(e.position > before.position for e in entries)
+    for e in entries:
+        assert services.engine.entry(E, e.request_id) == e
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [RedisConnectionError("Connection reset by peer"), KeyboardInterrupt()],
+    ids=["outage", "interrupted-caller"],
+)
+def test_every_join_of_a_call_that_failed_is_answered_503_with_retry_after(app: Any, failure: BaseException) -> None:
+    svc = app.extensions["idp"]
+    svc.events.create({"event_id": "sale", "name": "Big sale"})
+    store = svc.store
+    assert isinstance(store, RedisQueueStore)
+    coalescer = store._joins
+    real_run = coalescer._run
+    entered, release = threading.Event(), threading.Event()
+    calls: list[int] = []
+
+    def failing(key: str, joins: Sequence[_Join]) -> Sequence[Entry | BaseException]:
+        calls.append(len(joins))
+        if len(calls) == 1:
+            entered.set()
+            assert release.wait(30)
+            return real_run(key, joins)
+        raise failure
+
+    coalescer._run = failing
+    answers: dict[int, Any] = {}
+
+    def join(n: int) -> None:
+        try:
+            answers[n] = app.test_client().post("/api/assign_queue_num", json={"event_id": "sale"})
+        except BaseException as exc:  # noqa: BLE001 - the caller that was stopped
+            answers[n] = exc
+
+    threads = [threading.Thread(target=join, args=(0,))]
+    threads[0].start()
+    assert entered.wait(30)
+    for n in (1, 2, 3):
+        threads.append(threading.Thread(target=join, args=(n,)))
+        threads[-1].start()
+        deadline = time.monotonic() + 30
+        while len(coalescer._queues.get("sale") or []) < n:
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+    release.set()
+    for t in threads:
+        t.join(30)
+        assert not t.is_alive()
+    assert answers[0].status_code == 200
+    # The caller that was stopped ends with its interruption; every other join is answered.
+    waited = [answers[n] for n in (1, 2, 3) if not (n == 1 and isinstance(failure, KeyboardInterrupt))]
+    for answer in waited:
+        assert answer.status_code == 503
+        assert answer.headers["Retry-After"] == str(svc.settings.retry_after_seconds)
+        assert answer.headers["Content-Type"] == "application/json"
+        assert answer.get_json()["error"] == "service_unavailable"
+    assert calls == [1, 3]
