@@ -10,10 +10,18 @@ goes out as soon as the one before it returns, with whatever arrived meanwhile (
 Under gunicorn's gevent worker the waiting is cooperative (``threading`` is patched before the app
 loads); under threads it is real. Every caller gets its own outcome (a result or an exception); with
 ``wait_seconds``, a caller whose item was not sent within that time gets :class:`CoalesceTimeout`.
+
+An exception that fails several items is raised in each caller as an object of its own (a copy with the
+same type, arguments, cause and context), so callers raising it at once never share, and grow, one
+traceback. A caller interrupted while it waits (``gevent.Timeout``, ``GreenletExit``, ``KeyboardInterrupt``)
+withdraws its item, or hands on the batch it was given to run, so nobody is left waiting for it; when the
+caller that runs a call is interrupted, the others of its batch get :class:`CoalesceInterrupted` (an
+``Exception``: their requests can still answer), never the interruption itself.
 """
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
@@ -27,6 +35,29 @@ Runner = Callable[[str, Sequence[I]], Sequence["R | BaseException"]]
 
 class CoalesceTimeout(Exception):
     """The item waited longer than allowed and was never sent: nothing was done for it."""
+
+
+class CoalesceInterrupted(Exception):
+    """The caller running this item's call was interrupted: whether the call took effect is unknown."""
+
+
+def _own_copy(exc: BaseException) -> BaseException:
+    """``exc`` for one more caller: an equal exception object of its own (``exc`` if it cannot be copied)."""
+    if not isinstance(exc, Exception):
+        interrupted = CoalesceInterrupted("the call carrying this item was interrupted")
+        interrupted.__cause__ = exc
+        return interrupted
+    try:
+        twin = copy.copy(exc)
+    except Exception:  # noqa: BLE001 - an exception type that cannot be rebuilt from its arguments
+        return exc
+    if type(twin) is not type(exc) or twin.args != exc.args:
+        return exc
+    twin.__cause__ = exc.__cause__
+    twin.__context__ = exc.__context__
+    twin.__suppress_context__ = exc.__suppress_context__
+    twin.__traceback__ = exc.__traceback__  # where it arose; raising the copy extends only the copy's
+    return twin
 
 
 class _Waiter(Generic[I, R]):
@@ -92,18 +123,48 @@ class Coalescer(Generic[I, R]):
         """Wait until the waiter is settled (None) or handed a batch to run (the batch)."""
         done = waiter.done
         assert done is not None
-        if self.wait_seconds is None:
-            # A call always settles its batch and hands the key on (see _lead), and the store's own
-            # timeouts bound how long a call takes: no timer per waiter (one costs a join noticeably).
-            done.wait()
-        elif not done.wait(self.wait_seconds):
-            with self._lock:
-                queue = self._queues.get(key)
-                if queue is not None and waiter in queue:
-                    queue.remove(waiter)
-                    raise CoalesceTimeout("the call waited too long to be sent")
-            done.wait()  # it is in a call now: its outcome comes when that call returns
+        try:
+            if self.wait_seconds is None:
+                # A call always settles its batch and hands the key on (see _lead), and the store's own
+                # timeouts bound how long a call takes: no timer per waiter (one costs a join noticeably).
+                done.wait()
+            elif not done.wait(self.wait_seconds):
+                with self._lock:
+                    queue = self._queues.get(key)
+                    if queue is not None and waiter in queue:
+                        queue.remove(waiter)
+                        raise CoalesceTimeout("the call waited too long to be sent")
+                done.wait()  # it is in a call now: its outcome comes when that call returns
+        except CoalesceTimeout:
+            raise
+        except BaseException:
+            self._abandon(key, waiter)
+            raise
         return waiter.batch
+
+    def _abandon(self, key: str, waiter: _Waiter[I, R]) -> None:
+        """A waiter interrupted while it waits: nothing is done for its item, and nobody waits for it.
+
+        Still queued: it leaves the queue. Handed a batch to run: the next waiter of that batch runs the
+        rest, or the key is handed on. In a call another caller runs: that call settles it, unheard.
+        """
+        with self._lock:
+            queue = self._queues.get(key)
+            if queue is not None and waiter in queue:
+                queue.remove(waiter)
+                return
+            batch = waiter.batch
+            if batch is None or batch[0] is not waiter:
+                return
+            waiter.batch = None
+            rest = batch[1:]
+            if rest:
+                rest[0].batch = rest
+        if not rest:
+            self._hand_on(key)
+            return
+        assert rest[0].done is not None
+        rest[0].done.set()
 
     def _lead(self, key: str, batch: list[_Waiter[I, R]]) -> None:
         """Run one batch, settle every waiter in it, then hand the key to whoever queued meanwhile."""
@@ -115,17 +176,28 @@ class Coalescer(Generic[I, R]):
                 raise RuntimeError("a coalesced call gave the wrong number of outcomes")
             for waiter, outcome in zip(batch, outcomes, strict=True):
                 waiter.settle(outcome)
+            if len(batch) > 1:
+                # An exception object that is several items' outcome: each caller raises one of its own.
+                seen: set[int] = set()
+                for waiter in batch:
+                    error = waiter.error
+                    if error is not None:
+                        if id(error) in seen:
+                            waiter.error = _own_copy(error)
+                        seen.add(id(error))
         except BaseException as exc:  # every waiter of the batch learns what happened to its item
             for waiter in batch:
                 if not waiter.finished:
-                    waiter.settle(exc)
+                    waiter.settle(exc if waiter is batch[0] else _own_copy(exc))
             if not isinstance(exc, Exception):
                 raise  # an interrupted greenlet or thread: the others are settled and the key handed on
         finally:
-            self._hand_on(key)
-            for waiter in batch[1:]:
-                assert waiter.done is not None
-                waiter.done.set()
+            try:
+                self._hand_on(key)
+            finally:
+                for waiter in batch[1:]:
+                    assert waiter.done is not None
+                    waiter.done.set()
 
     def _hand_on(self, key: str) -> None:
         with self._lock:
@@ -135,7 +207,7 @@ class Coalescer(Generic[I, R]):
                 return
             batch = queue[: self.max_batch]
             del queue[: self.max_batch]
-        leader = batch[0]
-        leader.batch = batch
+            leader = batch[0]
+            leader.batch = batch  # under the lock: an interrupted waiter sees whether it was handed a batch
         assert leader.done is not None
         leader.done.set()

@@ -31,7 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from idp.crypto import LookupKey
 from idp.errors import UnavailableError
 from idp.queue import at_rest, keys, resp
-from idp.queue.coalesce import Coalescer
+from idp.queue.coalesce import CoalesceInterrupted, Coalescer
 from idp.queue.engine import (
     REQUEST_ID_RE,
     CounterOverflowError,
@@ -389,7 +389,15 @@ class RedisQueueStore:
     def enqueue(self, event_id: str, request_id: str, now: int, idempotency_key: str | None) -> Entry:
         if not idempotency_key:
             deadline = self._deadline_ms() if self.join_deadline_ms > 0 else 0
-            return self._joins.submit(event_id, _Join(request_id, now, deadline))
+            try:
+                return self._joins.submit(event_id, _Join(request_id, now, deadline))
+            except CoalesceInterrupted as exc:
+                # The call carrying this join was cut off in the process that ran it (its greenlet or
+                # thread was stopped): like a call whose answer never came, the join may or may not stand.
+                raise UnavailableError(
+                    "The queue store call was interrupted; the join may not have been made.",
+                    retry_after=self.retry_after,
+                ) from exc
         ikey = idempotency_key
         for _attempt in range(4):
             deadline = self._deadline_ms() if self.join_deadline_ms > 0 else 0
@@ -421,7 +429,10 @@ class RedisQueueStore:
         """Joins without an idempotency key, in one call (enqueue_many.lua): an outcome for each, in order."""
         outcomes: list[Entry | BaseException | None] = [None] * len(joins)
         todo = list(range(len(joins)))
-        for _attempt in range(4):
+        # A call may cross several reserved blocks (more joins than a block holds): a round that placed or
+        # settled a join does not count against the attempts, only one that got nowhere does.
+        attempts = 0
+        while attempts < 4:
             made: dict[int, str] = {}
 
             def args(known: _Known, todo: list[int] = todo, made: dict[int, str] = made) -> list[Any]:
@@ -432,7 +443,16 @@ class RedisQueueStore:
                     out += (at_rest.redis_tag(self.lookup, rid), joins[i].now, joins[i].deadline)
                 return out
 
-            flat = self._call("enqueue_many", event_id, args, create=True)
+            try:
+                flat = self._call("enqueue_many", event_id, args, create=True)
+            except Exception as exc:
+                if len(todo) == len(joins):
+                    raise  # nothing made yet: the call's failure is every join's
+                # Joins before these have their places, acknowledged when this returns: a failure from here
+                # on is the outcome of the joins still to make, never theirs (a 503 for a place that stands).
+                for i in todo:
+                    outcomes[i] = exc
+                break
             blocked: list[int] = []
             for k, i in enumerate(todo):
                 status, pos, entry_time = int(flat[3 * k]), int(flat[3 * k + 1]), int(flat[3 * k + 2])
@@ -446,7 +466,15 @@ class RedisQueueStore:
                     blocked.append(i)
             if not blocked:
                 break
-            self._reserve(event_id, self._known_for(event_id), max(joins[i].now for i in blocked))
+            attempts = attempts + 1 if len(blocked) == len(todo) else 0
+            try:
+                self._reserve(event_id, self._known_for(event_id), max(joins[i].now for i in blocked))
+            except Exception as exc:
+                if len(blocked) == len(joins):
+                    raise  # as above: the blocked joins fail, the ones placed stand
+                for i in blocked:
+                    outcomes[i] = exc
+                break
             todo = blocked
         else:
             for i in todo:

@@ -110,3 +110,85 @@ def test_one_join_at_a_time_when_the_batch_is_one(backend_settings: Settings, cl
         assert [svc.engine.enqueue(E).position for _ in range(3)] == [1, 2, 3]
     finally:
         svc.close()
+
+
+def test_a_reservation_that_fails_mid_call_fails_only_the_joins_still_without_a_place(
+    services: Services, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    store = services.store
+    assert isinstance(store, RedisQueueStore)
+    now = int(clock.now())
+    services.engine.enqueue(E)  # positions 1..3 reserved, 1 used
+    ids = [new_request_id() for _ in range(4)]
+
+    def ledger_down(*args: Any, **kwargs: Any) -> None:
+        raise OperationalError("UPDATE", {}, ConnectionError("the database went away"))
+
+    monkeypatch.setattr(store.ledger, "reserve", ledger_down)
+    outcomes = store._enqueue_batch(E, [_Join(rid, now, 0) for rid in ids])
+    # Two joins took positions 2 and 3 before the block ran out: those places stand and are theirs.
+    assert [o.position for o in outcomes[:2] if isinstance(o, Entry)] == [2, 3]
+    for outcome in outcomes[:2]:
+        assert isinstance(outcome, Entry) and services.engine.entry(E, outcome.request_id) == outcome
+    # The two still without a place fail (an outage: 503 in their requests), and nothing was stored for them.
+    assert all(isinstance(o, OperationalError) for o in outcomes[2:])
+    assert services.engine.counters(E).queue == 3
+
+
+def test_a_join_whose_call_was_cut_off_in_another_caller_answers_503(services: Services) -> None:
+    store = services.store
+    assert isinstance(store, RedisQueueStore)
+    coalescer = store._joins
+    real_run = coalescer._run
+    entered, release = threading.Event(), threading.Event()
+    calls: list[int] = []
+
+    def cut_off(key: str, joins: Sequence[_Join]) -> Sequence[Entry | BaseException]:
+        calls.append(len(joins))
+        if len(calls) == 1:
+            entered.set()
+            assert release.wait(30)
+            return real_run(key, joins)
+        raise KeyboardInterrupt  # the caller running the second call is stopped in it
+
+    coalescer._run = cut_off
+    outcomes: dict[int, object] = {}
+
+    def join(n: int) -> None:
+        try:
+            outcomes[n] = services.engine.enqueue(E)
+        except BaseException as exc:  # noqa: BLE001 - the outcome under test
+            outcomes[n] = exc
+
+    threads = [threading.Thread(target=join, args=(0,))]
+    threads[0].start()
+    assert entered.wait(30)
+    for n in (1, 2):
+        threads.append(threading.Thread(target=join, args=(n,)))
+        threads[-1].start()
+        deadline = time.monotonic() + 30
+        while len(coalescer._queues.get(E) or []) < n:
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+    release.set()
+    for t in threads:
+        t.join(30)
+    assert isinstance(outcomes[0], Entry)
+    led, waited = (outcomes[1], outcomes[2])
+    assert isinstance(led, KeyboardInterrupt)  # only the caller that was stopped sees the interruption
+    assert isinstance(waited, UnavailableError) and waited.retry_after > 0  # 503 with Retry-After
+
+
+def test_a_call_with_more_joins_than_a_few_blocks_reserves_until_every_join_has_a_place(
+    services: Services, clock: FrozenClock
+) -> None:
+    store = services.store
+    assert isinstance(store, RedisQueueStore)
+    now = int(clock.now())
+    services.engine.enqueue(E)  # positions 1..3 reserved, 1 used
+    joins = [_Join(new_request_id(), now, 0) for _ in range(20)]  # seven blocks of 3 and more
+    outcomes = store._enqueue_batch(E, joins)
+    assert [o.position if isinstance(o, Entry) else o for o in outcomes] == list(range(2, 22))
+    assert services.engine.counters(E).queue == 21

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import importlib
 import threading
 import time
+import traceback
 from collections.abc import Callable, Sequence
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
-from idp.queue.coalesce import Coalescer, CoalesceTimeout
+from idp.queue import coalesce
+from idp.queue.coalesce import CoalesceInterrupted, Coalescer, CoalesceTimeout, Runner
 
 pytestmark = pytest.mark.unit
 
@@ -204,3 +209,182 @@ def test_an_item_never_sent_in_time_is_withdrawn_and_told_so() -> None:
 def test_max_batch_must_be_positive() -> None:
     with pytest.raises(ValueError):
         Coalescer(lambda key, items: [], max_batch=0)
+
+
+# -- interruptions and failures: nobody is left waiting, and every caller can still answer ----------------
+
+
+@pytest.fixture
+def green(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Real gevent greenlets: the coalescer's locks and events made cooperative, as gunicorn's worker does."""
+    gevent = pytest.importorskip("gevent")
+    event = importlib.import_module("gevent.event")
+    lock = importlib.import_module("gevent.lock")
+    monkeypatch.setattr(coalesce, "threading", SimpleNamespace(Lock=lock.Semaphore, Event=event.Event))
+    return gevent
+
+
+def green_gate(gevent: Any) -> tuple[list[list[int]], list[Any], Runner[int, int]]:
+    """A runner whose n-th call waits for ``releases[n]`` (calls past the list go at once)."""
+    calls: list[list[int]] = []
+    releases = [gevent.event.Event(), gevent.event.Event()]
+
+    def run(key: str, items: Sequence[int]) -> list[int | BaseException]:
+        calls.append(list(items))
+        if len(calls) <= len(releases):
+            releases[len(calls) - 1].wait()
+        return [i * 10 for i in items]
+
+    return calls, releases, run
+
+
+@pytest.mark.parametrize("interrupt", ["kill", "timeout"])
+def test_a_greenlet_interrupted_while_queued_withdraws_and_the_key_goes_on(green: Any, interrupt: str) -> None:
+    gevent = green
+    calls, releases, run = green_gate(gevent)
+    releases.pop()  # only the first call waits
+    coalescer: Coalescer[int, int] = Coalescer(run)
+
+    def within_timeout(key: str, item: int) -> int:
+        with gevent.Timeout(0.05):
+            return coalescer.submit(key, item)
+
+    first = gevent.spawn(coalescer.submit, "e", 0)
+    gevent.sleep(0)
+    victim = gevent.spawn(coalescer.submit if interrupt == "kill" else within_timeout, "e", 1)
+    rest = [gevent.spawn(coalescer.submit, "e", i) for i in (2, 3)]
+    gevent.sleep(0)
+    assert queued(coalescer, "e") == 3
+    if interrupt == "kill":
+        victim.kill()
+    else:
+        victim.join(5)
+        assert isinstance(victim.exception, gevent.Timeout)
+    assert queued(coalescer, "e") == 2  # withdrawn: it is nobody's leader
+    releases[0].set()
+    assert gevent.joinall([first, *rest], timeout=5) and all(g.ready() for g in rest)
+    assert [first.value] + [g.value for g in rest] == [0, 20, 30]
+    assert calls == [[0], [2, 3]]  # the withdrawn item never went out
+    assert coalescer._queues == {}
+
+
+def test_a_greenlet_killed_while_it_runs_a_call_leaves_its_batch_an_answer(green: Any) -> None:
+    gevent = green
+    calls, releases, run = green_gate(gevent)
+    coalescer: Coalescer[int, int] = Coalescer(run)
+    first = gevent.spawn(coalescer.submit, "e", 0)
+    gevent.sleep(0)
+    batch = [gevent.spawn(coalescer.submit, "e", i) for i in (1, 2, 3)]
+    gevent.sleep(0)
+    releases[0].set()
+    gevent.sleep(0.01)
+    assert calls == [[0], [1, 2, 3]]  # the second call waits, run by the greenlet of item 1
+    batch[0].kill(gevent.GreenletExit)
+    assert gevent.joinall([first, *batch], timeout=5)
+    assert first.value == 0
+    for g in batch[1:]:
+        # An Exception the request can answer (a 503), not the GreenletExit that ended another greenlet.
+        assert isinstance(g.exception, CoalesceInterrupted)
+        assert isinstance(g.exception.__cause__, gevent.GreenletExit)
+    assert batch[1].exception is not batch[2].exception
+    assert coalescer.submit("e", 4) == 40 and coalescer._queues == {}
+
+
+def coalescer_waiter(item: int) -> Any:
+    waiter = coalesce._Waiter[int, int](item)
+    waiter.done = threading.Event()
+    return waiter
+
+
+def test_a_waiter_interrupted_just_after_it_was_handed_a_batch_hands_it_on() -> None:
+    coalescer: Coalescer[int, int] = Coalescer(lambda key, items: [i * 10 for i in items])
+    victim, second, third = coalescer_waiter(1), coalescer_waiter(2), coalescer_waiter(3)
+
+    class Interrupting(threading.Event):
+        def wait(self, timeout: float | None = None) -> bool:
+            super().wait(timeout)
+            raise KeyboardInterrupt  # arrives as the waiter wakes to run its batch
+
+    victim.done = Interrupting()
+    coalescer._queues["e"] = [victim, second, third]
+    coalescer._hand_on("e")
+    assert victim.batch == [victim, second, third]
+    with pytest.raises(KeyboardInterrupt):
+        coalescer._wait("e", victim)
+    assert second.done is not None and second.done.is_set()
+    assert second.batch == [second, third]  # the next waiter runs the rest
+    assert coalescer._wait("e", second) == [second, third]
+    coalescer._lead("e", [second, third])
+    assert (second.outcome(), third.outcome()) == (20, 30)
+    assert coalescer._queues == {}
+
+
+def test_an_exception_that_fails_a_batch_is_an_object_of_its_own_in_each_caller() -> None:
+    cause = OSError("reset")
+    calls: list[list[int]] = []
+    entered, release = threading.Event(), threading.Event()
+
+    def run(key: str, items: Sequence[int]) -> list[int | BaseException]:
+        calls.append(list(items))
+        if len(calls) == 1:
+            entered.set()
+            assert release.wait(10)
+            return list(items)
+        try:
+            raise cause
+        except OSError as exc:
+            raise ConnectionError("the store went away") from exc
+
+    coalescer: Coalescer[int, int] = Coalescer(run)
+    first, first_threads = run_in_threads(coalescer, "e", [0])
+    assert entered.wait(10)
+    rest, rest_threads = run_in_threads(coalescer, "e", [1, 2, 3])
+    wait_until(lambda: queued(coalescer, "e") == 3)
+    release.set()
+    join_all(first_threads, rest_threads)
+    errors = [rest[i] for i in (1, 2, 3)]
+    assert all(type(e) is ConnectionError and str(e) == "the store went away" for e in errors)
+    assert all(isinstance(e, BaseException) and e.__cause__ is cause for e in errors)
+    assert len({id(e) for e in errors}) == 3  # raised at once in three threads, never one shared object
+    # Each traceback runs through its own caller only: raising in one never lengthened another's.
+    tracebacks = [traceback.extract_tb(e.__traceback__) for e in errors if isinstance(e, BaseException)]
+    assert all(sum(f.name == "submit" for f in tb) == 1 for tb in tracebacks)
+
+
+def test_outcomes_that_share_an_exception_object_are_raised_as_objects_of_their_own() -> None:
+    shared = ConnectionError("the ledger went away")
+    gate = Gate(answer=lambda item: shared)
+    coalescer: Coalescer[int, int] = Coalescer(gate)
+    first, first_threads = run_in_threads(coalescer, "e", [0])
+    assert gate.entered.wait(10)
+    rest, rest_threads = run_in_threads(coalescer, "e", [1, 2])
+    wait_until(lambda: queued(coalescer, "e") == 2)
+    gate.release.set()
+    join_all(first_threads, rest_threads)
+    assert first[0] is shared
+    assert type(rest[1]) is type(rest[2]) is ConnectionError and rest[1] is not rest[2]
+    assert str(rest[1]) == str(rest[2]) == "the ledger went away"
+
+
+def test_a_failure_while_handing_the_key_on_still_wakes_the_batch() -> None:
+    gate = Gate()
+    coalescer: Coalescer[int, int] = Coalescer(gate)
+    first, first_threads = run_in_threads(coalescer, "e", [0])
+    assert gate.entered.wait(10)
+    rest, rest_threads = run_in_threads(coalescer, "e", [1, 2])
+    wait_until(lambda: queued(coalescer, "e") == 2)
+    real_hand_on = coalescer._hand_on
+    broken = [True]
+
+    def hand_on(key: str) -> None:
+        if broken and gate.calls == [[0], [1, 2]]:
+            broken.clear()
+            raise MemoryError
+        real_hand_on(key)
+
+    coalescer._hand_on = hand_on  # type: ignore[method-assign]
+    gate.release.set()
+    join_all(first_threads, rest_threads)
+    assert first[0] == 0
+    assert isinstance(rest[1], MemoryError)  # the caller whose call failed so
+    assert rest[2] == 20  # woken with its outcome all the same
