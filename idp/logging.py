@@ -13,11 +13,12 @@ import json
 import logging
 import os
 import sys
-import threading
 import time
 import weakref
 from collections import deque
 from typing import Any
+
+from idp.periodic import Periodic
 
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 # One encoder for every line: json.dumps with options builds a new encoder per call.
@@ -116,50 +117,30 @@ class AccessLines:
     def __init__(self) -> None:
         self._pending: deque[str | AccessFields] = deque()
         self._handler: logging.StreamHandler | None = None  # type: ignore[type-arg]
-        # Whether this process runs the flusher. It is started in the process that writes, once it
-        # writes: this module may be imported before gevent patches threading (gunicorn's post_fork),
-        # and a thread started then would not be a greenlet (nor survive the fork).
-        self._running = False
-        self._generation = 0
+        # The flusher runs in the process that writes, started by its first line (idp.periodic).
+        self._flusher = Periodic("idp-access-log", lambda: ACCESS_FLUSH_SECONDS, self.flush)
         _ACCESS_LINE_SETS.add(self)
 
     def add(self, handler: logging.StreamHandler, line: str | AccessFields) -> None:  # type: ignore[type-arg]
         """Queue a line: its text, or the fields of :func:`access_log` (formatted when written)."""
-        if not self._running:
-            self._start()
+        if not self._flusher.running:
+            self._flusher.start()
         self._handler = handler
         pending = self._pending
         pending.append(line)
         if len(pending) >= ACCESS_FLUSH_LINES:
             self.flush()
 
-    def _start(self) -> None:
-        # No lock: under gevent starting a thread switches to it, and a lock made before gevent patched
-        # threading would then block the whole worker. Two threads that start one each at once leave
-        # the older one to end at its next wake (its generation is no longer current).
-        self._running = True
-        self._generation += 1
-        threading.Thread(target=self._run, args=(self._generation,), name="idp-access-log", daemon=True).start()
-
-    def _run(self, generation: int) -> None:
-        while self._generation == generation:
-            time.sleep(ACCESS_FLUSH_SECONDS)
-            # A log stream failing must not end the flusher: the next batch tries again.
-            with contextlib.suppress(Exception):
-                self.flush()
-
     def _after_fork_in_child(self) -> None:
         # A forked child does not write its parent's lines; the parent's flusher (a greenlet the fork
         # copied, say) ends and the child starts its own with its first line.
         self._pending = deque()
-        self._generation += 1
-        self._running = False
+        self._flusher.stop()
 
     def close(self) -> None:
         """Write what is pending and stop the flusher (a later line starts it again)."""
         self.flush()
-        self._generation += 1
-        self._running = False
+        self._flusher.stop()
 
     def flush(self) -> None:
         """Write every pending line now."""

@@ -28,6 +28,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from idp.errors import UnavailableError
+from idp.periodic import Periodic
 from idp.queue.engine import StoreLostError
 from idp.queue.redis_store import RedisQueueStore
 
@@ -186,45 +187,23 @@ def fold_all() -> None:
 FOLD_SECONDS = 0.25
 
 
-class _Flusher:
-    """The daemon thread (a greenlet under gevent) that folds every ``FOLD_SECONDS``, one per process.
-
-    Started by the first observation in the process that serves, not at import: under gunicorn this
-    module may be imported before gevent patches threading, and a worker forked from a process that
-    ran one does not inherit the thread (a forked child starts its own).
-    """
-
-    def __init__(self) -> None:
-        self.running = False
-        self._generation = 0
-
-    def start(self) -> None:
-        # No lock: under gevent starting a thread switches to it, and a lock made before gevent patched
-        # threading would then block the whole worker. Two threads that start one each at once leave
-        # the older one to end at its next wake (its generation is no longer current).
-        self.running = True
-        self._generation += 1
-        threading.Thread(target=self._run, args=(self._generation,), name="idp-metrics-fold", daemon=True).start()
-
-    def _run(self, generation: int) -> None:
-        while self._generation == generation:
-            time.sleep(FOLD_SECONDS)
-            fold_all()
-
-    def after_fork_in_child(self) -> None:
-        # Only the forking thread lives on: locks another thread held are made anew, and the parent's
-        # queued observations are the parent's to write (this process writes its own samples).
-        global _instances_lock
-        self._generation += 1  # a flusher greenlet copied by the fork ends
-        self.running = False
-        _instances_lock = threading.Lock()
-        for metrics in list(_instances):
-            metrics._pending = deque()
-            metrics._fold_lock = threading.Lock()
+# The daemon thread (a greenlet under gevent) that folds every FOLD_SECONDS, one per process, started
+# by the first observation in the process that serves (idp.periodic).
+_flusher = Periodic("idp-metrics-fold", lambda: FOLD_SECONDS, fold_all)
 
 
-_flusher = _Flusher()
-os.register_at_fork(after_in_child=_flusher.after_fork_in_child)
+def _after_fork_in_child() -> None:
+    # Only the forking thread lives on: locks another thread held are made anew, and the parent's
+    # queued observations are the parent's to write (this process writes its own samples).
+    global _instances_lock
+    _flusher.stop()  # a flusher greenlet copied by the fork ends
+    _instances_lock = threading.Lock()
+    for metrics in list(_instances):
+        metrics._pending = deque()
+        metrics._fold_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 atexit.register(fold_all)
 
 

@@ -25,6 +25,26 @@ local function find_place()
   return p
 end
 
+-- Whether the positions the database reserved (the 'limit' counter) are all handed out.
+local function positions_used_up()
+  return num(redis.call('HGET', KEYS[1], 'queue')) >= num(redis.call('HGET', KEYS[1], 'limit'))
+end
+
+-- A new place for request id hash rid at the next position, entered at now or at the last entry time
+-- if that is later (entry times never go backwards): its position and entry time.
+local function new_place(rid, now)
+  local pos = redis.call('HINCRBY', KEYS[1], 'queue', 1)
+  local last = num(redis.call('HGET', KEYS[1], 'last_time'))
+  local t = now
+  if last > t then t = last end
+  if t > last or redis.call('ZCARD', KEYS[3]) == 0 then
+    redis.call('ZADD', KEYS[3], pos, t)
+    redis.call('HSET', KEYS[1], 'last_time', t)
+  end
+  redis.call('HSET', KEYS[2], rid, pos)
+  return pos, t
+end
+
 local function entry_time(pos)
   local r = redis.call('ZREVRANGEBYSCORE', KEYS[3], pos, '-inf', 'LIMIT', 0, 1)
   if r[1] then return tonumber(r[1]) end

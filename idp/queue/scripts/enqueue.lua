@@ -25,17 +25,9 @@ if ikey ~= '' then
     if p then return {1, existing, p, entry_time(p)} end
   end
 end
-if num(redis.call('HGET', KEYS[1], 'queue')) >= num(redis.call('HGET', KEYS[1], 'limit')) then
+if positions_used_up() then
   return redis.error_reply('IDPBLOCK')
 end
-local pos = redis.call('HINCRBY', KEYS[1], 'queue', 1)
-local last = num(redis.call('HGET', KEYS[1], 'last_time'))
-local t = now
-if last > t then t = last end
-if t > last or redis.call('ZCARD', KEYS[3]) == 0 then
-  redis.call('ZADD', KEYS[3], pos, t)
-  redis.call('HSET', KEYS[1], 'last_time', t)
-end
-redis.call('HSET', KEYS[2], rid, pos)
+local pos, t = new_place(rid, now)
 if ikey ~= '' then redis.call('HSET', KEYS[6], ikey, ARGV[6]) end
 return {0, '', pos, t}

@@ -23,7 +23,7 @@ for i = 0, n - 1 do
   if deadline > 0 and clock > deadline then
     status = 1
   else
-    if not blocked and num(redis.call('HGET', KEYS[1], 'queue')) >= num(redis.call('HGET', KEYS[1], 'limit')) then
+    if not blocked and positions_used_up() then
       blocked = true
     end
     if blocked then status = 2 end
@@ -33,15 +33,7 @@ for i = 0, n - 1 do
     out[#out + 1] = 0
     out[#out + 1] = 0
   else
-    local pos = redis.call('HINCRBY', KEYS[1], 'queue', 1)
-    local last = num(redis.call('HGET', KEYS[1], 'last_time'))
-    local t = now
-    if last > t then t = last end
-    if t > last or redis.call('ZCARD', KEYS[3]) == 0 then
-      redis.call('ZADD', KEYS[3], pos, t)
-      redis.call('HSET', KEYS[1], 'last_time', t)
-    end
-    redis.call('HSET', KEYS[2], rid, pos)
+    local pos, t = new_place(rid, now)
     out[#out + 1] = 0
     out[#out + 1] = pos
     out[#out + 1] = t
