@@ -315,3 +315,25 @@ def test_every_join_of_a_call_that_failed_is_answered_503_with_retry_after(app: 
         assert answer.headers["Content-Type"] == "application/json"
         assert answer.get_json()["error"] == "service_unavailable"
     assert calls == [1, 3]
+
+
+def test_a_change_not_replicated_in_a_later_round_fails_only_that_rounds_joins(
+    services: Services, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = services.store
+    assert isinstance(store, RedisQueueStore)
+    if store.client.__class__.__name__ == "RedisCluster":
+        pytest.skip("waiting for replicas needs a single primary")
+    now = int(clock.now())
+    services.engine.enqueue(E)  # positions 1..3 reserved, 1 used
+    real_reserve = store._reserve
+
+    def reserve_then_lose_the_replicas(*args: Any) -> None:
+        real_reserve(*args)
+        monkeypatch.setattr(store, "wait_replicas", 5)  # more replicas than there are: WAIT falls short
+        monkeypatch.setattr(store, "wait_timeout_ms", 10)
+
+    monkeypatch.setattr(store, "_reserve", reserve_then_lose_the_replicas)
+    outcomes = store._enqueue_batch(E, [_Join(new_request_id(), now, 0) for _ in range(4)])
+    assert [o.position for o in outcomes[:2] if isinstance(o, Entry)] == [2, 3]  # acknowledged, and replicated
+    assert all(isinstance(o, UnavailableError) for o in outcomes[2:])  # 503: their change is not replicated
