@@ -388,3 +388,42 @@ def test_a_failure_while_handing_the_key_on_still_wakes_the_batch() -> None:
     assert first[0] == 0
     assert isinstance(rest[1], MemoryError)  # the caller whose call failed so
     assert rest[2] == 20  # woken with its outcome all the same
+
+
+def test_many_keys_many_greenlets_and_random_interruptions_leave_no_one_waiting(green: Any) -> None:
+    import random
+
+    gevent = green
+    rng = random.Random(7)
+    sent: list[tuple[str, int]] = []
+
+    def run(key: str, items: Sequence[int]) -> list[int | BaseException]:
+        gevent.sleep(rng.random() * 0.002)  # a round trip: others queue meanwhile, and may be killed in it
+        sent.extend((key, i) for i in items)
+        return [i if i % 7 else ConnectionError(f"item {i}") for i in items]
+
+    coalescer: Coalescer[int, int] = Coalescer(run, max_batch=5)
+    greenlets = {}
+    for i in range(1, 401):
+        key = f"event-{i % 6}"
+        greenlets[i] = (key, gevent.spawn(coalescer.submit, key, i))
+        if rng.random() < 0.3:
+            gevent.sleep(0)
+        if rng.random() < 0.15:
+            victim = rng.choice(list(greenlets))
+            greenlets[victim][1].kill(block=False)
+    assert gevent.joinall([g for _, g in greenlets.values()], timeout=20)
+    assert all(g.ready() for _, g in greenlets.values())  # nobody waits forever
+    assert coalescer._queues == {}
+    for i, (key, g) in greenlets.items():
+        if g.successful() and not isinstance(g.value, gevent.GreenletExit):
+            assert g.value == i and (key, i) in sent
+        elif isinstance(g.exception, ConnectionError):
+            assert i % 7 == 0
+        else:
+            assert (
+                isinstance(g.exception, CoalesceInterrupted)
+                or g.value is None
+                or isinstance(g.value, gevent.GreenletExit)
+            )
+    assert len(sent) == len(set(sent))  # no item went out twice
