@@ -23,10 +23,10 @@ from idp.queue.engine import Entry, new_request_id
 from idp.queue.redis_store import RedisQueueStore, _Join
 from idp.services import Services
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.parametrize("backend_settings", ["redis", "redis-cluster", "redis-sentinel"], indirect=True),
-]
+pytestmark = pytest.mark.integration
+# Every Redis topology; waiting for replicas only where there is a single primary to wait on.
+TOPOLOGIES = pytest.mark.parametrize("backend_settings", ["redis", "redis-cluster", "redis-sentinel"], indirect=True)
+SINGLE_PRIMARY = pytest.mark.parametrize("backend_settings", ["redis", "redis-sentinel"], indirect=True)
 
 E = "drop"
 
@@ -40,6 +40,7 @@ def services(backend_settings: Settings, clock: FrozenClock) -> Iterator[Service
     svc.close()
 
 
+@TOPOLOGIES
 def test_joins_that_wait_for_a_call_go_in_the_next_one_each_with_its_own_place(services: Services) -> None:
     store = services.store
     assert isinstance(store, RedisQueueStore)
@@ -85,6 +86,7 @@ def test_joins_that_wait_for_a_call_go_in_the_next_one_each_with_its_own_place(s
     assert services.engine.counters(E).queue == 11
 
 
+@TOPOLOGIES
 def test_a_join_past_its_deadline_gets_no_place_and_the_others_do(services: Services, clock: FrozenClock) -> None:
     store = services.store
     assert isinstance(store, RedisQueueStore)
@@ -102,6 +104,7 @@ def test_a_join_past_its_deadline_gets_no_place_and_the_others_do(services: Serv
         assert services.engine.entry(E, outcome.request_id) == outcome
 
 
+@TOPOLOGIES
 def test_one_join_at_a_time_when_the_batch_is_one(backend_settings: Settings, clock: FrozenClock) -> None:
     from idp.app import build_services
 
@@ -113,6 +116,7 @@ def test_one_join_at_a_time_when_the_batch_is_one(backend_settings: Settings, cl
         svc.close()
 
 
+@TOPOLOGIES
 def test_a_reservation_that_fails_mid_call_fails_only_the_joins_still_without_a_place(
     services: Services, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -138,6 +142,7 @@ def test_a_reservation_that_fails_mid_call_fails_only_the_joins_still_without_a_
     assert services.engine.counters(E).queue == 3
 
 
+@TOPOLOGIES
 def test_a_join_whose_call_was_cut_off_in_another_caller_answers_503(services: Services) -> None:
     store = services.store
     assert isinstance(store, RedisQueueStore)
@@ -182,6 +187,7 @@ def test_a_join_whose_call_was_cut_off_in_another_caller_answers_503(services: S
     assert isinstance(waited, UnavailableError) and waited.retry_after > 0  # 503 with Retry-After
 
 
+@TOPOLOGIES
 def test_a_call_with_more_joins_than_a_few_blocks_reserves_until_every_join_has_a_place(
     services: Services, clock: FrozenClock
 ) -> None:
@@ -195,6 +201,7 @@ def test_a_call_with_more_joins_than_a_few_blocks_reserves_until_every_join_has_
     assert services.engine.counters(E).queue == 21
 
 
+@TOPOLOGIES
 def test_a_store_lost_between_the_rounds_of_a_call_fails_only_the_joins_without_a_place(
     services: Services, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -235,6 +242,7 @@ def test_a_store_lost_between_the_rounds_of_a_call_fails_only_the_joins_without_
         assert services.engine.entry(E, e.request_id) == e
 
 
+@TOPOLOGIES
 def test_a_call_sent_under_an_identity_another_process_recovered_is_made_again_under_the_new_generation(
     services: Services, clock: FrozenClock
 ) -> None:
@@ -265,6 +273,7 @@ def test_a_call_sent_under_an_identity_another_process_recovered_is_made_again_u
     [RedisConnectionError("Connection reset by peer"), KeyboardInterrupt()],
     ids=["outage", "interrupted-caller"],
 )
+@TOPOLOGIES
 def test_every_join_of_a_call_that_failed_is_answered_503_with_retry_after(app: Any, failure: BaseException) -> None:
     svc = app.extensions["idp"]
     svc.events.create({"event_id": "sale", "name": "Big sale"})
@@ -317,13 +326,12 @@ def test_every_join_of_a_call_that_failed_is_answered_503_with_retry_after(app: 
     assert calls == [1, 3]
 
 
+@SINGLE_PRIMARY
 def test_a_change_not_replicated_in_a_later_round_fails_only_that_rounds_joins(
     services: Services, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = services.store
     assert isinstance(store, RedisQueueStore)
-    if store.client.__class__.__name__ == "RedisCluster":
-        pytest.skip("waiting for replicas needs a single primary")
     now = int(clock.now())
     services.engine.enqueue(E)  # positions 1..3 reserved, 1 used
     real_reserve = store._reserve
