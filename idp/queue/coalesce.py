@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -31,6 +32,10 @@ R = TypeVar("R")
 
 # A call runs these items and gives one outcome per item, in order: a result or an exception to raise.
 Runner = Callable[[str, Sequence[I]], Sequence["R | BaseException"]]
+
+
+def _let_others_run() -> None:
+    time.sleep(0)  # under gevent: a switch to the loop, which runs the greenlets that are ready
 
 
 class CoalesceTimeout(Exception):
@@ -87,12 +92,17 @@ class _Waiter(Generic[I, R]):
 class Coalescer(Generic[I, R]):
     """Runs ``run(key, items)`` for items submitted under ``key``, several at once when they queue up."""
 
-    def __init__(self, run: Runner[I, R], *, max_batch: int = 64, wait_seconds: float | None = None) -> None:
+    def __init__(
+        self, run: Runner[I, R], *, max_batch: int = 64, wait_seconds: float | None = None, gather: bool = False
+    ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         self._run = run
         self.max_batch = max_batch
         self.wait_seconds = wait_seconds
+        # A caller that finds its key idle lets the others run once (time.sleep(0): under gevent, the
+        # requests already readable reach their join) and takes those that queued meanwhile along.
+        self.gather = gather and max_batch > 1
         self._lock = threading.Lock()
         # A key is busy while it is in here: its list holds the waiters that arrived since its call went out.
         self._queues: dict[str, list[_Waiter[I, R]]] = {}
@@ -116,8 +126,25 @@ class Coalescer(Generic[I, R]):
             batch = self._wait(key, waiter)
             if batch is None:
                 return waiter.outcome()
+        elif self.gather:
+            batch = self._gather(key, waiter)
         self._lead(key, batch)
         return waiter.outcome()
+
+    def _gather(self, key: str, waiter: _Waiter[I, R]) -> list[_Waiter[I, R]]:
+        """Yield once, then take the waiters that queued meanwhile into this caller's batch."""
+        try:
+            _let_others_run()
+        except BaseException:
+            self._hand_on(key)  # this caller's item was never sent; whoever queued goes on without it
+            raise
+        with self._lock:
+            queue = self._queues.get(key)
+            if not queue:
+                return [waiter]
+            taken = queue[: self.max_batch - 1]
+            del queue[: len(taken)]
+        return [waiter, *taken]
 
     def _wait(self, key: str, waiter: _Waiter[I, R]) -> list[_Waiter[I, R]] | None:
         """Wait until the waiter is settled (None) or handed a batch to run (the batch)."""

@@ -223,7 +223,7 @@ class RedisQueueStore:
         self._offset: tuple[float, float] | None = None  # (measured at, redis ms - local ms)
         # Joins without an idempotency key that arrive while a join of the same event is in flight go
         # together in the next call (idp.queue.coalesce): one round trip and one identity check for many.
-        self._joins: Coalescer[_Join, Entry] = Coalescer(self._enqueue_batch, max_batch=join_batch)
+        self._joins: Coalescer[_Join, Entry] = Coalescer(self._enqueue_batch, max_batch=join_batch, gather=True)
 
     @staticmethod
     def client_for(url: str) -> Any:

@@ -427,3 +427,46 @@ def test_many_keys_many_greenlets_and_random_interruptions_leave_no_one_waiting(
                 or isinstance(g.value, gevent.GreenletExit)
             )
     assert len(sent) == len(set(sent))  # no item went out twice
+
+
+def test_a_gathering_caller_takes_along_whoever_queued_while_it_yielded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import idp.queue.coalesce as coalesce
+
+    calls: list[list[int]] = []
+    coalescer: Coalescer[int, int] = Coalescer(lambda key, items: calls.append(list(items)) or list(items), gather=True)
+    others: list[threading.Thread] = []
+
+    def yield_to_others() -> None:
+        _outcomes, started = run_in_threads(coalescer, "e", [1, 2])
+        others.extend(started)
+        wait_until(lambda: queued(coalescer, "e") == 2)
+
+    monkeypatch.setattr(coalesce, "_let_others_run", yield_to_others)
+    assert coalescer.submit("e", 0) == 0
+    join_all(others)
+    assert calls == [[0, 1, 2]]  # one call, not one for the first caller and another for the rest
+    assert coalescer._queues == {}
+
+
+def test_a_caller_interrupted_while_it_gathers_hands_the_key_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    import idp.queue.coalesce as coalesce
+
+    calls: list[list[int]] = []
+    coalescer: Coalescer[int, int] = Coalescer(lambda key, items: calls.append(list(items)) or list(items), gather=True)
+    results: list[dict[int, object]] = []
+    others: list[threading.Thread] = []
+
+    def interrupted() -> None:
+        got, started = run_in_threads(coalescer, "e", [1])
+        results.append(got)
+        others.extend(started)
+        wait_until(lambda: queued(coalescer, "e") == 1)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(coalesce, "_let_others_run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        coalescer.submit("e", 0)
+    monkeypatch.undo()
+    join_all(others)
+    assert results[0][1] == 1 and calls == [[1]]  # the interrupted caller's item never went out
+    assert coalescer._queues == {}
