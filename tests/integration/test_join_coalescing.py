@@ -40,44 +40,58 @@ def services(backend_settings: Settings, clock: FrozenClock) -> Iterator[Service
     svc.close()
 
 
+class HeldFirstCall:
+    """Installed as a coalescer's runner: holds its first call until released, then runs it as it would;
+    later calls go to ``later`` (as they would, by default). ``calls`` is the size of each call."""
+
+    def __init__(self, coalescer: Any, later: Any = None) -> None:
+        self.real = coalescer._run
+        self.later = later or self.real
+        self.calls: list[int] = []
+        self.entered, self.release = threading.Event(), threading.Event()
+        coalescer._run = self
+
+    def __call__(self, key: str, joins: Sequence[_Join]) -> Sequence[Entry | BaseException]:
+        self.calls.append(len(joins))
+        if len(self.calls) == 1:
+            self.entered.set()
+            assert self.release.wait(30)
+            return self.real(key, joins)
+        return self.later(key, joins)
+
+
+def join_behind_a_held_call(held: HeldFirstCall, coalescer: Any, key: str, join: Any, behind: int) -> None:
+    """``join(0)`` makes the held call; ``join(1..behind)`` queue behind it one at a time (the arrival order
+    is known); then the call is released and every join finishes."""
+    threads = [threading.Thread(target=join, args=(0,))]
+    threads[0].start()
+    assert held.entered.wait(30)
+    for n in range(1, behind + 1):
+        threads.append(threading.Thread(target=join, args=(n,)))
+        threads[-1].start()
+        deadline = time.monotonic() + 30
+        while len(coalescer._queues.get(key) or []) < n:
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+    held.release.set()
+    for t in threads:
+        t.join(30)
+        assert not t.is_alive()
+
+
 @TOPOLOGIES
 def test_joins_that_wait_for_a_call_go_in_the_next_one_each_with_its_own_place(services: Services) -> None:
     store = services.store
     assert isinstance(store, RedisQueueStore)
     coalescer = store._joins
-    real_run = coalescer._run
-    calls: list[int] = []
-    entered, release = threading.Event(), threading.Event()
-
-    def gated(key: str, joins: Sequence[_Join]) -> Sequence[Entry | BaseException]:
-        calls.append(len(joins))
-        if len(calls) == 1:
-            entered.set()
-            assert release.wait(30)
-        return real_run(key, joins)
-
-    coalescer._run = gated
+    held = HeldFirstCall(coalescer)
     entries: dict[int, Entry] = {}
 
     def join(n: int) -> None:
         entries[n] = services.engine.enqueue(E)
 
-    first = threading.Thread(target=join, args=(0,))
-    first.start()
-    assert entered.wait(30)
-    others = []
-    for n in range(1, 11):  # one at a time: the arrival order is known
-        t = threading.Thread(target=join, args=(n,))
-        t.start()
-        others.append(t)
-        deadline = time.monotonic() + 30
-        while len(coalescer._queues.get(E) or []) < n:
-            assert time.monotonic() < deadline
-            time.sleep(0.001)
-    release.set()
-    for t in [first, *others]:
-        t.join(30)
-    assert calls == [1, 10]
+    join_behind_a_held_call(held, coalescer, E, join, 10)
+    assert held.calls == [1, 10]
     # Positions in order of arrival, across three reservations of 3 positions within the second call.
     assert [entries[n].position for n in range(11)] == list(range(1, 12))
     assert len({e.request_id for e in entries.values()}) == 11
@@ -147,19 +161,11 @@ def test_a_join_whose_call_was_cut_off_in_another_caller_answers_503(services: S
     store = services.store
     assert isinstance(store, RedisQueueStore)
     coalescer = store._joins
-    real_run = coalescer._run
-    entered, release = threading.Event(), threading.Event()
-    calls: list[int] = []
 
     def cut_off(key: str, joins: Sequence[_Join]) -> Sequence[Entry | BaseException]:
-        calls.append(len(joins))
-        if len(calls) == 1:
-            entered.set()
-            assert release.wait(30)
-            return real_run(key, joins)
         raise KeyboardInterrupt  # the caller running the second call is stopped in it
 
-    coalescer._run = cut_off
+    held = HeldFirstCall(coalescer, cut_off)
     outcomes: dict[int, object] = {}
 
     def join(n: int) -> None:
@@ -168,19 +174,7 @@ def test_a_join_whose_call_was_cut_off_in_another_caller_answers_503(services: S
         except BaseException as exc:  # noqa: BLE001 - the outcome under test
             outcomes[n] = exc
 
-    threads = [threading.Thread(target=join, args=(0,))]
-    threads[0].start()
-    assert entered.wait(30)
-    for n in (1, 2):
-        threads.append(threading.Thread(target=join, args=(n,)))
-        threads[-1].start()
-        deadline = time.monotonic() + 30
-        while len(coalescer._queues.get(E) or []) < n:
-            assert time.monotonic() < deadline
-            time.sleep(0.001)
-    release.set()
-    for t in threads:
-        t.join(30)
+    join_behind_a_held_call(held, coalescer, E, join, 2)
     assert isinstance(outcomes[0], Entry)
     led, waited = (outcomes[1], outcomes[2])
     assert isinstance(led, KeyboardInterrupt)  # only the caller that was stopped sees the interruption
@@ -280,19 +274,11 @@ def test_every_join_of_a_call_that_failed_is_answered_503_with_retry_after(app: 
     store = svc.store
     assert isinstance(store, RedisQueueStore)
     coalescer = store._joins
-    real_run = coalescer._run
-    entered, release = threading.Event(), threading.Event()
-    calls: list[int] = []
 
     def failing(key: str, joins: Sequence[_Join]) -> Sequence[Entry | BaseException]:
-        calls.append(len(joins))
-        if len(calls) == 1:
-            entered.set()
-            assert release.wait(30)
-            return real_run(key, joins)
         raise failure
 
-    coalescer._run = failing
+    held = HeldFirstCall(coalescer, failing)
     answers: dict[int, Any] = {}
 
     def join(n: int) -> None:
@@ -301,20 +287,7 @@ def test_every_join_of_a_call_that_failed_is_answered_503_with_retry_after(app: 
         except BaseException as exc:  # noqa: BLE001 - the caller that was stopped
             answers[n] = exc
 
-    threads = [threading.Thread(target=join, args=(0,))]
-    threads[0].start()
-    assert entered.wait(30)
-    for n in (1, 2, 3):
-        threads.append(threading.Thread(target=join, args=(n,)))
-        threads[-1].start()
-        deadline = time.monotonic() + 30
-        while len(coalescer._queues.get("sale") or []) < n:
-            assert time.monotonic() < deadline
-            time.sleep(0.001)
-    release.set()
-    for t in threads:
-        t.join(30)
-        assert not t.is_alive()
+    join_behind_a_held_call(held, coalescer, "sale", join, 3)
     assert answers[0].status_code == 200
     # The caller that was stopped ends with its interruption; every other join is answered.
     waited = [answers[n] for n in (1, 2, 3) if not (n == 1 and isinstance(failure, KeyboardInterrupt))]
@@ -323,7 +296,7 @@ def test_every_join_of_a_call_that_failed_is_answered_503_with_retry_after(app: 
         assert answer.headers["Retry-After"] == str(svc.settings.retry_after_seconds)
         assert answer.headers["Content-Type"] == "application/json"
         assert answer.get_json()["error"] == "service_unavailable"
-    assert calls == [1, 3]
+    assert held.calls == [1, 3]
 
 
 @SINGLE_PRIMARY
