@@ -8,8 +8,9 @@ in the next call together, in their order of arrival; so a burst of joins costs 
 Nothing waits when there is nothing to wait for: the first call for a key goes out at once, and a call
 goes out as soon as the one before it returns, with whatever arrived meanwhile (at most ``max_batch``).
 Under gunicorn's gevent worker the waiting is cooperative (``threading`` is patched before the app
-loads); under threads it is real. Every caller gets its own outcome (a result or an exception); with
-``wait_seconds``, a caller whose item was not sent within that time gets :class:`CoalesceTimeout`.
+loads); under threads it is real. Every caller gets its own outcome (a result or an exception). A waiter
+has no timer of its own: a call always settles its batch and hands the key on, and the store's own
+timeouts bound how long a call takes.
 
 An exception that fails several items is raised in each caller as an object of its own (a copy with the
 same type, arguments, cause and context), so callers raising it at once never share, and grow, one
@@ -36,10 +37,6 @@ Runner = Callable[[str, Sequence[I]], Sequence["R | BaseException"]]
 
 def _let_others_run() -> None:
     time.sleep(0)  # under gevent: a switch to the loop, which runs the greenlets that are ready
-
-
-class CoalesceTimeout(Exception):
-    """The item waited longer than allowed and was never sent: nothing was done for it."""
 
 
 class CoalesceInterrupted(Exception):
@@ -92,21 +89,18 @@ class _Waiter(Generic[I, R]):
 class Coalescer(Generic[I, R]):
     """Runs ``run(key, items)`` for items submitted under ``key``, several at once when they queue up."""
 
-    def __init__(
-        self, run: Runner[I, R], *, max_batch: int = 64, wait_seconds: float | None = None, gather: bool = False
-    ) -> None:
+    def __init__(self, run: Runner[I, R], *, max_batch: int = 64, gather: bool = False) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         self._run = run
         self.max_batch = max_batch
-        self.wait_seconds = wait_seconds
         # A caller that finds its key idle lets the others run once (time.sleep(0): under gevent, the
         # requests already readable reach their join) and takes those that queued meanwhile along.
         self.gather = gather and max_batch > 1
         self._lock = threading.Lock()
         # A key is busy while it is in here: its list holds the waiters that arrived since its call went out.
         self._queues: dict[str, list[_Waiter[I, R]]] = {}
-        # Calls made and items they carried, for the benchmark and tests (not exact under threads).
+        # Calls made and items they carried: the average batch (not exact under threads).
         self.calls = 0
         self.items = 0
 
@@ -151,19 +145,7 @@ class Coalescer(Generic[I, R]):
         done = waiter.done
         assert done is not None
         try:
-            if self.wait_seconds is None:
-                # A call always settles its batch and hands the key on (see _lead), and the store's own
-                # timeouts bound how long a call takes: no timer per waiter (one costs a join noticeably).
-                done.wait()
-            elif not done.wait(self.wait_seconds):
-                with self._lock:
-                    queue = self._queues.get(key)
-                    if queue is not None and waiter in queue:
-                        queue.remove(waiter)
-                        raise CoalesceTimeout("the call waited too long to be sent")
-                done.wait()  # it is in a call now: its outcome comes when that call returns
-        except CoalesceTimeout:
-            raise
+            done.wait()
         except BaseException:
             self._abandon(key, waiter)
             raise

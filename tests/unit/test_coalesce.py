@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from idp.queue import coalesce
-from idp.queue.coalesce import CoalesceInterrupted, Coalescer, CoalesceTimeout, Runner
+from idp.queue.coalesce import CoalesceInterrupted, Coalescer, Runner
 
 pytestmark = pytest.mark.unit
 
@@ -190,20 +190,6 @@ def test_a_wrong_number_of_outcomes_fails_the_batch() -> None:
     coalescer: Coalescer[int, int] = Coalescer(lambda key, items: [1, 2])
     with pytest.raises(RuntimeError, match="wrong number"):
         coalescer.submit("e", 1)
-
-
-def test_an_item_never_sent_in_time_is_withdrawn_and_told_so() -> None:
-    gate = Gate()
-    coalescer: Coalescer[int, int] = Coalescer(gate, wait_seconds=0.05)
-    first, first_threads = run_in_threads(coalescer, "e", [0])
-    assert gate.entered.wait(10)
-    with pytest.raises(CoalesceTimeout):
-        coalescer.submit("e", 1)
-    assert queued(coalescer, "e") == 0
-    gate.release.set()
-    join_all(first_threads)
-    assert gate.calls == [[0]]  # the withdrawn item never went out
-    assert coalescer._queues == {}
 
 
 def test_max_batch_must_be_positive() -> None:
