@@ -87,9 +87,12 @@ class HttpMetrics:
         _register(self)
 
     def observe(self, endpoint: str, method: str, status: int, seconds: float) -> None:
-        self._pending.append((endpoint, method, status, seconds))
+        pending = self._pending
+        pending.append((endpoint, method, status, seconds))
         if not _flusher.running:
             _flusher.start()
+        if len(pending) >= FOLD_AT:  # the flusher is behind (or gone): this request folds, so memory stays bounded
+            self.fold()
 
     def fold(self) -> None:
         """Write every observation queued so far into the counter and the histogram."""
@@ -183,8 +186,9 @@ def fold_all() -> None:
             log.warning("could not count requests")
 
 
-# Observations wait at most about this long before a fold writes them.
+# Observations wait at most about this long before a fold writes them, or until this many are queued.
 FOLD_SECONDS = 0.25
+FOLD_AT = 4096
 
 
 # The daemon thread (a greenlet under gevent) that folds every FOLD_SECONDS, one per process, started

@@ -168,6 +168,20 @@ def test_the_flusher_folds_without_being_asked() -> None:
     assert http.requests.labels("/api/serving_num", "GET", "200")._value.get() == 1  # type: ignore[attr-defined]
 
 
+def test_a_request_folds_when_the_queue_is_full_so_memory_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(web_metrics, "FOLD_AT", 5)
+    monkeypatch.setattr(web_metrics._flusher, "running", True)  # as if a flusher ran but never woke
+    http = HttpMetrics()
+    registry, requests, latency = _reference()
+    for endpoint, method, status, seconds in _observations(23, seed=7):
+        http.observe(endpoint, method, status, seconds)
+        requests.labels(endpoint, method, str(status)).inc()
+        latency.labels(endpoint).observe(seconds)
+        assert len(http._pending) < 5
+    http.fold()
+    assert _exposed(_registry_of(http)) == _exposed(registry)
+
+
 # Run in a fresh interpreter: prometheus_client chooses its multiprocess values when it is imported.
 _FORKED = """
 import os, sys
