@@ -186,3 +186,15 @@ def test_previous_secrets_follow_the_current_one_without_blanks_or_repeats():
     assert settings.previous_secret_keys == ("older", "current-secret", "oldest")
     assert settings.secret_keys == ("current-secret", "older", "oldest")
     assert Settings(secret_key="only").secret_keys == ("only",)
+
+
+@pytest.mark.parametrize("variable", ["IDP_QUEUE_BLOCK_SIZE", "IDP_QUEUE_JOIN_BATCH"])
+@pytest.mark.parametrize("value", ["0", "-1", "1000001"])
+def test_queue_sizes_out_of_range_are_refused_naming_their_variable(variable, value):
+    with pytest.raises(ConfigError, match=variable):
+        Settings.from_env({variable: value}).validate()
+
+
+def test_the_join_batch_takes_its_range():
+    assert Settings.from_env({"IDP_QUEUE_JOIN_BATCH": "1"}).validate().queue_join_batch == 1
+    assert Settings.from_env({"IDP_QUEUE_JOIN_BATCH": "1000"}).validate().queue_join_batch == 1000
