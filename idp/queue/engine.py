@@ -15,7 +15,6 @@ Semantics (DESIGN.md §4):
 from __future__ import annotations
 
 import enum
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from typing import Protocol
 
 from idp.clock import Clock, SystemClock
 from idp.errors import IdpError, NotFoundError, UnavailableError, ValidationError
+from idp.randomness import id_bytes
 
 INT64_MAX = 2**63 - 1
 REQUEST_ID_RE = re.compile(r"\A[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
@@ -30,7 +30,7 @@ REQUEST_ID_RE = re.compile(r"\A[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[
 
 def new_request_id() -> str:
     """A random version-4 UUID in canonical form: ``str(uuid.uuid4())`` without building UUID objects."""
-    raw = bytearray(os.urandom(16))
+    raw = bytearray(id_bytes())
     raw[6] = (raw[6] & 0x0F) | 0x40
     raw[8] = (raw[8] & 0x3F) | 0x80
     h = raw.hex()

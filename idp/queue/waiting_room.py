@@ -78,8 +78,10 @@ class WaitingRoom:
         return event.prequeue_opens_at is None
 
     def enter(self, event_id: object, idempotency_key: str | None = None) -> tuple[EventConfig, Entry | Pending]:
-        """Join the event as its schedule and mode allow: a place, or a pre-queue entry before the draw."""
-        event = self.events.get(event_id)
+        """Join the event as its schedule and mode allow: a place, or a pre-queue entry before the draw.
+
+        ``event_id`` may be the event's settings as the caller just read them (``EventService.get``)."""
+        event = event_id if isinstance(event_id, EventConfig) else self.events.get(event_id)
         current = gate(event, event.mode, self._now())
         if current is Phase.PREQUEUE:
             pending = self.engine.enqueue_pending(event.event_id, lottery.entry_id, idempotency_key)

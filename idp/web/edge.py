@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from idp.errors import IdpError, UnavailableError
+from idp.randomness import id_hex
 from idp.storage import outage
 
 log = logging.getLogger("idp.http")
@@ -60,7 +60,7 @@ def request_id(incoming: str | None) -> str:
     """Keep a caller's printable ``X-Request-Id`` of at most 64 characters; otherwise make a new one."""
     if incoming and len(incoming) <= MAX_REQUEST_ID and incoming.isprintable():
         return incoming
-    return secrets.token_hex(16)
+    return id_hex()
 
 
 def json_text(payload: object) -> str:

@@ -37,6 +37,8 @@ WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 _STATUS_LINES = {200: "200 OK", 503: "503 Service Unavailable"}
 _COUNTER_ROUTES = {"/api/serving_num": "serving_counter", "/api/waiting_num": "waiting_num"}
 _JOIN_ROUTE = "/api/assign_queue_num"
+# Counter answers may be cached for a second (each visitor's page polls them).
+_PUBLIC = "public, max-age=1"
 # A join body that is exactly one event id (JSON whitespace allowed): the id is plain ASCII, no escapes.
 _PLAIN_JOIN = re.compile(
     rb"[ \t\r\n]*".join(
@@ -56,7 +58,10 @@ class _CounterAnswer:
     event_id: str
     record: tuple[float, Any]
     body: bytes
-    cors: tuple[tuple[str, str], ...]
+    # The answer's headers before and after its X-Request-Id (the same headers, in the same order, as
+    # ``_respond`` gives), built once.
+    head: tuple[tuple[str, str], ...]
+    tail: tuple[tuple[str, str], ...]
 
 
 class _Delegate(Exception):
@@ -133,18 +138,21 @@ class FastPath:
             field = _COUNTER_ROUTES[path]
             counters = record[1]
             value = counters.serving if field == "serving_counter" else counters.waiting
+            body = f'{{"{field}":{value}}}'.encode()
             kept = _CounterAnswer(
                 event.event_id,
                 record,
-                f'{{"{field}":{value}}}'.encode(),
-                tuple(cors_response_headers(self.services.cors.queue_api(event), origin)),
+                body,
+                (("Content-Type", edge.JSON_MIMETYPE), ("Content-Length", str(len(body))), ("Cache-Control", _PUBLIC)),
+                (*self._fixed_headers, *cors_response_headers(self.services.cors.queue_api(event), origin)),
             )
             if len(self._answers) >= _MAX_ANSWERS:
                 self._answers.clear()
             self._answers[key] = kept
-        return self._respond(
-            environ, start_response, path, 200, kept.body, "public, max-age=1", started, cors=kept.cors
-        )
+        request_id = edge.request_id(environ.get("HTTP_X_REQUEST_ID"))
+        start_response("200 OK", [*kept.head, (edge.REQUEST_ID_HEADER, request_id), *kept.tail])
+        self._count(request_id, "GET", path, 200, started)
+        return [kept.body]
 
     def _join(self, environ: dict[str, Any], start_response: StartResponse, started: float) -> Iterable[bytes]:
         if environ.get("HTTP_IDEMPOTENCY_KEY") is not None or environ.get("HTTP_TRANSFER_ENCODING"):
@@ -182,7 +190,7 @@ class FastPath:
                 return self._respond(
                     environ, start_response, _JOIN_ROUTE, 200, body, edge.NO_STORE, started, event=event
                 )
-            event, entry = self.services.room.join(event_id)
+            event, entry = self.services.room.join(event)
         except EventNotFoundError:
             raise _Delegate from None
         return self._respond(
@@ -227,7 +235,6 @@ class FastPath:
         request_id: str | None = None,
         event_id: str | None = None,
         event: EventConfig | None = None,
-        cors: tuple[tuple[str, str], ...] | None = None,
     ) -> Iterable[bytes]:
         if request_id is None:
             request_id = edge.request_id(environ.get("HTTP_X_REQUEST_ID"))
@@ -239,26 +246,26 @@ class FastPath:
             *self._fixed_headers,
             *extra,
             # The same CORS headers as the Flask views (idp.web.cors): every answer, errors included.
-            *(
-                cors
-                if cors is not None
-                else cors_response_headers(
-                    self.services.cors.queue_api(event)
-                    if event is not None
-                    else self.services.cors.queue_api_for(event_id),
-                    environ.get("HTTP_ORIGIN"),
-                )
+            *cors_response_headers(
+                self.services.cors.queue_api(event)
+                if event is not None
+                else self.services.cors.queue_api_for(event_id),
+                environ.get("HTTP_ORIGIN"),
             ),
         ]
         start_response(_STATUS_LINES.get(status) or f"{status} {_reason(status)}", headers)
+        self._count(request_id, environ.get("REQUEST_METHOD", ""), route, status, started)
+        return [body]
+
+    def _count(self, request_id: str, method: str, route: str, status: int, started: float) -> None:
+        """The request's metrics and access line, as the Flask side writes them."""
         elapsed = time.perf_counter() - started
         if self.observe is not None:
             try:
-                self.observe(route, environ.get("REQUEST_METHOD", ""), status, elapsed)
+                self.observe(route, method, status, elapsed)
             except Exception:  # noqa: BLE001 - counting must never fail a request
                 log.warning("could not count a request")
-        access_log(request_id, environ.get("REQUEST_METHOD", ""), route, status, round(elapsed * 1000.0, 2))
-        return [body]
+        access_log(request_id, method, route, status, round(elapsed * 1000.0, 2))
 
 
 def _join_body(entry: Entry, event_id: str) -> bytes:
