@@ -1,4 +1,10 @@
-"""A tiny in-process cache for answers that may be a moment stale (counters, event settings)."""
+"""A tiny in-process cache for answers that may be a moment stale (counters, event settings).
+
+One load of a key at a time: when a value expires while many requests want it (every poll of a busy
+event, under a gevent worker whose loads wait on the network and let the other requests run), the
+first caller loads it and the others wait for that value instead of each loading it again. The value
+they get was loaded after it expired, so it is never staler than the TTL allows.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,9 @@ from typing import Generic, TypeVar
 
 V = TypeVar("V")
 
+# A caller that finds its key being loaded waits at most this long for that load, then loads it itself.
+FLIGHT_WAIT_SECONDS = 5.0
+
 
 class TTLCache(Generic[V]):
     """Keep each value for ``ttl`` seconds; a miss loads it. Bounded so unknown keys cannot grow it forever."""
@@ -18,6 +27,8 @@ class TTLCache(Generic[V]):
         self.max_entries = max_entries
         self._data: dict[Hashable, tuple[float, V]] = {}
         self._lock = threading.Lock()
+        # Keys being loaded: the loader's thread (greenlet) id and what its waiters wait on.
+        self._flights: dict[Hashable, tuple[int, threading.Event]] = {}
 
     def get(self, key: Hashable, load: Callable[[], V]) -> V:
         return self.entry(key, load)[1]
@@ -32,7 +43,29 @@ class TTLCache(Generic[V]):
         hit = self._data.get(key)
         if hit is not None and hit[0] > now:
             return hit
-        record = (now + self.ttl, load())
+        me = threading.get_ident()
+        with self._lock:
+            flight = self._flights.get(key)
+            if flight is None:
+                done = threading.Event()
+                self._flights[key] = (me, done)
+        if flight is not None and flight[0] != me:  # (a load that needs its own key again loads it)
+            # Another caller is loading it: its value, loaded after this caller came, is the one to use.
+            flight[1].wait(FLIGHT_WAIT_SECONDS)
+            hit = self._data.get(key)
+            if hit is not None and hit[0] > time.monotonic():
+                return hit
+            return self._store(key, (time.monotonic() + self.ttl, load()))  # that load failed: try ours
+        if flight is not None:
+            return self._store(key, (now + self.ttl, load()))
+        try:
+            return self._store(key, (now + self.ttl, load()))
+        finally:
+            with self._lock:
+                self._flights.pop(key, None)
+            done.set()
+
+    def _store(self, key: Hashable, record: tuple[float, V]) -> tuple[float, V]:
         with self._lock:
             if len(self._data) >= self.max_entries:
                 self._data.clear()

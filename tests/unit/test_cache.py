@@ -114,3 +114,71 @@ def test_with_no_ttl_no_record_is_ever_current(ticker):
     record = cache.entry("k", lambda: 1)
     assert record[1] == 1
     assert not cache.current("k", record)
+
+
+def test_callers_that_come_during_a_load_wait_for_its_value_instead_of_loading_again():
+    import threading
+
+    cache: TTLCache[int] = TTLCache(10)
+    started, release = threading.Event(), threading.Event()
+    calls: list[str] = []
+
+    def slow() -> int:
+        calls.append("slow")
+        started.set()
+        release.wait(5)
+        return 7
+
+    def other() -> int:
+        calls.append("other")
+        return 8
+
+    got: list[int] = []
+    first = threading.Thread(target=lambda: got.append(cache.get("k", slow)))
+    first.start()
+    assert started.wait(5)
+    waiters = [threading.Thread(target=lambda: got.append(cache.get("k", other))) for _ in range(5)]
+    for waiter in waiters:
+        waiter.start()
+    release.set()
+    for thread in (first, *waiters):
+        thread.join(5)
+    assert got == [7] * 6
+    assert calls == ["slow"]
+
+
+def test_when_the_load_fails_its_waiters_load_for_themselves():
+    import threading
+
+    cache: TTLCache[int] = TTLCache(10)
+    started, release = threading.Event(), threading.Event()
+
+    def failing() -> int:
+        started.set()
+        release.wait(5)
+        raise RuntimeError("store down")
+
+    errors: list[BaseException] = []
+    got: list[int] = []
+
+    def first_caller() -> None:
+        try:
+            cache.get("k", failing)
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    first = threading.Thread(target=first_caller)
+    first.start()
+    assert started.wait(5)
+    waiter = threading.Thread(target=lambda: got.append(cache.get("k", lambda: 3)))
+    waiter.start()
+    release.set()
+    first.join(5)
+    waiter.join(5)
+    assert len(errors) == 1 and got == [3]
+    assert cache.get("k", lambda: 99) == 3  # and the waiter's value is kept
+
+
+def test_a_load_that_needs_its_own_key_again_does_not_wait_for_itself():
+    cache: TTLCache[int] = TTLCache(10)
+    assert cache.get("k", lambda: cache.get("k", lambda: 1) + 1) == 2
