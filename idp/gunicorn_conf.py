@@ -9,12 +9,18 @@ from idp.config import Settings
 
 _settings = Settings.from_env()
 bind = _settings.bind
-workers = _settings.workers or multiprocessing.cpu_count() * 2 + 1
 threads = _settings.threads
 # gevent by default: a worker holds up to worker_connections connections and parks the slow or idle
 # ones, so clients that never finish their headers cannot exhaust the workers (sync and gthread workers
 # each block on such a client). IDP_THREADS > 1 keeps choosing gthread; IDP_WORKER_CLASS overrides both.
 worker_class = _settings.worker_class or ("gthread" if threads > 1 else "gevent")
+# A gevent worker serves all its connections in one process and is busy only while it computes, so one
+# per core (at least two, so a restarting worker never leaves none) keeps every core working without
+# processes crowding each other: more of them only adds switching between processes and splits joins that
+# would have gone to Redis together (bench/README.md, "Workers per core"). Blocking workers (sync,
+# gthread) wait on the network with a core free: two per core, plus one.
+_cores = multiprocessing.cpu_count()
+workers = _settings.workers or (max(2, _cores) if worker_class == "gevent" else _cores * 2 + 1)
 worker_connections = _settings.worker_connections
 backlog = _settings.backlog
 timeout = _settings.worker_timeout
