@@ -47,7 +47,7 @@ _PLAIN_JOIN = re.compile(
 )
 
 
-# Counter answers kept per (path, event id, Origin): bounded, cleared when full.
+# Counter answers kept per (path, query string, Origin): bounded, cleared when full.
 _MAX_ANSWERS = 4096
 
 
@@ -124,13 +124,14 @@ class FastPath:
     ) -> Iterable[bytes]:
         if environ.get("CONTENT_LENGTH") not in (None, "", "0") or environ.get("HTTP_TRANSFER_ENCODING"):
             raise _Delegate
-        event_id = _event_id_from_query(environ.get("QUERY_STRING", ""))
-        origin = environ.get("HTTP_ORIGIN")
-        key = (path, event_id, origin)
+        # Kept under the query string as sent: a query seen before was checked when its answer was made.
+        key = (path, environ.get("QUERY_STRING", ""), environ.get("HTTP_ORIGIN"))
         kept = self._answers.get(key)
         room = self.services.room
         if kept is None or not room.counters_current(kept.event_id, kept.record):
             # Build the answer from the cached counters and keep it exactly as long as they are cached.
+            event_id = _event_id_from_query(key[1])
+            origin = key[2]
             try:
                 event, record = room.counters_record(event_id)
             except EventNotFoundError:
