@@ -29,6 +29,12 @@ class TTLCache(Generic[V]):
         self._lock = threading.Lock()
         # Keys being loaded: the loader's thread (greenlet) id and what its waiters wait on.
         self._flights: dict[Hashable, tuple[int, threading.Event]] = {}
+        # Invalidations, counted: a load keeps its value only if its key was not invalidated while it ran
+        # (the value may predate the change). ``_changed`` holds the count at each key's last invalidation,
+        # ``_all_changed`` the count at the last invalidation of every key (or when ``_changed`` was full).
+        self._version = 0
+        self._changed: dict[Hashable, int] = {}
+        self._all_changed = 0
 
     def get(self, key: Hashable, load: Callable[[], V]) -> V:
         return self.entry(key, load)[1]
@@ -45,28 +51,35 @@ class TTLCache(Generic[V]):
             return hit
         me = threading.get_ident()
         with self._lock:
+            since = self._version
             flight = self._flights.get(key)
             if flight is None:
-                done = threading.Event()
-                self._flights[key] = (me, done)
-        if flight is not None and flight[0] != me:  # (a load that needs its own key again loads it)
-            # Another caller is loading it: its value, loaded after this caller came, is the one to use.
-            flight[1].wait(FLIGHT_WAIT_SECONDS)
-            hit = self._data.get(key)
-            if hit is not None and hit[0] > time.monotonic():
-                return hit
-            return self._store(key, (time.monotonic() + self.ttl, load()))  # that load failed: try ours
-        if flight is not None:
-            return self._store(key, (now + self.ttl, load()))
-        try:
-            return self._store(key, (now + self.ttl, load()))
-        finally:
-            with self._lock:
-                self._flights.pop(key, None)
-            done.set()
-
-    def _store(self, key: Hashable, record: tuple[float, V]) -> tuple[float, V]:
+                mine = self._flights[key] = (me, threading.Event())
+        if flight is None:
+            try:
+                return self._store(key, (now + self.ttl, load()), since)
+            finally:
+                with self._lock:
+                    if self._flights.get(key) is mine:  # (an invalidate may have dropped it)
+                        del self._flights[key]
+                mine[1].set()
+        if flight[0] == me:  # a load that needs its own key again loads it
+            return self._store(key, (now + self.ttl, load()), since)
+        # Another caller is loading it: its value, loaded after this caller came, is the one to use.
+        flight[1].wait(FLIGHT_WAIT_SECONDS)
+        hit = self._data.get(key)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit
+        # That load failed (or was overtaken by an invalidate, or is too slow): load it here.
         with self._lock:
+            since = self._version
+        return self._store(key, (time.monotonic() + self.ttl, load()), since)
+
+    def _store(self, key: Hashable, record: tuple[float, V], since: int) -> tuple[float, V]:
+        """Keep ``record``, loaded since invalidation ``since``, unless its key was invalidated meanwhile."""
+        with self._lock:
+            if self._all_changed > since or self._changed.get(key, 0) > since:
+                return record  # its caller may use it; later callers load the value after the change
             if len(self._data) >= self.max_entries:
                 self._data.clear()
             self._data[key] = record
@@ -77,8 +90,16 @@ class TTLCache(Generic[V]):
         return self._data.get(key) is record and record[0] > time.monotonic()
 
     def invalidate(self, key: Hashable | None = None) -> None:
+        """Forget ``key`` (every key with None): callers from now on get a value loaded from now on."""
         with self._lock:
+            self._version += 1
+            if key is None or len(self._changed) >= self.max_entries:
+                self._changed.clear()
+                self._all_changed = self._version
             if key is None:
                 self._data.clear()
+                self._flights.clear()
             else:
+                self._changed[key] = self._version
                 self._data.pop(key, None)
+                self._flights.pop(key, None)  # its load may predate the change: nobody else waits for it

@@ -182,3 +182,56 @@ def test_when_the_load_fails_its_waiters_load_for_themselves():
 def test_a_load_that_needs_its_own_key_again_does_not_wait_for_itself():
     cache: TTLCache[int] = TTLCache(10)
     assert cache.get("k", lambda: cache.get("k", lambda: 1) + 1) == 2
+
+
+@pytest.mark.parametrize("everything", [False, True], ids=["key", "all"])
+def test_a_caller_after_an_invalidate_does_not_wait_for_a_load_begun_before_it(everything):
+    import threading
+
+    cache: TTLCache[str] = TTLCache(10)
+    started, release = threading.Event(), threading.Event()
+
+    def before() -> str:
+        started.set()
+        release.wait(5)
+        return "before"
+
+    got: list[str] = []
+    first = threading.Thread(target=lambda: got.append(cache.get("k", before)))
+    first.start()
+    assert started.wait(5)
+    cache.invalidate(None if everything else "k")  # e.g. the event was just changed
+    after = threading.Thread(target=lambda: got.append(cache.get("k", lambda: "after")))
+    after.start()
+    after.join(2)
+    try:
+        assert got == ["after"]  # its own load, made after the change, not the one begun before it
+    finally:
+        release.set()
+        first.join(5)
+        after.join(5)
+
+
+@pytest.mark.parametrize("everything", [False, True], ids=["key", "all"])
+def test_a_value_loaded_across_an_invalidate_is_not_kept(everything):
+    import threading
+
+    cache: TTLCache[str] = TTLCache(10)
+    started, release = threading.Event(), threading.Event()
+
+    def before() -> str:
+        started.set()
+        release.wait(5)
+        return "before"
+
+    got: list[str] = []
+    first = threading.Thread(target=lambda: got.append(cache.get("k", before)))
+    first.start()
+    assert started.wait(5)
+    cache.invalidate(None if everything else "k")
+    release.set()
+    first.join(5)
+    assert got == ["before"]  # its caller came before the change: that value is fine for it
+    record = cache.entry("k", lambda: "after")
+    assert record[1] == "after"  # but it is not kept for the callers after the change
+    assert cache.current("k", record)
