@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+
 from idp.crypto import LookupKey
 from idp.queue import at_rest
 from idp.queue.redis_store import tagged_request_id
+
+pytestmark = pytest.mark.unit
 
 LOOKUP = LookupKey(b"k" * 32)
 

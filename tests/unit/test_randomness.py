@@ -12,6 +12,8 @@ from idp import randomness
 from idp.queue.engine import REQUEST_ID_RE, new_request_id
 from idp.web import edge
 
+pytestmark = pytest.mark.unit
+
 
 def test_ids_are_the_generators_bytes_handed_out_once_each(monkeypatch: pytest.MonkeyPatch) -> None:
     reads: list[int] = []

@@ -84,3 +84,13 @@ def test_the_unit_tier_collects_without_the_test_extras_or_any_service(tmp_path:
     assert "error" not in result.stdout.lower().split("\n")[-2], result.stdout[-2000:]
     collected = [line for line in result.stdout.splitlines() if line.startswith("tests/")]
     assert collected and all(line.startswith("tests/unit/") for line in collected)
+
+
+def test_every_unit_module_is_in_the_unit_tier() -> None:
+    # ``make test-unit`` selects ``-m unit``: a module in tests/unit without the mark never runs there.
+    unmarked = [
+        path.name
+        for path in sorted((ROOT / "tests" / "unit").glob("test_*.py"))
+        if not re.search(r"^pytestmark = .*pytest\.mark\.unit", path.read_text(encoding="utf-8"), re.M)
+    ]
+    assert unmarked == []
