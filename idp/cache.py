@@ -3,7 +3,8 @@
 One load of a key at a time: when a value expires while many requests want it (every poll of a busy
 event, under a gevent worker whose loads wait on the network and let the other requests run), the
 first caller loads it and the others wait for that value instead of each loading it again. The value
-they get was loaded after it expired, so it is never staler than the TTL allows.
+they get was read after it expired, even when the read took longer than the TTL. A caller that comes after
+an invalidate never gets a value whose load began before it, and such a value is not kept.
 """
 
 from __future__ import annotations
@@ -19,6 +20,18 @@ V = TypeVar("V")
 FLIGHT_WAIT_SECONDS = 5.0
 
 
+class _Flight(Generic[V]):
+    """One load of a key: who runs it, what its waiters wait on, and the record it made (None till then,
+    and if it failed)."""
+
+    __slots__ = ("done", "owner", "record")
+
+    def __init__(self, owner: int) -> None:
+        self.owner = owner
+        self.done = threading.Event()
+        self.record: tuple[float, V] | None = None
+
+
 class TTLCache(Generic[V]):
     """Keep each value for ``ttl`` seconds; a miss loads it. Bounded so unknown keys cannot grow it forever."""
 
@@ -28,7 +41,7 @@ class TTLCache(Generic[V]):
         self._data: dict[Hashable, tuple[float, V]] = {}
         self._lock = threading.Lock()
         # Keys being loaded: the loader's thread (greenlet) id and what its waiters wait on.
-        self._flights: dict[Hashable, tuple[int, threading.Event]] = {}
+        self._flights: dict[Hashable, _Flight[V]] = {}
         # Invalidations, counted: a load keeps its value only if its key was not invalidated while it ran
         # (the value may predate the change). ``_changed`` holds the count at each key's last invalidation,
         # ``_all_changed`` the count at the last invalidation of every key (or when ``_changed`` was full).
@@ -54,23 +67,27 @@ class TTLCache(Generic[V]):
             since = self._version
             flight = self._flights.get(key)
             if flight is None:
-                mine = self._flights[key] = (me, threading.Event())
+                mine = self._flights[key] = _Flight[V](me)
         if flight is None:
             try:
-                return self._store(key, (now + self.ttl, load()), since)
+                mine.record = self._store(key, (now + self.ttl, load()), since)
+                return mine.record
             finally:
                 with self._lock:
                     if self._flights.get(key) is mine:  # (an invalidate may have dropped it)
                         del self._flights[key]
-                mine[1].set()
-        if flight[0] == me:  # a load that needs its own key again loads it
+                mine.done.set()
+        if flight.owner == me:  # a load that needs its own key again loads it
             return self._store(key, (now + self.ttl, load()), since)
-        # Another caller is loading it: its value, loaded after this caller came, is the one to use.
-        flight[1].wait(FLIGHT_WAIT_SECONDS)
+        # Another caller is loading it: its value, read after it expired, is the one to use (even when
+        # the read took longer than the TTL: reading it again here would be no fresher when it came).
+        flight.done.wait(FLIGHT_WAIT_SECONDS)
+        if flight.record is not None:
+            return flight.record
         hit = self._data.get(key)
         if hit is not None and hit[0] > time.monotonic():
             return hit
-        # That load failed (or was overtaken by an invalidate, or is too slow): load it here.
+        # That load failed (or is too slow): load it here.
         with self._lock:
             since = self._version
         return self._store(key, (time.monotonic() + self.ttl, load()), since)

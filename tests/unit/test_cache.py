@@ -235,3 +235,70 @@ def test_a_value_loaded_across_an_invalidate_is_not_kept(everything):
     record = cache.entry("k", lambda: "after")
     assert record[1] == "after"  # but it is not kept for the callers after the change
     assert cache.current("k", record)
+
+
+def test_callers_that_wait_for_a_load_slower_than_the_ttl_take_its_value_instead_of_loading_again():
+    # Under load a read can take longer than the TTL (a busy worker resumes the loader late): its waiters
+    # still take the value it read for them, rather than each reading it again after waiting.
+    import threading
+    import time
+
+    cache: TTLCache[int] = TTLCache(0.05)
+    started, release = threading.Event(), threading.Event()
+    calls: list[str] = []
+
+    def slow() -> int:
+        calls.append("slow")
+        started.set()
+        release.wait(5)
+        return 7
+
+    def other() -> int:
+        calls.append("other")
+        return 8
+
+    got: list[int] = []
+    first = threading.Thread(target=lambda: got.append(cache.get("k", slow)))
+    first.start()
+    assert started.wait(5)
+    waiters = [threading.Thread(target=lambda: got.append(cache.get("k", other))) for _ in range(5)]
+    for waiter in waiters:
+        waiter.start()
+    time.sleep(0.1)  # the load outlasts the TTL
+    release.set()
+    for thread in (first, *waiters):
+        thread.join(5)
+    assert got == [7] * 6
+    assert calls == ["slow"]
+
+
+def test_under_gevent_one_greenlet_loads_and_the_others_wait_for_it():
+    # As gunicorn's gevent worker runs it: monkey-patched, so waiting lets the loader's greenlet run.
+    import subprocess
+    import sys
+
+    pytest.importorskip("gevent")
+    script = """
+from gevent import monkey; monkey.patch_all()
+import gevent
+from idp.cache import TTLCache
+cache = TTLCache(10)
+calls = []
+def load():
+    calls.append(1); gevent.sleep(0.05); return 7
+def killed_loader():
+    with gevent.Timeout(0.01):
+        cache.get("t", lambda: gevent.sleep(1))
+first = gevent.spawn(killed_loader)
+gevent.sleep(0)
+after = gevent.spawn(cache.get, "t", lambda: 3)
+greenlets = [gevent.spawn(cache.get, "k", load) for _ in range(20)]
+assert gevent.joinall([first, after, *greenlets], timeout=5)
+assert [g.value for g in greenlets] == [7] * 20 and calls == [1], calls
+assert isinstance(first.exception, gevent.Timeout) and after.value == 3
+assert not cache._flights
+"""
+    result = subprocess.run(  # noqa: S603 - the project's own interpreter
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
