@@ -13,11 +13,10 @@ from idp.errors import IdpError
 from idp.queue.engine import Entry, PlaceState, validate_idempotency_key
 from idp.queue.waiting_room import NotServedError, PositionExpiredError
 from idp.web.cors import PUBLIC_API_HEADERS
+from idp.web.edge import PUBLIC_SHORT_CACHE
 from idp.web.http import apply_cors, json_body, json_response, query, required, services
 
 bp = Blueprint("api", __name__, url_prefix="/api")
-
-PUBLIC_SHORT_CACHE = "public, max-age=1"
 
 
 @bp.after_app_request

@@ -48,6 +48,8 @@ def transport_headers(issuer: str) -> tuple[tuple[str, str], ...]:
 JSON_MIMETYPE = "application/json"
 # Answers that belong to one visitor (and every error) are never stored by a cache.
 NO_STORE = "private, no-store"
+# Public figures every visitor's page polls (the counters) may be kept by a cache for a second.
+PUBLIC_SHORT_CACHE = "public, max-age=1"
 
 SERVER_ERROR_CODE = "server_error"
 SERVER_ERROR_MESSAGE = "The request could not be completed."

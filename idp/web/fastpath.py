@@ -37,8 +37,6 @@ WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 _STATUS_LINES = {200: "200 OK", 503: "503 Service Unavailable"}
 _COUNTER_ROUTES = {"/api/serving_num": "serving_counter", "/api/waiting_num": "waiting_num"}
 _JOIN_ROUTE = "/api/assign_queue_num"
-# Counter answers may be cached for a second (each visitor's page polls them).
-_PUBLIC = "public, max-age=1"
 # A join body that is exactly one event id (JSON whitespace allowed): the id is plain ASCII, no escapes.
 _PLAIN_JOIN = re.compile(
     rb"[ \t\r\n]*".join(
@@ -144,7 +142,11 @@ class FastPath:
                 event.event_id,
                 record,
                 body,
-                (("Content-Type", edge.JSON_MIMETYPE), ("Content-Length", str(len(body))), ("Cache-Control", _PUBLIC)),
+                (
+                    ("Content-Type", edge.JSON_MIMETYPE),
+                    ("Content-Length", str(len(body))),
+                    ("Cache-Control", edge.PUBLIC_SHORT_CACHE),
+                ),
                 (*self._fixed_headers, *cors_response_headers(self.services.cors.queue_api(event), origin)),
             )
             if len(self._answers) >= _MAX_ANSWERS:
