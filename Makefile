@@ -22,8 +22,8 @@ install-test: $(BIN)/python ## install the service, test tools, a browser and th
 run: install ## install and run on the embedded default (SQLite, no Redis), with a demo event
 	$(BIN)/idp serve --demo
 
-test: install-test ## install everything and run the whole test suite (two processes, a file each at a time)
-	$(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
+test: install-test ## install everything and run the whole test suite (three processes, a file each at a time)
+	$(BIN)/python -m pytest -n 3 --dist loadfile $(PYTEST_ARGS)
 
 test-unit: ## unit tests only (no services, no test extras needed beyond pytest)
 	$(BIN)/python -m pytest tests/unit -m unit $(PYTEST_ARGS)

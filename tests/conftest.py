@@ -182,7 +182,7 @@ def clock() -> FrozenClock:
 @pytest.fixture
 def backend_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
     """Settings for the backend named by ``request.param`` (default sqlite), with a migrated database."""
-    from idp.storage.db import upgrade_database
+    from tests.migrated import migrate
 
     backend = getattr(request, "param", "sqlite")
     sqlite_url = f"sqlite:///{tmp_path / 'idp.sqlite3'}"
@@ -203,19 +203,19 @@ def backend_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
     elif backend == "redis":
         redis_url = request.getfixturevalue("redis_available")
         _flush_redis(redis_url)
-        upgrade_database(sqlite_url)
+        migrate(sqlite_url)
         yield Settings(database_url=sqlite_url, redis_url=redis_url, **common)
         _flush_redis(redis_url)
     elif backend in ("redis-cluster", "redis-sentinel"):
         topology = request.getfixturevalue(backend.replace("-", "_"))
         topology.flush()
-        upgrade_database(sqlite_url)
+        migrate(sqlite_url)
         # Behind Sentinel a join is acknowledged once the replica holds it (the failover-safe set-up).
         wait = 1 if backend == "redis-sentinel" else 0
         yield Settings(database_url=sqlite_url, redis_url=topology.url, redis_wait_replicas=wait, **common)
         topology.flush()
     else:
-        upgrade_database(sqlite_url)
+        migrate(sqlite_url)
         yield Settings(database_url=sqlite_url, **common)
 
 

@@ -3,8 +3,8 @@
 ``start_server(...)`` migrates the database, launches
 ``python -m gunicorn -c idp/gunicorn_conf.py 'idp.app:create_app()'`` on a free loopback port with a
 clean ``IDP_*`` environment, waits for ``/healthz`` and returns a :class:`Server`. The server's stderr
-goes to a file; when startup fails its tail is part of the error. ``Server.stop()`` terminates
-gracefully, then kills.
+goes to a file; when startup fails its tail is part of the error. ``Server.stop()`` stops it quickly
+(SIGQUIT), then kills.
 
 Tests normally use the ``live_server`` fixture factory from ``tests/e2e/conftest.py`` instead of
 calling this module directly; the benchmarks reuse :func:`free_port` and :func:`start_gunicorn`.
@@ -112,11 +112,17 @@ def start_gunicorn(
         time.sleep(0.1)
 
 
-def stop_process(process: subprocess.Popen[bytes], timeout: float = STOP_SECONDS) -> None:
-    """SIGTERM the gunicorn master (it stops its workers), wait, then SIGKILL its process group."""
+def stop_process(
+    process: subprocess.Popen[bytes], timeout: float = STOP_SECONDS, sig: signal.Signals = signal.SIGTERM
+) -> None:
+    """Send ``sig`` (SIGTERM: a graceful stop), wait, then SIGKILL the process group.
+
+    SIGTERM lets a gunicorn master drain its workers, which wait up to the keep-alive time for idle
+    connections (a test's ``requests.Session``, a browser); SIGQUIT is gunicorn's quick stop.
+    """
     if process.poll() is not None:
         return
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(sig)
     try:
         process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -213,7 +219,9 @@ class Server:
         for built in self._services:
             built.close()
         self._services.clear()
-        stop_process(self.process)
+        # Quick: what a test asked of the server is answered and logged by now (the workers write
+        # their pending lines as they exit); a graceful stop would wait out idle keep-alive connections.
+        stop_process(self.process, sig=signal.SIGQUIT)
 
     def __repr__(self) -> str:
         return f"<Server {self.backend} {self.url}>"
@@ -233,7 +241,7 @@ def start_server(
 
     Defaults: 2 workers, cache TTL 0 ms (every answer fresh), log level WARNING, test environment.
     """
-    from idp.storage.db import upgrade_database
+    from tests.migrated import migrate as migrate_database
 
     workdir.mkdir(parents=True, exist_ok=True)
     extra = {k: str(v) for k, v in (env or {}).items() if v is not None}
@@ -256,7 +264,7 @@ def start_server(
         if values.get("IDP_REDIS_URL") == "":
             del values["IDP_REDIS_URL"]
         if migrate and attempt == 0:
-            upgrade_database(values["IDP_DATABASE_URL"])
+            migrate_database(values["IDP_DATABASE_URL"])
         log_path = workdir / f"gunicorn-{port}.log"
         full_env = base_environment(values)
         try:

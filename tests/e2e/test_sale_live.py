@@ -266,7 +266,9 @@ def test_workers_killed_during_the_draw_and_ticks_never_draw_or_admit_twice(
     assert positions == list(range(1, 301)), "every entrant drawn exactly once"
     assert services.engine.counters("sale").queue == 300
     logs = "".join((tmp_path / f).read_text(errors="replace") for f in os.listdir(tmp_path) if f.endswith(".log"))
-    assert logs.count("pre-queue drawn") == 1
+    # One draw at most in the logs: a worker killed between the draw's commit and its log line writes
+    # none (the positions above are what prove the draw happened once).
+    assert logs.count("pre-queue drawn") <= 1
     # 600 a minute is 10 a second: however the workers died, no second was admitted twice.
     serving = services.room.counters("sale", fresh=True).serving
     assert 0 < serving <= 10 * (int(stopped_at) - int(started_at) + 1)

@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 import requests
 
+from idp.pages.schedule import PollSchedule
 from tests.admin_support import bearer
 from tests.e2e.server import REPO_ROOT
 from tests.e2e.static_site import StubPages, stub_pages
@@ -321,6 +322,8 @@ def test_screenshots_and_accessibility_of_the_waiting_and_admitted_states(
     context = browser.new_context(locale=locale, viewport={"width": 1280, "height": 900}, bypass_csp=True)
     try:
         page = context.new_page()
+        # The page's own clock, so the test need not sit out the poll interval of place 1,242 (about 27 s).
+        page.clock.install()
         page.goto(f"{busy_room.url}/wait/sale")
         page.locator("#wr-position").wait_for()
         assert page.locator("html").get_attribute("lang") == language
@@ -345,6 +348,7 @@ def test_screenshots_and_accessibility_of_the_waiting_and_admitted_states(
 
         busy_room.admit(2_000)
         page.set_viewport_size({"width": 1280, "height": 900})
+        page.clock.fast_forward(PollSchedule().max_ms * 2)  # the next poll falls due
         page.locator(".status-admitted").wait_for(timeout=WAIT_MS)  # the script moved the page on
         for width in (375, 1280):
             page.set_viewport_size({"width": width, "height": 900 if width > 400 else 812})
