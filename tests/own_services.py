@@ -133,14 +133,9 @@ class RedisServer:
             os.kill(self.process.pid, signal.SIGCONT)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.resume()
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        """The end of the test: SIGKILL, as nothing the server held is wanted (a SIGTERM can wait 10 s
+        for an AOF rewrite or a replica)."""
+        self.kill()
         if self._own_folder:
             shutil.rmtree(self.folder, ignore_errors=True)
 
