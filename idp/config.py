@@ -117,7 +117,7 @@ class Settings:
     rate_limits: str = ""
     # gunicorn, as ``idp serve`` and ``gunicorn -c gunicorn.conf.py wsgi:app`` run it (idp/gunicorn_conf.py).
     bind: str = "127.0.0.1:8000"
-    workers: int = 0  # 0: one per core (at least two) for gevent workers; two per core, plus one, for others
+    workers: int = 0  # 0: one per usable core (at least two) for gevent workers, 2×cores+1 for others (idp.processes)
     threads: int = 1
     backlog: int = 2048
     worker_timeout: int = 30

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 
 from idp.config import Settings
+from idp.processes import default_workers, is_gevent, usable_cores
 
 _settings = Settings.from_env()
 bind = _settings.bind
@@ -14,13 +14,9 @@ threads = _settings.threads
 # ones, so clients that never finish their headers cannot exhaust the workers (sync and gthread workers
 # each block on such a client). IDP_THREADS > 1 keeps choosing gthread; IDP_WORKER_CLASS overrides both.
 worker_class = _settings.worker_class or ("gthread" if threads > 1 else "gevent")
-# A gevent worker serves all its connections in one process and is busy only while it computes, so one
-# per core (at least two, so a restarting worker never leaves none) keeps every core working without
-# processes crowding each other: more of them only adds switching between processes and splits joins that
-# would have gone to Redis together (bench/README.md, "Workers per core"). Blocking workers (sync,
-# gthread) wait on the network with a core free: two per core, plus one.
-_cores = multiprocessing.cpu_count()
-workers = _settings.workers or (max(2, _cores) if worker_class == "gevent" else _cores * 2 + 1)
+# One gevent worker per usable core (at least two); two per core, plus one, for blocking workers. Usable
+# cores are this process's CPUs capped by a container's CPU limit (idp.processes).
+workers = _settings.workers or default_workers(worker_class, usable_cores())
 worker_connections = _settings.worker_connections
 backlog = _settings.backlog
 timeout = _settings.worker_timeout
@@ -58,7 +54,7 @@ def post_fork(server, worker):  # type: ignore[no-untyped-def]
     from idp.logging import withhold_request_lines
 
     withhold_request_lines()
-    if worker_class == "gevent":
+    if is_gevent(worker_class):
         from idp.green import make_cooperative
 
         make_cooperative()
