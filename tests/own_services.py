@@ -4,7 +4,7 @@ The shared services on the default ports must never be stopped or reconfigured; 
 store to fail (killed, paused, shut down, failed over) or a topology (Redis Cluster, Sentinel) start
 their own here. Each server keeps its files in a temporary folder and is stopped by ``stop()``.
 
-* :class:`RedisServer`: one ``redis-server``; ``kill()``, ``restart()``, ``pause()``, ``resume()``.
+* :class:`RedisServer`: one ``redis-server``; ``client()``, ``kill()``, ``restart()``, ``pause()``, ``resume()``.
 * :func:`start_redis_cluster`: three masters with their slots assigned (``redis+cluster://`` seeds).
 * :class:`SentinelSet`: a primary, a replica and three sentinels watching them (``redis+sentinel://``).
 * :class:`PostgresServer`: ``initdb`` as a non-root user, ``start()``, ``stop(mode)``, ``url()``.
@@ -26,6 +26,8 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+import redis
 
 from tests.conftest import service_missing
 
@@ -73,13 +75,18 @@ def redis_server_binary() -> str:
 
 
 class RedisServer:
-    """One ``redis-server`` of the test's own (no persistence unless asked)."""
+    """One ``redis-server`` of the test's own (no persistence unless asked).
+
+    Given a ``folder``, its data stays there across restarts (an RDB saved earlier is loaded) and after
+    ``stop()``; without one, a temporary folder is made and removed by ``stop()``.
+    """
 
     def __init__(self, *args: str, port: int | None = None, folder: Path | None = None) -> None:
         self.binary = redis_server_binary()
         self.port = port or free_port()
         self._own_folder = folder is None
         self.folder = folder or Path(tempfile.mkdtemp(prefix="idp-redis-"))
+        self.folder.mkdir(parents=True, exist_ok=True)
         self.args = list(args)
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = self.folder / f"redis-{self.port}.log"
@@ -110,7 +117,21 @@ class RedisServer:
                 command, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
             )
         _wait_for_port(self.port, START_SECONDS, self.process)
-        return self
+        # Listening is not serving: a server loading its RDB or AOF answers LOADING until it is done.
+        deadline = time.monotonic() + START_SECONDS
+        with contextlib.closing(self.client()) as client:
+            while True:
+                try:
+                    client.ping()
+                    return self
+                except redis.exceptions.BusyLoadingError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"redis-server on {self.port} still loading") from None
+                    time.sleep(0.05)
+
+    def client(self) -> redis.Redis:
+        """A client of this server's database 0 (the test closes it, or lets it go)."""
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)
 
     def kill(self) -> None:
         """SIGKILL: the server is gone at once, with whatever it had in memory."""

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from idp.queue import keys
 from idp.storage.models import QueueLedger
-from tests.own_redis import OwnRedis
+from tests.own_services import RedisServer
 
 pytestmark = pytest.mark.e2e
 
@@ -33,8 +33,7 @@ def _wait_for(condition: Any, what: str, describe: Any) -> None:
 
 
 def test_a_redis_restart_without_persistence_under_gunicorn(live_server: Any, tmp_path: Path) -> None:
-    own = OwnRedis(tmp_path / "redis")
-    own.start()
+    own = RedisServer(folder=tmp_path / "redis").start()
     try:
         server = live_server(
             "postgres",

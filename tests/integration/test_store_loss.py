@@ -25,7 +25,7 @@ from idp.queue import keys
 from idp.queue.engine import PlaceLostError
 from idp.storage.models import QueueLedger, TokenRecord
 from tests.conftest import TEST_SECRET
-from tests.own_redis import OwnRedis
+from tests.own_services import RedisServer
 
 pytestmark = pytest.mark.integration
 
@@ -34,14 +34,13 @@ WAIT_SECONDS = 90.0
 
 
 @pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
-    server = OwnRedis(tmp_path / "redis")
-    server.start()
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(folder=tmp_path / "redis").start()
     yield server
     server.stop()
 
 
-def loss_settings(tmp_path: Path, own_redis: OwnRedis, **extra: Any) -> Settings:
+def loss_settings(tmp_path: Path, own_redis: RedisServer, **extra: Any) -> Settings:
     from idp.storage.db import upgrade_database
 
     url = f"sqlite:///{tmp_path / 'idp.sqlite3'}"
@@ -64,7 +63,7 @@ def loss_settings(tmp_path: Path, own_redis: OwnRedis, **extra: Any) -> Settings
 
 
 @pytest.fixture
-def loss_app(tmp_path: Path, own_redis: OwnRedis) -> Iterator[Any]:
+def loss_app(tmp_path: Path, own_redis: RedisServer) -> Iterator[Any]:
     from idp.app import create_app
 
     app = create_app(loss_settings(tmp_path, own_redis))
@@ -74,7 +73,7 @@ def loss_app(tmp_path: Path, own_redis: OwnRedis) -> Iterator[Any]:
 
 
 @pytest.fixture
-def second_app(tmp_path: Path, own_redis: OwnRedis, loss_app: Any) -> Iterator[Any]:
+def second_app(tmp_path: Path, own_redis: RedisServer, loss_app: Any) -> Iterator[Any]:
     """Another instance on the same Redis and database, with caches of its own (another web process)."""
     from idp.app import create_app
 
@@ -211,7 +210,7 @@ def place_answers(app: Any, places: dict[str, int]) -> dict[str, int]:
 
 @pytest.mark.parametrize("fault", ["flushall", "restart_without_persistence", "restart_from_old_snapshot"])
 def test_a_store_that_loses_data_never_hands_out_a_position_twice(
-    loss_app: Any, second_app: Any, own_redis: OwnRedis, fault: str
+    loss_app: Any, second_app: Any, own_redis: RedisServer, fault: str
 ) -> None:
     with Load(loss_app, joiners=4, others=(second_app,)) as load:
         wait_for(lambda: load.acknowledged() >= 120 and len(load.tokens) >= 5, "joins and tokens before the fault")
@@ -259,7 +258,7 @@ def test_a_store_that_loses_data_never_hands_out_a_position_twice(
     assert counters.queue >= max(load.places.values())
 
 
-def test_joins_told_503_by_a_paused_store_leave_no_place(loss_app: Any, own_redis: OwnRedis) -> None:
+def test_joins_told_503_by_a_paused_store_leave_no_place(loss_app: Any, own_redis: RedisServer) -> None:
     with Load(loss_app, joiners=4) as load:
         wait_for(lambda: load.acknowledged() >= 50, "joins before the pause")
         own_redis.pause()
@@ -276,7 +275,9 @@ def test_joins_told_503_by_a_paused_store_leave_no_place(loss_app: Any, own_redi
     assert places == len(load.places), "a join answered 503 left a place in the queue"
 
 
-def test_a_join_retried_with_its_idempotency_key_after_a_503_has_one_place(loss_app: Any, own_redis: OwnRedis) -> None:
+def test_a_join_retried_with_its_idempotency_key_after_a_503_has_one_place(
+    loss_app: Any, own_redis: RedisServer
+) -> None:
     client = loss_app.test_client()
     headers = {"Idempotency-Key": "visitor-42-attempt-1"}
     first = client.post("/api/assign_queue_num", json={"event_id": E}, headers=headers)
@@ -295,7 +296,7 @@ def test_a_join_retried_with_its_idempotency_key_after_a_503_has_one_place(loss_
     assert own_redis.client().hlen(keys.places(E)) == 2
 
 
-def test_a_pre_queue_entry_lost_with_the_store_answers_410_place_lost(loss_app: Any, own_redis: OwnRedis) -> None:
+def test_a_pre_queue_entry_lost_with_the_store_answers_410_place_lost(loss_app: Any, own_redis: RedisServer) -> None:
     svc = loss_app.extensions["idp"]
     now = int(time.time())
     svc.events.create({"event_id": "early", "name": "Early", "prequeue_opens_at": now - 60, "opens_at": now + 3600})
@@ -322,7 +323,7 @@ def test_a_pre_queue_entry_lost_with_the_store_answers_410_place_lost(loss_app: 
 
 
 def test_without_automatic_recovery_the_event_waits_for_idp_queue_recover(
-    tmp_path: Path, own_redis: OwnRedis, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, own_redis: RedisServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import json
 
@@ -384,7 +385,7 @@ def test_without_automatic_recovery_the_event_waits_for_idp_queue_recover(
 
 
 def test_serve_and_worker_warn_when_redis_has_no_aof(
-    tmp_path: Path, own_redis: OwnRedis, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, own_redis: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     from idp.queue.cli import warn_without_persistence
 
