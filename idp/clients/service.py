@@ -15,11 +15,11 @@ from idp.clock import Clock
 from idp.errors import ConflictError, NotFoundError, ValidationError
 from idp.events.service import EventNotFoundError, validate_event_id
 from idp.hashing import hash_secret, new_secret, verify_secret
+from idp.origins import clean_origin_list, origin_of_url
 from idp.storage.db import Database
 from idp.storage.models import Client, Event
 from idp.targets import check_redirect_uri
 from idp.validation import IDENTIFIER_RE
-from idp.web.cors import clean_origin_list, origin_of_url
 
 CLIENT_ID_RE = IDENTIFIER_RE
 AUTH_METHODS = ("client_secret_basic", "client_secret_post")

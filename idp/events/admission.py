@@ -6,11 +6,11 @@ token expires; an admitted place that has not claimed its token yet counts as ac
 window ends (the expiry sweep then counts it expired). Everything is read from the queue store and the
 database at the moment of the decision, never from a per-process cache.
 
-Each tick the worker admits ``min(rate budget, max_active - active)`` waiting visitors, never a
-negative number, with the mark ``target:<second>`` so a tick retried after a crash (or run by a
-second worker) admits nobody twice. The rate budget spreads ``max_per_minute`` evenly over the seconds
-of a minute: second ``s`` may admit ``floor(R*(s+1)/60) - floor(R*s/60)``; seconds a worker missed
-(a restart) are made up, at most ten seconds' worth at once.
+Each tick the worker (``idp.worker.admitting``) admits ``min(rate budget, max_active - active)``
+waiting visitors, never a negative number, with the mark ``target:<second>`` so a tick retried after
+a crash (or run by a second worker) admits nobody twice. The rate budget spreads ``max_per_minute``
+evenly over the seconds of a minute: second ``s`` may admit ``floor(R*(s+1)/60) - floor(R*s/60)``;
+seconds a worker missed (a restart) are made up, at most ten seconds' worth at once.
 
 Room modes at the door: ``passthrough`` admits every join at once; ``when_busy`` admits a join at
 once while the room is under ``max_active`` (the per-minute target is held by the worker's ticks).
@@ -19,19 +19,17 @@ once while the room is under ``max_active`` (the per-minute target is held by th
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select, update
 
 from idp.clock import Clock
-from idp.queue.engine import INT64_MAX, Counters, Entry
+from idp.queue.engine import INT64_MAX, Counters, Entry, QueueEngine
 from idp.storage.db import Database
 from idp.storage.models import TokenRecord
 
 if TYPE_CHECKING:
     from idp.events.service import EventConfig
-    from idp.queue.waiting_room import WaitingRoom
 
 log = logging.getLogger("idp.admission")
 CATCH_UP_SECONDS = 10
@@ -116,75 +114,21 @@ def rate_budget(per_minute: int, second: int, previous_second: int | None) -> in
     return max(0, allowed_by(second) - allowed_by(previous_second))
 
 
-@dataclass(frozen=True)
-class TargetOutcome:
-    event_id: str
-    # admitted | full | paused | closed | unhealthy | idle
-    action: str
-    active: int = 0
-    admitted: int = 0
-    serving: int = 0
-
-
-def admit_at_door(room: WaitingRoom, event: EventConfig, entry: Entry) -> int:
+def admit_at_door(engine: QueueEngine, db: Database, event: EventConfig, entry: Entry) -> int:
     """Admit a fresh join at once where the room mode says so; returns how many were admitted."""
     if event.mode == "passthrough":
-        return room.engine.admit_up_to(event.event_id, entry.position, INT64_MAX)[1]
+        return engine.admit_up_to(event.event_id, entry.position, INT64_MAX)[1]
     if event.mode != "when_busy":
         return 0
     if event.max_active is None:
         # Without a capacity target the room is never busy at the door; the worker holds the rate.
         if event.max_per_minute is not None:
             return 0
-        return room.engine.admit_up_to(event.event_id, entry.position, INT64_MAX)[1]
-    counters = room.engine.counters(event.event_id)
-    now = int(room.engine.clock.now())
-    free = event.max_active - active_sessions(room.events.db, counters, event.event_id, now, event.session_idle_seconds)
+        return engine.admit_up_to(event.event_id, entry.position, INT64_MAX)[1]
+    counters = engine.counters(event.event_id)
+    now = int(engine.clock.now())
+    free = event.max_active - active_sessions(db, counters, event.event_id, now, event.session_idle_seconds)
     if free <= 0:
         return 0
     cap = min(entry.position, counters.serving + free)
-    return room.engine.admit_up_to(event.event_id, cap, INT64_MAX)[1]
-
-
-class TargetHolder:
-    """The worker's side: hold each event's targets, one tick at a time."""
-
-    def __init__(self, room: WaitingRoom) -> None:
-        self.room = room
-        self._last_second: dict[str, int] = {}
-
-    def tick(self, event: EventConfig, now: float, *, healthy: bool = True) -> TargetOutcome:
-        eid = event.event_id
-        second = int(now)
-        previous = self._last_second.get(eid)
-        if event.mode == "closed":
-            return TargetOutcome(eid, "closed")
-        if not healthy:
-            self._last_second[eid] = second  # no catching up on what the origin could not take
-            return TargetOutcome(eid, "unhealthy")
-        if event.policy.enabled:
-            self.room.sweep(eid)  # unclaimed places whose window ended stop counting as active
-        counters = self.room.engine.counters(eid)
-        active = active_sessions(self.room.events.db, counters, eid, second, event.session_idle_seconds)
-        if event.mode == "passthrough":
-            serving, admitted = self.room.engine.admit_up_to(eid, INT64_MAX, INT64_MAX, f"target:{second}")
-            self._last_second[eid] = second
-            return TargetOutcome(eid, "admitted" if admitted else "idle", active, admitted, serving)
-        budget = INT64_MAX
-        if event.max_per_minute is not None:
-            budget = rate_budget(event.max_per_minute, second, previous)
-        cap = INT64_MAX
-        if event.max_active is not None:
-            free = event.max_active - active
-            if free <= 0:
-                self._last_second[eid] = second
-                return TargetOutcome(eid, "full", active, 0, counters.serving)
-            cap = counters.serving + free
-        if budget <= 0:
-            return TargetOutcome(eid, "idle", active, 0, counters.serving)
-        serving, admitted = self.room.engine.admit_up_to(eid, cap, budget, f"target:{second}")
-        self._last_second[eid] = second
-        if admitted:
-            self.room.invalidate(eid)
-            log.info("admitted to hold targets", extra={"event_id": eid, "admitted": admitted, "active": active})
-        return TargetOutcome(eid, "admitted" if admitted else "idle", active, admitted, serving)
+    return engine.admit_up_to(event.event_id, cap, INT64_MAX)[1]

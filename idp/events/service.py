@@ -15,11 +15,11 @@ from idp.crypto import Secrets
 from idp.errors import ConflictError, NotFoundError, ValidationError
 from idp.events import lottery
 from idp.events.lifecycle import MODES
+from idp.origins import clean_origin_list
 from idp.queue.engine import ExpiryPolicy
 from idp.storage.db import Database
 from idp.storage.models import Event
 from idp.validation import IDENTIFIER_RE
-from idp.web.cors import clean_origin_list
 
 EVENT_ID_RE = IDENTIFIER_RE
 MAX_PERIOD = 10 * 365 * 86400

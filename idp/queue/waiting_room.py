@@ -101,7 +101,9 @@ class WaitingRoom:
 
     def admit_on_join(self, event: EventConfig, entry: Entry) -> None:
         """Room modes that admit at the door (``passthrough``, ``when_busy`` under its targets)."""
-        if event.mode in ("passthrough", "when_busy") and admission.admit_at_door(self, event, entry):
+        if event.mode in ("passthrough", "when_busy") and admission.admit_at_door(
+            self.engine, self.events.db, event, entry
+        ):
             self._counters.invalidate(event.event_id)
 
     def session_seen(self, event_id: str, request_tag: str) -> bool:

@@ -23,7 +23,6 @@ from sqlalchemy import CursorResult, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from idp.events.admission import TargetHolder
 from idp.events.service import EventConfig, EventNotFoundError
 from idp.inlet.periodic import HealthCheck, PeriodicInlet, health_checker
 from idp.notify import outbox
@@ -32,6 +31,7 @@ from idp.queue.redis_store import RedisQueueStore
 from idp.storage.models import MetricsSample, OutboxEntry, WebhookDelivery, WorkerJobStat
 from idp.targets import Outbound
 from idp.worker import ticks
+from idp.worker.admitting import TargetHolder
 from idp.worker.lease import DatabaseLease, Lease, RedisLease
 
 if TYPE_CHECKING:
