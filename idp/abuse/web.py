@@ -22,6 +22,7 @@ from idp.abuse.service import JoinAttempt
 from idp.admin.auth import require_scope
 from idp.errors import IdpError, ValidationError
 from idp.events.service import EventConfig
+from idp.pages.respond import page_context, render_page, status_context
 from idp.web.http import json_response, query, services
 
 bp = Blueprint("abuse", __name__)
@@ -91,7 +92,6 @@ def current_return_path() -> str:
 
 
 def challenge_page(event: EventConfig, challenge: dict[str, object], return_to: str, *, failed: bool) -> Response:
-    from idp.pages.web import page_context, render_page
 
     captcha = None
     if challenge.get("kind") == "captcha":
@@ -128,7 +128,6 @@ def decoy_page(event: EventConfig) -> Response:
     """The infinite queue: a normal waiting page for a place that never comes."""
     from idp.pages.cookies import set_place_cookie
     from idp.pages.status import WAITING
-    from idp.pages.web import page_context, render_page, status_context
     from idp.queue.engine import Entry, PlaceState, PlaceStatus
 
     svc = services()

@@ -24,6 +24,7 @@ WEB_MODULES = frozenset(
         "admin/auth.py",  # the admin API's guard on each request (a decorator of its views)
         "admin/operator.py",  # the admin API's operator views (inlet, webhooks, dashboard)
         "oidc/server.py",  # Authlib's Flask AuthorizationServer and its endpoints
+        "pages/respond.py",  # a waiting-room page as a Flask answer (its language, CSP nonce and headers)
     }
 )
 
