@@ -882,11 +882,6 @@ class RedisQueueStore:
     def ledger_row(self, event_id: str) -> LedgerRow | None:
         return self.ledger.get(event_id)
 
-    @_unavailable
-    def persistence(self) -> dict[str, Any]:
-        """The server's persistence settings (``aof_enabled`` and the rest of INFO persistence)."""
-        return dict(self.client.info("persistence"))
-
 
 @dataclass(frozen=True)
 class _Recovered:
