@@ -80,7 +80,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     # Children must share the secret, or each worker would invent its own development secret.
     env["IDP_SECRET_KEY"] = settings.secret_key
     env["IDP_DATABASE_URL"] = settings.database_url
-    if args.workers:
+    if args.workers is not None:
         env["IDP_WORKERS"] = str(args.workers)
     argv = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), "idp.app:create_app()"]
     os.execve(sys.executable, argv, env)  # noqa: S606 - replaces this process with gunicorn
@@ -186,7 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default=None, help="address to listen on (default IDP_HOST, 127.0.0.1; IDP_BIND wins)")
     serve.add_argument("--port", type=int, default=None, help="port to listen on (default IDP_PORT, 8000)")
-    serve.add_argument("--workers", type=int, default=None, help="gunicorn workers (default IDP_WORKERS)")
+    serve.add_argument(
+        "--workers", type=int, default=None, help="gunicorn workers (default IDP_WORKERS; 0: one per usable core)"
+    )
     serve.add_argument("--demo", action="store_true", help="create a demo event and print how to use it")
     serve.set_defaults(func=cmd_serve)
 

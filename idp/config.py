@@ -179,6 +179,8 @@ class Settings:
             raise ConfigError("IDP_ISSUER must not end with a slash (Cognito and OIDC discovery require it)")
         if self.landing_page not in {"", "full", "minimal", "off"}:
             raise ConfigError("IDP_LANDING_PAGE must be full, minimal or off")
+        if self.workers < 0:
+            raise ConfigError("IDP_WORKERS must be 0 (one per usable core) or more")
         if self.is_production:
             if not self.secret_key or self.secret_is_generated or len(self.secret_key) < 32:
                 raise ConfigError("production needs IDP_SECRET_KEY of at least 32 characters")

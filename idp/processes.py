@@ -25,30 +25,40 @@ def is_gevent(worker_class: str) -> bool:
 
 
 def cgroup_cpu_limit(root: Path = CGROUP_ROOT, own_cgroup: str | None = None) -> float | None:
-    """The CPU quota of this process's cgroup in CPUs (1.5 for a 150000/100000 quota), or None for none.
+    """The CPU quota that binds this process, in CPUs (1.5 for a 150000/100000 quota), or None for none.
 
-    cgroup v2 keeps it in ``cpu.max`` ("QUOTA PERIOD", or "max PERIOD" for none) in the process's own
-    cgroup folder (or at the root, where a container's namespace puts it); cgroup v1 in
-    ``cpu/cpu.cfs_quota_us`` (-1 for none) over ``cpu/cpu.cfs_period_us``.
+    A quota anywhere on the way from the process's cgroup up to the root binds it, so the smallest is
+    taken. cgroup v2 keeps each in ``cpu.max`` ("QUOTA PERIOD", or "max PERIOD" for none); cgroup v1 in
+    ``cpu.cfs_quota_us`` (-1 for none) over ``cpu.cfs_period_us`` under the cpu controller's folder. The
+    process's cgroup is read from ``/proc/self/cgroup`` unless ``own_cgroup`` gives it ("" for the root,
+    where a container's cgroup namespace puts its own).
     """
-    if own_cgroup is None:
-        own_cgroup = _own_cgroup()
-    folders = [root / own_cgroup.lstrip("/")] if own_cgroup else []
-    folders.append(root)
-    for folder in folders:
-        try:
-            quota, period = (folder / "cpu.max").read_text().split()[:2]
-        except (OSError, ValueError):
-            continue
-        if quota == "max":
-            return None
-        try:
-            return _ratio(int(quota), int(period))
-        except ValueError:
-            return None
+    v2_path, v1_path = _own_cgroups() if own_cgroup is None else (own_cgroup, own_cgroup)
+    limits = [_v2_quota(folder) for folder in _up_to_root(root, v2_path)] + [
+        _v1_quota(folder) for folder in _up_to_root(root / "cpu", v1_path)
+    ]
+    found = [limit for limit in limits if limit is not None]
+    return min(found) if found else None
+
+
+def _up_to_root(root: Path, path: str | None) -> list[Path]:
+    """``root/path``, each of its parents, and ``root`` itself (just ``root`` without a path)."""
+    parts = [part for part in (path or "").split("/") if part and part != ".."]
+    return [root.joinpath(*parts[:depth]) for depth in range(len(parts), -1, -1)]
+
+
+def _v2_quota(folder: Path) -> float | None:
     try:
-        quota_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
-        period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+        quota, period = (folder / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else _ratio(int(quota), int(period))
+    except (OSError, ValueError):
+        return None
+
+
+def _v1_quota(folder: Path) -> float | None:
+    try:
+        quota_us = int((folder / "cpu.cfs_quota_us").read_text())
+        period_us = int((folder / "cpu.cfs_period_us").read_text())
     except (OSError, ValueError):
         return None
     return _ratio(quota_us, period_us)
@@ -58,16 +68,26 @@ def _ratio(quota: int, period: int) -> float | None:
     return quota / period if quota > 0 and period > 0 else None
 
 
-def _own_cgroup() -> str | None:
-    """The cgroup v2 path of this process ("0::/PATH" in /proc/self/cgroup), or None."""
+def _own_cgroups() -> tuple[str | None, str | None]:
     try:
-        lines = Path("/proc/self/cgroup").read_text().splitlines()
+        return own_cgroups(Path("/proc/self/cgroup").read_text())
     except OSError:
-        return None
+        return None, None
+
+
+def own_cgroups(proc_self_cgroup: str) -> tuple[str | None, str | None]:
+    """The cgroup paths in ``/proc/self/cgroup``: the v2 one ("0::/PATH") and the v1 cpu controller's."""
+    lines = proc_self_cgroup.splitlines()
+    v2: str | None = None
+    v1: str | None = None
     for line in lines:
-        if line.startswith("0::"):
-            return line[3:].strip() or None
-    return None
+        number, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if number == "0" and not controllers:
+            v2 = path.strip()
+        elif "cpu" in controllers.split(","):
+            v1 = path.strip()
+    return v2, v1
 
 
 def usable_cores(root: Path = CGROUP_ROOT, own_cgroup: str | None = None) -> int:

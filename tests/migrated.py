@@ -3,7 +3,8 @@
 Running the Alembic migrations costs about 0.15 s of CPU; a suite that gives a thousand tests their own
 SQLite file spent minutes on it. ``migrate(url)`` runs them once per test process into a template file,
 then copies that file for each new SQLite database. Any other database (PostgreSQL, an SQLite file that
-already exists, a revision other than head) is migrated as ``idp db upgrade`` would.
+already exists) is migrated as ``idp db upgrade`` would; a test that needs another revision calls
+``idp.storage.db.upgrade_database`` itself.
 """
 
 from __future__ import annotations

@@ -92,7 +92,6 @@ def current_return_path() -> str:
 
 
 def challenge_page(event: EventConfig, challenge: dict[str, object], return_to: str, *, failed: bool) -> Response:
-
     captcha = None
     if challenge.get("kind") == "captcha":
         provider = PROVIDERS[str(challenge["provider"])]

@@ -18,7 +18,6 @@ once while the room is under ``max_active`` (the per-minute target is held by th
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select, update
@@ -31,7 +30,6 @@ from idp.storage.models import TokenRecord
 if TYPE_CHECKING:
     from idp.events.service import EventConfig
 
-log = logging.getLogger("idp.admission")
 CATCH_UP_SECONDS = 10
 
 

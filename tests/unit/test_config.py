@@ -198,3 +198,9 @@ def test_queue_sizes_out_of_range_are_refused_naming_their_variable(variable, va
 def test_the_join_batch_takes_its_range():
     assert Settings.from_env({"IDP_QUEUE_JOIN_BATCH": "1"}).validate().queue_join_batch == 1
     assert Settings.from_env({"IDP_QUEUE_JOIN_BATCH": "1000"}).validate().queue_join_batch == 1000
+
+
+def test_a_negative_worker_count_is_refused_and_zero_is_the_default():
+    with pytest.raises(ConfigError, match="IDP_WORKERS"):
+        Settings.from_env({"IDP_WORKERS": "-1"}).validate()
+    assert Settings.from_env({"IDP_WORKERS": "0"}).validate().workers == 0

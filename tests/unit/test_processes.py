@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from idp.processes import cgroup_cpu_limit, default_workers, is_gevent, usable_cores
+from idp.processes import cgroup_cpu_limit, default_workers, is_gevent, own_cgroups, usable_cores
 
 pytestmark = pytest.mark.unit
 
@@ -32,12 +32,40 @@ def test_a_cgroup_v2_quota_is_read_in_cpus(tmp_path: Path, cpu_max: str, limit: 
     assert cgroup_cpu_limit(_cgroup_v2(tmp_path, cpu_max), own_cgroup="") == limit
 
 
-def test_the_process_own_cgroup_v2_folder_wins_over_the_root(tmp_path: Path) -> None:
+def test_the_smallest_quota_on_the_way_to_the_root_binds(tmp_path: Path) -> None:
+    own = "/system.slice/idp.service"
     _cgroup_v2(tmp_path, "max 100000")
-    _cgroup_v2(tmp_path, "300000 100000", own="/system.slice/idp.service")
-    assert cgroup_cpu_limit(tmp_path, own_cgroup="/system.slice/idp.service") == 3.0
-    # A cgroup path without a cpu.max of its own (the controller is not enabled there) falls back to the root.
+    _cgroup_v2(tmp_path, "300000 100000", own=own)
+    assert cgroup_cpu_limit(tmp_path, own_cgroup=own) == 3.0
+    # A parent slice limited to 2 CPUs binds a service whose own cgroup has no limit ...
+    _cgroup_v2(tmp_path, "200000 100000", own="/system.slice")
+    assert cgroup_cpu_limit(tmp_path, own_cgroup=own) == 2.0
+    _cgroup_v2(tmp_path, "max 100000", own=own)
+    assert cgroup_cpu_limit(tmp_path, own_cgroup=own) == 2.0
+    # ... or none at all (the CPU controller is not enabled for it).
+    (tmp_path / "system.slice" / "idp.service" / "cpu.max").unlink()
+    assert cgroup_cpu_limit(tmp_path, own_cgroup=own) == 2.0
+    # A container's namespace root limited to 1 CPU binds a process in a child cgroup of it (/init).
+    container = tmp_path / "container"
+    _cgroup_v2(container, "100000 100000")
+    _cgroup_v2(container, "max 100000", own="/init")
+    assert cgroup_cpu_limit(container, own_cgroup="/init") == 1.0
     assert cgroup_cpu_limit(tmp_path, own_cgroup="/user.slice") is None
+
+
+def test_the_cgroup_paths_are_read_from_proc_self_cgroup() -> None:
+    hybrid = "9:name=systemd:/\n4:memory:/process_api/x\n3:cpu,cpuacct:/system.slice/idp.service\n0::/\n"
+    assert own_cgroups(hybrid) == ("/", "/system.slice/idp.service")
+    assert own_cgroups("0::/kubepods/burstable/pod1/abc\n") == ("/kubepods/burstable/pod1/abc", None)
+    assert own_cgroups("") == (None, None)
+
+
+def test_a_cgroup_v1_quota_of_the_cpu_controllers_own_folder_binds(tmp_path: Path) -> None:
+    service = tmp_path / "cpu" / "system.slice" / "idp.service"
+    service.mkdir(parents=True)
+    (service / "cpu.cfs_quota_us").write_text("150000\n")
+    (service / "cpu.cfs_period_us").write_text("100000\n")
+    assert cgroup_cpu_limit(tmp_path, own_cgroup="/system.slice/idp.service") == 1.5
 
 
 @pytest.mark.parametrize(("quota", "limit"), [("-1", None), ("400000", 4.0), ("25000", 0.25)])
@@ -101,3 +129,4 @@ def test_the_gunicorn_settings_take_the_default_and_the_variables(tmp_path: Path
     assert _gunicorn_settings(tmp_path, IDP_WORKER_CLASS="gevent_pywsgi")["workers"] == max(2, cores)
     assert _gunicorn_settings(tmp_path, IDP_THREADS="4") == {"workers": cores * 2 + 1, "worker_class": "gthread"}
     assert _gunicorn_settings(tmp_path, IDP_WORKERS="5")["workers"] == 5
+    assert _gunicorn_settings(tmp_path, IDP_WORKERS="0")["workers"] == max(2, cores), "0 is the default"
