@@ -367,6 +367,10 @@ def render_error(code: str, message: str, status: int) -> Response | None:
     return error_page(code, status)
 
 
+# Pages about an event that exists (not yet open, over, closed for now) carry its name and branding.
+EVENT_STATE_CODES = frozenset({"event_not_open", "event_closed", "room_closed"})
+
+
 def error_page(code: str, status: int, retry_after: int | None = None, *, event_id: str | None = None) -> Response:
     headline, advice = ERROR_TEXTS.get(
         code, (N_("Something went wrong."), N_("Please go back to the site that sent you here and try again."))
@@ -375,11 +379,12 @@ def error_page(code: str, status: int, retry_after: int | None = None, *, event_
     refresh = None
     if status == 503:
         refresh = retry_after or services().settings.retry_after_seconds
-    countdown = _countdown(event_id) if code == "event_not_open" else {}
+    event = _page_event(event_id) if code in EVENT_STATE_CODES else None
+    countdown = _countdown(event) if code == "event_not_open" and event is not None else {}
     if countdown:
         refresh = min(COUNTDOWN_REFRESH_SECONDS, max(1, int(countdown["countdown_seconds"])))
     context = page_context(
-        None,
+        event,
         **countdown,
         headline=t(headline),
         advice=t(advice),
@@ -394,16 +399,20 @@ def error_page(code: str, status: int, retry_after: int | None = None, *, event_
     return secure_page(response)
 
 
-def _countdown(event_id: str | None = None) -> dict[str, Any]:
-    """The opening time of the event a page names, for the countdown page; empty when unknown."""
-    from idp.events.lifecycle import opening_time
-
+def _page_event(event_id: str | None) -> EventConfig | None:
+    """The event a page names (its ``event_id``, else the route's), or None when it cannot be read."""
     if event_id is None:
         event_id = (request.view_args or {}).get("event_id")
     try:
-        event = services().events.get(event_id)
+        return services().events.get(event_id)
     except Exception:  # noqa: BLE001 - an error page must render whatever the event lookup says
-        return {}
+        return None
+
+
+def _countdown(event: EventConfig) -> dict[str, Any]:
+    """The event's opening time, for the countdown page; empty when it has none."""
+    from idp.events.lifecycle import opening_time
+
     opens = opening_time(event)
     if opens is None:
         return {}

@@ -76,10 +76,12 @@ def test_the_countdown_moves_on_by_itself_at_the_opening(
     browser: Any, server: Any, language: str, javascript: bool
 ) -> None:
     services = server.services()
-    opens_at = int(time.time()) + 8
-    services.events.create({"event_id": "sale", "name": "Spring concert", "opens_at": opens_at})
     if javascript:
-        _check_and_shoot(browser, f"{server.url}/wait/sale", language, "countdown")
+        # The screenshot and axe, on an event of their own, before the timed part starts.
+        services.events.create({"event_id": "later", "name": "Spring concert", "opens_at": int(time.time()) + 3600})
+        _check_and_shoot(browser, f"{server.url}/wait/later", language, "countdown")
+    opens_at = int(time.time()) + 6
+    services.events.create({"event_id": "sale", "name": "Spring concert", "opens_at": opens_at})
     context = browser.new_context(locale=LOCALES[language], java_script_enabled=javascript)
     try:
         page = context.new_page()
@@ -105,12 +107,17 @@ def test_the_pre_queue_page_shows_the_entry_then_the_drawn_place(
     import hashlib
 
     services = server.services()
-    opens_at = int(time.time()) + 10
+    if javascript:
+        # The screenshot and axe, on an event of their own, before the timed part starts.
+        later = int(time.time()) + 3600
+        services.events.create(
+            {"event_id": "later", "name": "Spring concert", "prequeue_opens_at": later - 3600, "opens_at": later}
+        )
+        _check_and_shoot(browser, f"{server.url}/wait/later", language, "prequeue")
+    opens_at = int(time.time()) + 6
     services.events.create(
         {"event_id": "sale", "name": "Spring concert", "prequeue_opens_at": opens_at - 60, "opens_at": opens_at}
     )
-    if javascript:
-        _check_and_shoot(browser, f"{server.url}/wait/sale", language, "prequeue")
     context = browser.new_context(locale=LOCALES[language], java_script_enabled=javascript)
     try:
         page = context.new_page()
@@ -137,8 +144,8 @@ def test_the_pre_queue_page_shows_the_entry_then_the_drawn_place(
 def test_the_closed_pages(browser: Any, server: Any, language: str, javascript: bool) -> None:
     services = server.services()
     now = int(time.time())
-    services.events.create({"event_id": "over", "opens_at": now - 100, "closes_at": now - 10})
-    services.events.create({"event_id": "paused", "mode": "closed"})
+    services.events.create({"event_id": "over", "name": "Spring concert", "opens_at": now - 100, "closes_at": now - 10})
+    services.events.create({"event_id": "paused", "name": "Spring concert", "mode": "closed"})
     if javascript:
         _check_and_shoot(browser, f"{server.url}/wait/over", language, "sale-over")
         _check_and_shoot(browser, f"{server.url}/wait/paused", language, "room-closed")

@@ -277,6 +277,33 @@ def test_browser_errors_are_pages_and_api_errors_stay_json(client: Any, sale: An
     assert client.get("/wait/_static/nothing.js").status_code == 404
 
 
+def test_pages_about_an_event_state_carry_its_name_and_branding(client: Any, services: Any, clock: Any) -> None:
+    now = int(clock.now())
+    branding = {"title": "Concert tickets", "message": "Doors open at ten.", "primary_color": "#ffdd00"}
+    services.events.create({"event_id": "soon", "opens_at": now + 90, "branding": branding})
+    services.events.create({"event_id": "over", "opens_at": now - 100, "closes_at": now - 10, "branding": branding})
+    services.events.create({"event_id": "paused", "name": "Spring fair", "mode": "closed"})
+    for path, status, headline, title in [
+        ("/wait/soon", 409, "The waiting room is not open yet.", "Concert tickets"),
+        ("/wait/over", 410, "The sale is over.", "Concert tickets"),
+        ("/wait/paused", 409, "The waiting room is closed for now.", "Spring fair"),
+    ]:
+        page = client.get(path)
+        html = page.get_data(as_text=True)
+        assert page.status_code == status and page.mimetype == "text/html", path
+        # The event's name is the page's one h1; the state is the heading of its section.
+        assert re.findall(r"<h1[^>]*>([^<]*)</h1>", html) == [title], path
+        assert f'<h2 id="wr-heading">{headline}</h2>' in html, path
+        assert f"<title>{headline} · {title}</title>" in html, path
+        assert ("Doors open at ten." in html) is (title == "Concert tickets"), path
+        assert "/theme.css" in html, path
+    assert 'id="wr-countdown"' in client.get("/wait/soon").get_data(as_text=True)
+    # An event that does not exist names nothing.
+    missing = client.get("/wait/no-such-event").get_data(as_text=True)
+    assert re.findall(r"<h1[^>]*>([^<]*)</h1>", missing) == ["This waiting room does not exist."]
+    assert "/theme.css" not in missing
+
+
 def test_https_issuer_makes_the_cookies_secure(backend_settings: Any, clock: Any) -> None:
     from idp.app import create_app
 
