@@ -121,6 +121,10 @@ class Settings:
     threads: int = 1
     backlog: int = 2048
     worker_timeout: int = 30
+    # Seconds an idle keep-alive connection stays open. Behind a proxy or load balancer that keeps
+    # connections to us, theirs must be shorter (nginx upstream keepalive_timeout) or ours longer (an
+    # ALB's idle timeout is 60 s: 65 here), or a request can be sent on a connection being closed (a 502).
+    keepalive: int = 5
     # gunicorn's worker class ("" : gevent, or gthread when threads > 1) and connections per gevent worker.
     worker_class: str = ""
     worker_connections: int = 1000
@@ -181,6 +185,8 @@ class Settings:
             raise ConfigError("IDP_LANDING_PAGE must be full, minimal or off")
         if self.workers < 0:
             raise ConfigError("IDP_WORKERS must be 0 (one per usable core) or more")
+        if self.keepalive < 0:
+            raise ConfigError("IDP_KEEPALIVE must be 0 (no keep-alive) or more seconds")
         if self.is_production:
             if not self.secret_key or self.secret_is_generated or len(self.secret_key) < 32:
                 raise ConfigError("production needs IDP_SECRET_KEY of at least 32 characters")
@@ -289,6 +295,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "threads": ("IDP_THREADS", int),
     "backlog": ("IDP_BACKLOG", int),
     "worker_timeout": ("IDP_WORKER_TIMEOUT", int),
+    "keepalive": ("IDP_KEEPALIVE", int),
     "worker_class": ("IDP_WORKER_CLASS", str.strip),
     "worker_connections": ("IDP_WORKER_CONNECTIONS", int),
     "max_requests": ("IDP_MAX_REQUESTS", int),

@@ -21,7 +21,7 @@ worker_connections = _settings.worker_connections
 backlog = _settings.backlog
 timeout = _settings.worker_timeout
 graceful_timeout = 20
-keepalive = 5
+keepalive = _settings.keepalive
 # Access lines come from the app's own structured log (without query strings); gunicorn's would
 # print request ids and codes from query strings.
 accesslog = None

@@ -115,7 +115,7 @@ def _gunicorn_settings(tmp_path: Path, **env: str) -> dict[str, object]:
     clean.update(env, PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"))
     script = (
         "import json, runpy; ns = runpy.run_path('idp/gunicorn_conf.py'); "
-        "print(json.dumps({k: ns[k] for k in ('workers', 'worker_class')}))"
+        "print(json.dumps({k: ns[k] for k in ('workers', 'worker_class', 'keepalive')}))"
     )
     done = subprocess.run(
         [sys.executable, "-c", script], cwd=REPO, env=clean, capture_output=True, text=True, timeout=60, check=True
@@ -125,8 +125,10 @@ def _gunicorn_settings(tmp_path: Path, **env: str) -> dict[str, object]:
 
 def test_the_gunicorn_settings_take_the_default_and_the_variables(tmp_path: Path) -> None:
     cores = usable_cores()
-    assert _gunicorn_settings(tmp_path) == {"workers": max(2, cores), "worker_class": "gevent"}
+    assert _gunicorn_settings(tmp_path) == {"workers": max(2, cores), "worker_class": "gevent", "keepalive": 5}
     assert _gunicorn_settings(tmp_path, IDP_WORKER_CLASS="gevent_pywsgi")["workers"] == max(2, cores)
-    assert _gunicorn_settings(tmp_path, IDP_THREADS="4") == {"workers": cores * 2 + 1, "worker_class": "gthread"}
+    assert _gunicorn_settings(tmp_path, IDP_THREADS="4")["workers"] == cores * 2 + 1
+    assert _gunicorn_settings(tmp_path, IDP_THREADS="4")["worker_class"] == "gthread"
+    assert _gunicorn_settings(tmp_path, IDP_KEEPALIVE="65")["keepalive"] == 65
     assert _gunicorn_settings(tmp_path, IDP_WORKERS="5")["workers"] == 5
     assert _gunicorn_settings(tmp_path, IDP_WORKERS="0")["workers"] == max(2, cores), "0 is the default"

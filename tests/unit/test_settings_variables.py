@@ -81,6 +81,7 @@ def test_each_field_has_one_variable_and_each_variable_one_field() -> None:
         ("IDP_PORT", "9001", "port", 9001),
         ("IDP_MIGRATIONS_DIR", "/app/migrations", "migrations_dir", "/app/migrations"),
         ("IDP_RETRY_AFTER_SECONDS", "9", "retry_after_seconds", 9),
+        ("IDP_KEEPALIVE", "65", "keepalive", 65),
     ],
 )
 def test_the_server_variables_are_settings(variable: str, raw: str, field: str, value: object) -> None:
