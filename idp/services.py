@@ -112,7 +112,7 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
     lookup = StoredLookupKey(db, settings.secret_keys)
     store = build_store(settings, db, lookup)
     engine = QueueEngine(store, clock)
-    events = EventService(db, clock, ttl, settings.secret_keys)
+    events = EventService(db, clock, ttl, settings.secret_keys, public_targets_only=settings.public_targets_only)
     room = WaitingRoom(events, engine, ttl)
     clients = ClientService(db, clock, ttl, require_https=settings.is_production)
     public_targets_only = settings.public_targets_only

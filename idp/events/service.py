@@ -19,6 +19,7 @@ from idp.origins import clean_origin_list
 from idp.queue.engine import ExpiryPolicy
 from idp.storage.db import Database
 from idp.storage.models import Event
+from idp.targets import check_outbound
 from idp.validation import IDENTIFIER_RE
 
 EVENT_ID_RE = IDENTIFIER_RE
@@ -331,10 +332,20 @@ def public_challenge(stored: dict[str, Any]) -> dict[str, Any]:
 class EventService:
     """Create, read, update and delete events; reads are served from a short cache."""
 
-    def __init__(self, db: Database, clock: Clock, cache_ttl: float, secret_keys: Secrets = "") -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        cache_ttl: float,
+        secret_keys: Secrets = "",
+        *,
+        public_targets_only: bool = False,
+    ) -> None:
         self.db = db
         self.clock = clock
         self._secret_keys = secret_keys
+        # Production: a captcha verify_url must resolve to public addresses (checked again at each use).
+        self.public_targets_only = public_targets_only
         self._cache: TTLCache[EventConfig | None] = TTLCache(cache_ttl)
 
     def _load(self, event_id: str) -> EventConfig | None:
@@ -379,8 +390,17 @@ class EventService:
             cleaned = {**cleaned, "challenge": challenge}
         return cleaned
 
+    def _check_targets(self, cleaned: dict[str, Any]) -> None:
+        """Refuse, when it is saved, a captcha verify_url that production would refuse to call."""
+        challenge = cleaned.get("challenge")
+        url = challenge.get("verify_url") if isinstance(challenge, dict) else None
+        if self.public_targets_only and url:
+            check_outbound(url, "challenge.verify_url")
+
     def create(self, data: dict[str, Any]) -> EventConfig:
-        cleaned = self._seal(clean_event_fields(data, partial=False))
+        cleaned = clean_event_fields(data, partial=False)
+        self._check_targets(cleaned)
+        cleaned = self._seal(cleaned)
         now = int(self.clock.now())
         with self.db.session() as session:
             if session.get(Event, cleaned["event_id"]) is not None:
@@ -399,7 +419,9 @@ class EventService:
 
     def update(self, event_id: str, data: dict[str, Any]) -> EventConfig:
         event_id = validate_event_id(event_id)
-        cleaned = self._seal({**clean_event_fields(data, partial=True), "event_id": event_id})
+        fields = clean_event_fields(data, partial=True)
+        self._check_targets(fields)
+        cleaned = self._seal({**fields, "event_id": event_id})
         del cleaned["event_id"]
         with self.db.session() as session:
             row = session.get(Event, event_id)
