@@ -48,7 +48,11 @@ def resolve(host: str) -> list[str]:
 
 def public_address(url: str, name: str, resolver: Resolver = resolve) -> str:
     """The address to connect to for ``url``: refused unless every address its host resolves to is public."""
-    host = urlsplit(url).hostname
+    try:
+        parts = urlsplit(url)
+        host, _port = parts.hostname, parts.port
+    except ValueError:  # a bracketed host that is not an IPv6 address, or a port out of range
+        raise ValidationError(f"{name} must name a host and a valid port.", code="invalid_field") from None
     if not host:
         raise ValidationError(f"{name} must name a host.", code="invalid_field")
     try:

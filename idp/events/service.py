@@ -20,7 +20,7 @@ from idp.queue.engine import ExpiryPolicy
 from idp.storage.db import Database
 from idp.storage.models import Event
 from idp.targets import check_outbound
-from idp.validation import IDENTIFIER_RE
+from idp.validation import CALLABLE_URL_RE, IDENTIFIER_RE
 
 EVENT_ID_RE = IDENTIFIER_RE
 MAX_PERIOD = 10 * 365 * 86400
@@ -306,7 +306,7 @@ def clean_challenge(value: object) -> dict[str, Any]:
             cleaned[name] = item
         url = value.get("verify_url")
         if url is not None:
-            if not isinstance(url, str) or len(url) > 2000 or not re.match(r"\Ahttps?://[^\s]+\Z", url):
+            if not isinstance(url, str) or not CALLABLE_URL_RE.match(url):
                 raise ValidationError("challenge.verify_url must be an absolute http(s) URL.", code="invalid_field")
             cleaned["verify_url"] = url
         timeout = value.get("timeout", DEFAULT_TIMEOUT_SECONDS)
