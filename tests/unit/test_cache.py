@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 import idp.cache
@@ -189,11 +191,10 @@ def test_a_load_that_needs_its_own_key_again_does_not_wait_for_itself():
     assert cache.get("k", lambda: cache.get("k", lambda: 1) + 1) == 2
 
 
-@pytest.mark.parametrize("everything", [False, True], ids=["key", "all"])
-def test_a_caller_after_an_invalidate_does_not_wait_for_a_load_begun_before_it(everything):
+def _load_in_flight(cache: TTLCache[str]) -> tuple[Any, list[str], Any]:
+    """Start a load of "k" (giving "before") in a thread and return it with its result list and release."""
     import threading
 
-    cache: TTLCache[str] = TTLCache(10)
     started, release = threading.Event(), threading.Event()
 
     def before() -> str:
@@ -205,6 +206,15 @@ def test_a_caller_after_an_invalidate_does_not_wait_for_a_load_begun_before_it(e
     first = threading.Thread(target=lambda: got.append(cache.get("k", before)))
     first.start()
     assert started.wait(5)
+    return first, got, release
+
+
+@pytest.mark.parametrize("everything", [False, True], ids=["key", "all"])
+def test_a_caller_after_an_invalidate_does_not_wait_for_a_load_begun_before_it(everything):
+    import threading
+
+    cache: TTLCache[str] = TTLCache(10)
+    first, got, release = _load_in_flight(cache)
     cache.invalidate(None if everything else "k")  # e.g. the event was just changed
     after = threading.Thread(target=lambda: got.append(cache.get("k", lambda: "after")))
     after.start()
@@ -219,20 +229,8 @@ def test_a_caller_after_an_invalidate_does_not_wait_for_a_load_begun_before_it(e
 
 @pytest.mark.parametrize("everything", [False, True], ids=["key", "all"])
 def test_a_value_loaded_across_an_invalidate_is_not_kept(everything):
-    import threading
-
     cache: TTLCache[str] = TTLCache(10)
-    started, release = threading.Event(), threading.Event()
-
-    def before() -> str:
-        started.set()
-        release.wait(5)
-        return "before"
-
-    got: list[str] = []
-    first = threading.Thread(target=lambda: got.append(cache.get("k", before)))
-    first.start()
-    assert started.wait(5)
+    first, got, release = _load_in_flight(cache)
     cache.invalidate(None if everything else "k")
     release.set()
     first.join(5)
