@@ -394,9 +394,7 @@ def error_page(code: str, status: int, retry_after: int | None = None, *, event_
         refresh_always=not countdown,  # a countdown page reloads by script; the refresh is for no-JS
         languages_links=language_links(request.path, {k: v for k, v in request.args.items() if k == "next"}),
     )
-    html = services().pages.render("error.html", page_language(), **context)
-    response = current_app.response_class(html, status=status, mimetype="text/html")
-    return secure_page(response)
+    return render_page("error.html", status, **context)
 
 
 def _page_event(event_id: str | None) -> EventConfig | None:
